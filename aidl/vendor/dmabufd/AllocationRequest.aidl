@@ -1,0 +1,25 @@
+/*
+ * Copyright (C) 2026 The dmabufd Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+package vendor.dmabufd;
+
+/**
+ * What a client asks of IAllocator.allocate().
+ * Sizes are signed because AIDL has no unsigned types; negative values are rejected with
+ * IAllocator.ERROR_INVALID_ARGUMENT.
+ */
+@VintfStability
+parcelable AllocationRequest {
+    /** Heap name as it appears under /dev/dma_heap, e.g. "system". Never a path. */
+    String heap;
+    /** Bytes wanted; the kernel rounds up to whole pages. */
+    long size;
+    /**
+     * Purpose name set with DMA_BUF_SET_NAME before the fd leaves the service: 1 to 31 bytes of
+     * printable ASCII or UTF-8, no control characters ("CAMERA", "GL", "codec:avc").
+     */
+    String name;
+    /** Heap flags; must be 0 on mainline heaps (see IAllocator.FLAG_* for accepted bits). */
+    long heapFlags;
+}

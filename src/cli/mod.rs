@@ -1,0 +1,179 @@
+//! `dmabufctl`: argument parsing and dispatch. Each subcommand lives in its own module; this one
+//! only turns arguments into calls and failures into one stderr line plus an exit status.
+//!
+//! Exit statuses: 0 success, 1 the operation failed, 2 bad input (usage, size, name, heap).
+
+mod alloc;
+mod dump;
+#[cfg(feature = "binder")]
+mod remote;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::Error;
+
+/// Exit status for bad input, as with most Unix tools (and clap's own usage errors).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status when a valid request failed.
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "dmabufctl", version, about = "Allocate named dma-bufs and account for every dma-buf in the system")]
+pub struct Cli {
+    /// Go through the dmabufd binder service instead of the kernel and /proc directly.
+    #[arg(long, global = true)]
+    pub service: bool,
+    /// With --service: reach the service over rsbinder RPC on this unix socket instead of
+    /// kernel binder (host testing).
+    #[arg(long, global = true, value_name = "SOCKET", requires = "service")]
+    pub rpc: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the dma-buf heaps under /dev/dma_heap.
+    Heaps,
+    /// Allocate named dma-bufs and print inode, size and name of each.
+    Alloc(AllocArgs),
+    /// Account for dma-buf usage: per process (default), buffer, app, name or heap.
+    Dump(DumpArgs),
+    /// Live allocations made through the service and who asked for them (needs --service).
+    Ledger(LedgerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllocArgs {
+    /// Heap name under /dev/dma_heap.
+    #[arg(long)]
+    pub heap: String,
+    /// Bytes per buffer; K, M and G suffixes (powers of 1024) accepted.
+    #[arg(long)]
+    pub size: String,
+    /// Purpose name: 1 to 31 bytes, no control characters.
+    #[arg(long)]
+    pub name: String,
+    /// Heap flags (must be 0 on mainline heaps).
+    #[arg(long, default_value_t = 0)]
+    pub flags: u64,
+    /// Number of buffers.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Also map each buffer (and touch its pages), so it shows in /proc/<pid>/maps.
+    #[arg(long)]
+    pub map: bool,
+    /// Keep the buffers alive this many seconds before exiting, so other tools can see them.
+    #[arg(long, value_name = "SECONDS")]
+    pub hold: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    Process,
+    App,
+    Name,
+    Heap,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Only this process.
+    pub pid: Option<i32>,
+    /// Only processes of this uid.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Show the buffer x process grid (as dmabuf_dump -a).
+    #[arg(short = 'a', conflicts_with = "b")]
+    pub a: bool,
+    /// Show per-buffer and per-exporter statistics (as dmabuf_dump -b).
+    #[arg(short = 'b')]
+    pub b: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Group the table by process (dmabuf_dump's layout), app (uid), name or heap.
+    #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
+    pub by: GroupBy,
+    /// Root of the proc filesystem to scan (for tests and offline captures).
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// Only allocations made by this uid.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Runs `dmabufctl` with the process's arguments and returns its exit status.
+pub fn main() -> i32 {
+    crate::logging::init("dmabufctl");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dmabufctl: {e}");
+            exit_status(&e)
+        }
+    }
+}
+
+fn run(cli: Cli) -> crate::Result<()> {
+    if cli.service {
+        #[cfg(feature = "binder")]
+        return remote::run(cli.rpc.as_deref(), cli.command);
+        #[cfg(not(feature = "binder"))]
+        return Err(Error::Unsupported("this dmabufctl was built without binder support"));
+    }
+    match cli.command {
+        Command::Heaps => alloc::heaps(),
+        Command::Alloc(args) => alloc::alloc(&args),
+        Command::Dump(args) => dump::dump(&args),
+        Command::Ledger(_) => Err(Error::InvalidArgument(
+            "the ledger lives in the service: use dmabufctl --service ledger".into(),
+        )),
+    }
+}
+
+/// Bad input is the caller's to fix (2); anything else is the system's (1).
+fn exit_status(e: &Error) -> i32 {
+    match e {
+        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// clap's usage errors span several lines; keep the promise of one line on stderr, but let
+/// `--help` and `--version` print in full.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_USAGE } else { 0 }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("dmabufctl: {}", first.trim_start_matches("error: "));
+            EXIT_USAGE
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! dmabufd: named dma-buf allocation and exact dma-buf accounting.
+//!
+//! The library does all the work; the `dmabufd` service and the `dmabufctl` CLI are thin front
+//! ends over it. Layers, bottom up:
+//!
+//! * [`sys`]: the only module that issues syscalls and ioctls; safe, typed wrappers.
+//! * [`heap`], [`name`], [`buffer`]: heap discovery, allocation, naming, CPU access.
+//! * [`procfs`]: pure parsers over bytes of `/proc`, debugfs and sysfs files.
+//! * [`scan`]: walks `/proc` and the kernel's buffer lists into a [`account::Model`].
+//! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
+//! * [`report`]: tables, CSV and JSON renderings of those views.
+//! * [`ledger`]: who asked for which live buffer (allocation attribution).
+//! * `service`: the binder adapter (feature `binder`).
+
+pub mod account;
+pub mod buffer;
+pub mod cli;
+pub mod error;
+pub mod heap;
+pub mod ledger;
+pub mod logging;
+pub mod name;
+pub mod procfs;
+pub mod report;
+pub mod scan;
+#[cfg(feature = "binder")]
+pub mod service;
+pub mod sys;
+pub mod units;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Human sizes: parsing `4M`-style arguments and page rounding.
