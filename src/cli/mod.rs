@@ -20,7 +20,11 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "dmabufctl", version, about = "Allocate named dma-bufs and account for every dma-buf in the system")]
+#[command(
+    name = "dmabufctl",
+    version,
+    about = "Allocate named dma-bufs and account for every dma-buf in the system"
+)]
 pub struct Cli {
     /// Go through the dmabufd binder service instead of the kernel and /proc directly.
     #[arg(long, global = true)]
@@ -104,6 +108,9 @@ pub struct DumpArgs {
     /// Group the table by process (dmabuf_dump's layout), app (uid), name or heap.
     #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
     pub by: GroupBy,
+    /// Print sizes in exact bytes instead of dmabuf_dump's kB.
+    #[arg(long)]
+    pub bytes: bool,
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
@@ -140,7 +147,9 @@ fn run(cli: Cli) -> crate::Result<()> {
         #[cfg(feature = "binder")]
         return remote::run(cli.rpc.as_deref(), cli.command);
         #[cfg(not(feature = "binder"))]
-        return Err(Error::Unsupported("this dmabufctl was built without binder support"));
+        return Err(Error::Unsupported(
+            "this dmabufctl was built without binder support",
+        ));
     }
     match cli.command {
         Command::Heaps => alloc::heaps(),
@@ -155,7 +164,9 @@ fn run(cli: Cli) -> crate::Result<()> {
 /// Bad input is the caller's to fix (2); anything else is the system's (1).
 fn exit_status(e: &Error) -> i32 {
     match e {
-        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => EXIT_USAGE,
+        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => {
+            EXIT_USAGE
+        }
         _ => EXIT_FAILURE,
     }
 }
@@ -165,9 +176,15 @@ fn exit_status(e: &Error) -> i32 {
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_USAGE } else { 0 }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_USAGE
+            } else {
+                0
+            }
         }
         _ => {
             let text = e.render().to_string();
