@@ -47,10 +47,7 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("unknown heap {heap:?}; available heaps: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
-    UnknownHeap {
-        heap: String,
-        available: Vec<String>,
-    },
+    UnknownHeap { heap: String, available: Vec<String> },
     #[error("not supported by this kernel: {0}")]
     Unsupported(&'static str),
     #[error("buffer is busy (renaming while devices are attached is refused by this kernel)")]
@@ -58,11 +55,7 @@ pub enum Error {
     #[error("out of memory allocating {size} bytes from heap {heap:?}")]
     OutOfMemory { heap: String, size: u64 },
     #[error("quota exceeded: uid {uid} holds {outstanding} bytes, limit {limit}")]
-    QuotaExceeded {
-        uid: u32,
-        outstanding: u64,
-        limit: u64,
-    },
+    QuotaExceeded { uid: u32, outstanding: u64, limit: u64 },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("{context}: {source}")]
@@ -79,9 +72,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps an I/O error with what was being done, so a one-line message is enough to act on.
     pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
-        Error::Io {
-            context: context.into(),
-            source: source.into(),
-        }
+        Error::Io { context: context.into(), source: source.into() }
     }
 }

@@ -4,9 +4,7 @@
 pub fn init(tag: &'static str) {
     #[cfg(target_os = "android")]
     android_logger::init_once(
-        android_logger::Config::default()
-            .with_tag(tag)
-            .with_max_level(log::LevelFilter::Info),
+        android_logger::Config::default().with_tag(tag).with_max_level(log::LevelFilter::Info),
     );
     #[cfg(not(target_os = "android"))]
     {
