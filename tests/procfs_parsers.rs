@@ -180,3 +180,32 @@ proptest! {
         prop_assert_eq!(seen, vec![(start, len, offset, inode, name.into_bytes())]);
     }
 }
+
+/// Captured from the VM (Debian 6.12): a process that allocated four buffers, mapped two.
+#[test]
+fn captured_6_12_bufinfo_and_maps() {
+    let info = bufinfo::parse(&fixture("bufinfo/6.12-vm-capture.txt"));
+    let rows: Vec<_> = info.rows.iter().map(|r| (r.size, r.count, r.inode, r.name.as_deref())).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (12288, Some(1), Some(4), Some("kernel only")),
+            (4096, Some(1), Some(3), Some("mapped only")),
+            (16384, Some(1), Some(2), None),
+            (8192, Some(3), Some(1), Some("CAMERA preview")),
+        ]
+    );
+    assert!(info.rows.iter().all(|r| r.exporter == "system"));
+    assert_eq!(info.total_bytes, Some(40960));
+    let bytes = fixture("maps/6.12-vm-capture.txt");
+    let mut seen = Vec::new();
+    maps::for_each_dmabuf(&bytes, |m| seen.push((m.inode, m.offset, m.len(), m.name.to_vec())));
+    assert_eq!(
+        seen,
+        vec![
+            (3, 0, 4096, b"mapped only".to_vec()),
+            (1, 4096, 4096, b"CAMERA preview".to_vec()),
+            (1, 0, 8192, b"CAMERA preview".to_vec()),
+        ]
+    );
+}
