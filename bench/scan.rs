@@ -1,6 +1,6 @@
 //! Scan benchmark: dmabufd's scanner against a port of AOSP dmabuf_dump's strategy, in the VM.
 //!
-//! Run with `benches/run-scan-bench` (boots the VM, see BENCHMARKS.md). The driver starts
+//! Run with `bench/run-scan-bench` (boots the VM, see BENCHMARKS.md). The driver starts
 //! holder processes (this binary in the `holder` role), each holding M dma-bufs by fd and by
 //! mapping among K other fds (pipes, sockets, files), then times full scans at each process count
 //! in scanner subprocesses (`scan-ours`, `scan-ours-kernel`, `scan-baseline`) so that each one's
