@@ -444,3 +444,50 @@ proptest! {
         prop_assert_eq!(part.totals.userspace_pss, expected.iter().map(|p| p.pss).sum::<u64>());
     }
 }
+
+#[test]
+fn without_kernel_list_exporters_come_from_fdinfo_and_sizes_from_maps() {
+    let opts = ScanOptions {
+        debugfs_bufinfo: None,
+        sysfs_buffers: None,
+        ..ScanOptions::under_root(&system_root())
+    };
+    let model = scan(&opts).expect("scans");
+    assert_eq!(model.exported_bytes, None);
+    assert_eq!(
+        model.buffers.keys().copied().collect::<Vec<_>>(),
+        vec![2001, 2002, 2003, 2004],
+        "no kernel-only buffer"
+    );
+    assert_eq!(model.buffers[&2001].exporter.as_deref(), Some("system"));
+    let mapped_only = &model.buffers[&2004];
+    assert_eq!(
+        (
+            mapped_only.size,
+            mapped_only.size_from_maps,
+            mapped_only.exporter.as_deref()
+        ),
+        (8192, true, None)
+    );
+}
+
+#[test]
+fn sysfs_stats_stand_in_for_debugfs() {
+    let opts = ScanOptions {
+        debugfs_bufinfo: None,
+        ..ScanOptions::under_root(&system_root())
+    };
+    let model = scan(&opts).expect("scans");
+    assert_eq!(model.exported_bytes, Some(1_138_688));
+    let kernel = &model.buffers[&2005];
+    assert_eq!(
+        (
+            kernel.size,
+            kernel.exporter.as_deref(),
+            kernel.name.as_deref()
+        ),
+        (1_048_576, Some("reserved"), None)
+    );
+    assert_eq!(model.buffers[&2004].exporter.as_deref(), Some("system"));
+    assert!(!model.buffers[&2004].size_from_maps);
+}
