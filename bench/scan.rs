@@ -28,7 +28,11 @@ const BUF_SIZE: u64 = 4096;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| -> usize { args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()) };
+    let arg = |i: usize| -> usize {
+        args.get(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
     match args.first().map(String::as_str) {
         Some("holder") => holder(arg(1) as i32, arg(2) as i32, arg(3), arg(4)),
         Some("scan-ours") => scanner(Scanner::Ours, arg(1)),
@@ -39,7 +43,9 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: dmabufd-bench-scan [--procs 50,200,1000] [--bufs 24] [--other 64] [--runs 5]");
+    eprintln!(
+        "usage: dmabufd-bench-scan [--procs 50,200,1000] [--bufs 24] [--other 64] [--runs 5]"
+    );
     std::process::exit(2)
 }
 
@@ -51,12 +57,22 @@ struct Config {
 }
 
 fn parse_config(args: &[String]) -> Config {
-    let mut c = Config { procs: vec![50, 200, 1000], bufs: 24, other: 64, runs: 5 };
+    let mut c = Config {
+        procs: vec![50, 200, 1000],
+        bufs: 24,
+        other: 64,
+        runs: 5,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
-            "--procs" => c.procs = value.split(',').map(|v| v.parse().unwrap_or_else(|_| usage())).collect(),
+            "--procs" => {
+                c.procs = value
+                    .split(',')
+                    .map(|v| v.parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
             "--bufs" => c.bufs = value.parse().unwrap_or_else(|_| usage()),
             "--other" => c.other = value.parse().unwrap_or_else(|_| usage()),
             "--runs" => c.runs = value.parse().unwrap_or_else(|_| usage()),
@@ -109,12 +125,18 @@ fn driver(args: &[String]) {
             let mut byte = [0u8];
             ready_rx.read_exact(&mut byte).expect("holder ready");
         }
-        eprintln!("bench: {n} holders up in {:.1}s", start.elapsed().as_secs_f64());
+        eprintln!(
+            "bench: {n} holders up in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
         let (procs, fds) = count_fds();
         let dmabuf_fds = n * cfg.bufs;
         let mut results = Vec::new();
         for scanner in ["scan-baseline", "scan-ours", "scan-ours-kernel"] {
-            let out = Command::new(&exe).args([scanner, &cfg.runs.to_string()]).output().expect("scanner");
+            let out = Command::new(&exe)
+                .args([scanner, &cfg.runs.to_string()])
+                .output()
+                .expect("scanner");
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             let r = ScanResult::parse(&text).unwrap_or_else(|| panic!("{scanner} failed: {text}"));
             results.push((scanner, r));
@@ -122,7 +144,9 @@ fn driver(args: &[String]) {
         let base = results[0].1.clone();
         for (name, r) in &results {
             assert!(
-                r.fd_refs >= dmabuf_fds as u64 && r.fd_refs == base.fd_refs && r.map_refs == base.map_refs,
+                r.fd_refs >= dmabuf_fds as u64
+                    && r.fd_refs == base.fd_refs
+                    && r.map_refs == base.map_refs,
                 "{name} disagrees with the baseline: {r:?} vs {base:?}"
             );
             let label = match *name {
@@ -150,8 +174,14 @@ fn driver(args: &[String]) {
 fn count_fds() -> (usize, usize) {
     let mut procs = 0;
     let mut fds = 0;
-    for e in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
-        if e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
+    for e in std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+    {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
             procs += 1;
             fds += std::fs::read_dir(e.path().join("fd")).map_or(0, |d| d.count());
         }
@@ -168,11 +198,26 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
     for i in 0..bufs {
         let name = format!("bench {i}");
         let buf = alloc
-            .allocate(&AllocRequest { heap: "system", size: BUF_SIZE, name: name.as_bytes(), heap_flags: 0 })
+            .allocate(&AllocRequest {
+                heap: "system",
+                size: BUF_SIZE,
+                name: name.as_bytes(),
+                heap_flags: 0,
+            })
             .expect("allocate")
             .into_owned_fd();
         // SAFETY: a fresh shared mapping, kept until the process exits.
-        unsafe { mmap(std::ptr::null_mut(), BUF_SIZE as usize, ProtFlags::READ, MapFlags::SHARED, &buf, 0) }.expect("mmap");
+        unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                BUF_SIZE as usize,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                &buf,
+                0,
+            )
+        }
+        .expect("mmap");
         keep.push(buf);
     }
     // K other fds, a phone-like mix: pipes, stream and datagram sockets, files.
@@ -242,8 +287,18 @@ fn scanner(which: Scanner, runs: usize) {
                     opts.sysfs_buffers = None;
                 }
                 let model = scan(&opts).expect("scan");
-                let fds = model.buffers.values().flat_map(|b| b.fd_refs.values()).map(|&n| u64::from(n)).sum();
-                let maps = model.buffers.values().flat_map(|b| b.map_refs.values()).map(|&n| u64::from(n)).sum();
+                let fds = model
+                    .buffers
+                    .values()
+                    .flat_map(|b| b.fd_refs.values())
+                    .map(|&n| u64::from(n))
+                    .sum();
+                let maps = model
+                    .buffers
+                    .values()
+                    .flat_map(|b| b.map_refs.values())
+                    .map(|&n| u64::from(n))
+                    .sum();
                 (fds, maps)
             }
             Scanner::Baseline => baseline::scan(),
@@ -257,7 +312,13 @@ fn scanner(which: Scanner, runs: usize) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0);
-    println!("result {:.3} {} {} {}", times[times.len() / 2], refs.0, refs.1, hwm);
+    println!(
+        "result {:.3} {} {} {}",
+        times[times.len() / 2],
+        refs.0,
+        refs.1,
+        hwm
+    );
 }
 
 /// A port of libdmabufinfo's ReadDmaBufFdRefs + ReadDmaBufMapRefs, as dmabuf_dump runs them.
@@ -275,21 +336,48 @@ mod baseline {
     /// Returns (fd refs, map refs) summed over all buffers.
     pub fn scan() -> (u64, u64) {
         let mut bufs: Vec<DmaBuffer> = Vec::new();
-        for dent in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
-            let Some(pid) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        for dent in std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok())
+        {
+            let Some(pid) = dent
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
             read_fd_refs(pid, &mut bufs);
             read_map_refs(pid, &mut bufs);
         }
-        let fds = bufs.iter().flat_map(|b| b.fdrefs.values()).map(|&n| u64::from(n)).sum();
-        let maps = bufs.iter().flat_map(|b| b.maprefs.values()).map(|&n| u64::from(n)).sum();
+        let fds = bufs
+            .iter()
+            .flat_map(|b| b.fdrefs.values())
+            .map(|&n| u64::from(n))
+            .sum();
+        let maps = bufs
+            .iter()
+            .flat_map(|b| b.maprefs.values())
+            .map(|&n| u64::from(n))
+            .sum();
         (fds, maps)
     }
 
     fn read_fd_refs(pid: i32, bufs: &mut Vec<DmaBuffer>) {
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return };
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return;
+        };
         for dent in dir.filter_map(|e| e.ok()) {
-            let Some(fd) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            let Ok(file) = File::open(format!("/proc/{pid}/fdinfo/{fd}")) else { continue };
+            let Some(fd) = dent
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(file) = File::open(format!("/proc/{pid}/fdinfo/{fd}")) else {
+                continue;
+            };
             let (mut name, mut exporter) = ("<unknown>".to_string(), "<unknown>".to_string());
             let (mut count, mut size, mut inode) = (0u64, 0u64, None);
             let mut is_dmabuf = false;
@@ -333,7 +421,9 @@ mod baseline {
     /// libprocinfo parses every maps line into a struct with an owned name, then the callback
     /// filters on the `/dmabuf` prefix.
     fn read_map_refs(pid: i32, bufs: &mut Vec<DmaBuffer>) {
-        let Ok(file) = File::open(format!("/proc/{pid}/maps")) else { return };
+        let Ok(file) = File::open(format!("/proc/{pid}/maps")) else {
+            return;
+        };
         for line in BufReader::new(file).lines().map_while(Result::ok) {
             let mut fields = line.splitn(6, ' ');
             let range = fields.next().unwrap_or("");
@@ -343,7 +433,10 @@ mod baseline {
             let inode: u64 = fields.next().and_then(|i| i.parse().ok()).unwrap_or(0);
             let name = fields.next().unwrap_or("").trim_start().to_string();
             let (start, end) = range.split_once('-').map_or((0, 0), |(s, e)| {
-                (u64::from_str_radix(s, 16).unwrap_or(0), u64::from_str_radix(e, 16).unwrap_or(0))
+                (
+                    u64::from_str_radix(s, 16).unwrap_or(0),
+                    u64::from_str_radix(e, 16).unwrap_or(0),
+                )
             });
             if !name.starts_with("/dmabuf") {
                 continue;
