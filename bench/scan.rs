@@ -36,6 +36,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("holder") => holder(arg(1) as i32, arg(2) as i32, arg(3), arg(4)),
         Some("scan-ours") => scanner(Scanner::Ours, arg(1)),
+        Some("scan-ours-1t") => scanner(Scanner::OursOneThread, arg(1)),
         Some("scan-ours-kernel") => scanner(Scanner::OursWithKernelList, arg(1)),
         Some("scan-baseline") => scanner(Scanner::Baseline, arg(1)),
         _ => driver(&args),
@@ -132,7 +133,7 @@ fn driver(args: &[String]) {
         let (procs, fds) = count_fds();
         let dmabuf_fds = n * cfg.bufs;
         let mut results = Vec::new();
-        for scanner in ["scan-baseline", "scan-ours", "scan-ours-kernel"] {
+        for scanner in ["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel"] {
             let out = Command::new(&exe)
                 .args([scanner, &cfg.runs.to_string()])
                 .output()
@@ -151,6 +152,7 @@ fn driver(args: &[String]) {
             );
             let label = match *name {
                 "scan-baseline" => "dmabuf_dump strategy",
+                "scan-ours-1t" => "dmabufd, 1 thread",
                 "scan-ours" => "dmabufd (fds + maps)",
                 _ => "dmabufd + debugfs bufinfo",
             };
@@ -269,6 +271,7 @@ impl ScanResult {
 #[derive(Clone, Copy)]
 enum Scanner {
     Ours,
+    OursOneThread,
     OursWithKernelList,
     Baseline,
 }
@@ -280,11 +283,14 @@ fn scanner(which: Scanner, runs: usize) {
     for _ in 0..runs.max(1) {
         let start = Instant::now();
         refs = match which {
-            Scanner::Ours | Scanner::OursWithKernelList => {
+            Scanner::Ours | Scanner::OursOneThread | Scanner::OursWithKernelList => {
                 let mut opts = ScanOptions::default();
-                if matches!(which, Scanner::Ours) {
+                if !matches!(which, Scanner::OursWithKernelList) {
                     opts.debugfs_bufinfo = None;
                     opts.sysfs_buffers = None;
+                }
+                if matches!(which, Scanner::OursOneThread) {
+                    opts.threads = 1;
                 }
                 let model = scan(&opts).expect("scan");
                 let fds = model

@@ -16,8 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -230,7 +229,7 @@ impl<'a> Worker<'a> {
         if self.fd_hits.is_empty() && self.map_hits.is_empty() {
             return Ok(None);
         }
-        read_file(dir.as_fd(), c"status", &mut self.file)?;
+        read_file(dir.as_fd(), c"status", &mut self.file, Records::One)?;
         let status = procfs::status::parse(&self.file).ok_or_else(|| {
             Skip::Unreadable(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -340,8 +339,8 @@ impl<'a> Worker<'a> {
         fd_name: &CStr,
     ) -> Option<procfs::fdinfo::FdInfo> {
         self.set_path(format_args!("fdinfo/{}", fd_name.to_string_lossy()));
-        let path = self.cpath_owned();
-        read_file(dir, &path, &mut self.file).ok()?;
+        let path = CStr::from_bytes_until_nul(&self.path).ok()?;
+        read_file(dir, path, &mut self.file, Records::One).ok()?;
         Some(procfs::fdinfo::parse(&self.file))
     }
 
@@ -359,7 +358,7 @@ impl<'a> Worker<'a> {
     }
 
     fn read_maps(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<(), Skip> {
-        read_file(dir, c"maps", &mut self.file)?;
+        read_file(dir, c"maps", &mut self.file, Records::Many)?;
         let (buffers, hits) = (&mut self.out.buffers, &mut self.map_hits);
         procfs::maps::for_each_dmabuf(&self.file, |m| {
             let extent = m.offset.saturating_add(m.len());
@@ -389,18 +388,39 @@ impl<'a> Worker<'a> {
     fn cpath(&self) -> &CStr {
         CStr::from_bytes_until_nul(&self.path).unwrap_or(c"")
     }
-
-    fn cpath_owned(&self) -> std::ffi::CString {
-        self.cpath().to_owned()
-    }
 }
 
-/// Reads a whole file relative to `dir` into `buf` (cleared first, capacity reused).
-fn read_file(dir: BorrowedFd<'_>, path: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
+/// How a proc file hands out its contents.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Records {
+    /// One seq_file record (fdinfo, status): a read with room to spare returns all of it, so
+    /// the extra read that would only return 0 is skipped.
+    One,
+    /// Many records (maps): each read returns about a page at most, so read until 0.
+    Many,
+}
+
+/// Reads a whole proc file relative to `dir` into `buf` (cleared first, capacity reused).
+fn read_file(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    buf: &mut Vec<u8>,
+    records: Records,
+) -> io::Result<()> {
     let fd: OwnedFd = openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     buf.clear();
-    File::from(fd).read_to_end(buf)?;
-    Ok(())
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(buf.capacity().max(8192));
+        }
+        let room = buf.capacity() - buf.len();
+        match rustix::io::read(&fd, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return Ok(()),
+            Ok(n) if records == Records::One && n < room => return Ok(()),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Joins the workers' views. Workers saw disjoint pids, so ref maps just union; a buffer's
