@@ -69,8 +69,9 @@ pub fn alloc(args: &AllocArgs) -> Result<()> {
     Ok(())
 }
 
-/// Maps a buffer and writes one byte per page, so every page is resident in this process and its
-/// Rss in /proc/<pid>/smaps is the full buffer size.
+/// Maps a buffer and writes one byte per page inside a CPU-access window, so heaps that populate
+/// mappings lazily have every page in place, and the buffer is shown to be usable. (The system
+/// heap maps every page up front as VM_PFNMAP, which smaps never counts as Rss.)
 fn map_and_touch(buf: &DmaBuf) -> Result<Mapping<'_>> {
     let mut mapping = buf.map()?;
     let page = usize::try_from(units::page_size()).unwrap_or(4096);
