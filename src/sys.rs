@@ -114,6 +114,15 @@ pub enum SetNameIoctl {
     B,
 }
 
+impl SetNameIoctl {
+    /// The number this build's pointer width implies ([`DMA_BUF_SET_NAME`]).
+    pub const NATIVE: SetNameIoctl = if DMA_BUF_SET_NAME == DMA_BUF_SET_NAME_A {
+        SetNameIoctl::A
+    } else {
+        SetNameIoctl::B
+    };
+}
+
 /// Direction of CPU access announced with `DMA_BUF_IOCTL_SYNC`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncAccess {
@@ -177,15 +186,7 @@ pub fn heap_alloc(heap: BorrowedFd<'_>, len: u64, heap_flags: u64) -> SysResult<
 
 /// `DMA_BUF_SET_NAME` with this build's native number.
 pub fn set_name(buf: BorrowedFd<'_>, name: &CStr) -> SysResult<()> {
-    set_name_using(
-        buf,
-        name,
-        if DMA_BUF_SET_NAME == DMA_BUF_SET_NAME_A {
-            SetNameIoctl::A
-        } else {
-            SetNameIoctl::B
-        },
-    )
+    set_name_using(buf, name, SetNameIoctl::NATIVE)
 }
 
 /// `DMA_BUF_SET_NAME_A` or `_B`. The name is not validated here: kernel tests pass names the
@@ -327,6 +328,12 @@ mod tests {
             0x4004_6201
         };
         assert_eq!(DMA_BUF_SET_NAME, expected);
+        let native = if cfg!(target_pointer_width = "64") {
+            SetNameIoctl::B
+        } else {
+            SetNameIoctl::A
+        };
+        assert_eq!(SetNameIoctl::NATIVE, native);
     }
 
     #[test]

@@ -524,6 +524,34 @@ fn dmabufctl_alloc_holds_mapped_named_buffers() {
 }
 
 #[test]
+fn dmabufctl_without_access_to_the_heap_fails_with_status_1() {
+    use std::os::unix::process::CommandExt;
+    // Heap devices are 0600 root: an unprivileged user may list heaps but not allocate.
+    let unprivileged = |args: &[&str]| {
+        Command::new(DMABUFCTL)
+            .args(args)
+            .uid(1000)
+            .gid(1000)
+            .output()
+            .expect("run dmabufctl as uid 1000")
+    };
+    let out = unprivileged(&["alloc", "--heap", "system", "--size", "4K", "--name", "X"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "dmabufctl: permission denied: opening /dev/dma_heap/system\n"
+    );
+    let out = unprivileged(&["heaps"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        heaps_on_disk()
+    );
+}
+
+#[test]
 fn dmabufctl_bad_input_is_one_line_and_status_2() {
     let heaps = heaps_on_disk().join(", ");
     let cases: &[(&[&str], String)] = &[
