@@ -104,6 +104,9 @@ pub struct DumpArgs {
     /// Group the table by process (dmabuf_dump's layout), app (uid), name or heap.
     #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
     pub by: GroupBy,
+    /// Print sizes in exact bytes instead of dmabuf_dump's kB.
+    #[arg(long)]
+    pub bytes: bool,
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
