@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MIN_PRUNE_ENTRIES: usize = 256;
 
 /// One allocation made through the service, as recorded when it was handed out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     /// Buffer inode: the key every accounting view uses.
     pub inode: u64,
@@ -38,7 +38,9 @@ pub struct Entry {
 impl Entry {
     /// Milliseconds since the Unix epoch now, for [`Entry::time_millis`].
     pub fn now_millis() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 
@@ -76,7 +78,12 @@ pub struct Ledger {
 
 impl Default for Ledger {
     fn default() -> Self {
-        Ledger { entries: HashMap::new(), generation: 0, outstanding: HashMap::new(), prune_at: MIN_PRUNE_ENTRIES }
+        Ledger {
+            entries: HashMap::new(),
+            generation: 0,
+            outstanding: HashMap::new(),
+            prune_at: MIN_PRUNE_ENTRIES,
+        }
     }
 }
 
@@ -169,8 +176,13 @@ impl Ledger {
 
     /// Entries, optionally of one uid, oldest first (ties by inode), for stable output.
     pub fn entries(&self, uid: Option<u32>) -> Vec<Entry> {
-        let mut out: Vec<Entry> =
-            self.entries.values().map(|(_, e)| e).filter(|e| uid.is_none_or(|u| e.uid == u)).cloned().collect();
+        let mut out: Vec<Entry> = self
+            .entries
+            .values()
+            .map(|(_, e)| e)
+            .filter(|e| uid.is_none_or(|u| e.uid == u))
+            .cloned()
+            .collect();
         out.sort_by_key(|e| (e.time_millis, e.inode));
         out
     }
@@ -184,7 +196,11 @@ impl Ledger {
         let mut out: Vec<UidUsage> = self
             .outstanding
             .iter()
-            .map(|(&uid, &bytes)| UidUsage { uid, buffers: counts.get(&uid).copied().unwrap_or(0), bytes })
+            .map(|(&uid, &bytes)| UidUsage {
+                uid,
+                buffers: counts.get(&uid).copied().unwrap_or(0),
+                bytes,
+            })
             .collect();
         out.sort_by_key(|u| u.uid);
         out
@@ -210,7 +226,15 @@ mod tests {
     use super::*;
 
     fn entry(inode: u64, uid: u32, size: u64) -> Entry {
-        Entry { inode, size, name: "GL".into(), heap: "system".into(), uid, pid: 42, time_millis: inode, }
+        Entry {
+            inode,
+            size,
+            name: "GL".into(),
+            heap: "system".into(),
+            uid,
+            pid: 42,
+            time_millis: inode,
+        }
     }
 
     #[test]
@@ -218,7 +242,10 @@ mod tests {
         let mut l = Ledger::new();
         l.reserve(10, 4096, Some(8192)).unwrap();
         l.reserve(10, 4096, Some(8192)).unwrap();
-        assert_eq!(l.reserve(10, 1, Some(8192)), Err(OverQuota { outstanding: 8192 }));
+        assert_eq!(
+            l.reserve(10, 1, Some(8192)),
+            Err(OverQuota { outstanding: 8192 })
+        );
         l.release(10, 4096);
         assert_eq!(l.outstanding(10), 4096);
         // The kernel rounded 4000 up to 4096: the entry's size wins.
@@ -226,14 +253,26 @@ mod tests {
         assert_eq!(l.outstanding(10), 96 + 4096);
         l.release(10, 96);
         assert_eq!(l.outstanding(10), 4096);
-        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 1, bytes: 4096 }]);
+        assert_eq!(
+            l.usage_by_uid(),
+            vec![UidUsage {
+                uid: 10,
+                buffers: 1,
+                bytes: 4096
+            }]
+        );
     }
 
     #[test]
     fn no_limit_and_overflow() {
         let mut l = Ledger::new();
         l.reserve(1, u64::MAX, None).unwrap();
-        assert_eq!(l.reserve(1, 1, None), Err(OverQuota { outstanding: u64::MAX }));
+        assert_eq!(
+            l.reserve(1, 1, None),
+            Err(OverQuota {
+                outstanding: u64::MAX
+            })
+        );
     }
 
     #[test]
@@ -250,14 +289,27 @@ mod tests {
         assert_eq!(l.entries(Some(30)).len(), 1);
         assert_eq!(l.retain_live(l.generation(), |i| i != 2 && i != 9), 1);
         assert_eq!(l.outstanding(10), 100);
-        assert_eq!(l.entries(Some(10)).iter().map(|e| e.inode).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            l.entries(Some(10))
+                .iter()
+                .map(|e| e.inode)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         // Inode 3 died unnoticed and the kernel reused it for uid 10.
         l.reserve(10, 50, None).unwrap();
         l.commit(50, entry(3, 10, 50));
         assert_eq!(l.outstanding(20), 0);
         assert_eq!(l.outstanding(10), 150);
         assert_eq!(l.entries(None).len(), 2);
-        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 2, bytes: 150 }]);
+        assert_eq!(
+            l.usage_by_uid(),
+            vec![UidUsage {
+                uid: 10,
+                buffers: 2,
+                bytes: 150
+            }]
+        );
     }
 
     #[test]

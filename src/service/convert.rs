@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use super::compat::aidl::{
     AppUsage::AppUsage, BufferInfo::BufferInfo, BufferRef::BufferRef, HeapUsage::HeapUsage,
-    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage, Report::Report as AidlReport,
-    Totals::Totals as AidlTotals,
+    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
+    Report::Report as AidlReport, Totals::Totals as AidlTotals,
 };
 use crate::account::{AppView, BufferView, ExporterView, NameView, ProcessView, Report, Totals};
 use crate::ledger::Entry;
@@ -61,25 +61,38 @@ pub fn report_to_aidl(r: &Report) -> AidlReport {
         apps: r
             .apps
             .iter()
-            .map(|a| AppUsage { uid: uid_to_aidl(a.uid), rss: bytes(a.rss), pss: bytes(a.pss), buffers: count(a.buffers) })
+            .map(|a| AppUsage {
+                uid: uid_to_aidl(a.uid),
+                rss: bytes(a.rss),
+                pss: bytes(a.pss),
+                buffers: count(a.buffers),
+            })
             .collect(),
         names: r
             .names
             .iter()
-            .map(|n| NameUsage { name: n.name.clone(), bytes: bytes(n.bytes), buffers: count(n.buffers) })
+            .map(|n| NameUsage {
+                name: n.name.clone(),
+                bytes: bytes(n.bytes),
+                buffers: count(n.buffers),
+            })
             .collect(),
         heaps: r
             .heaps
             .iter()
-            .map(|h| HeapUsage { exporter: h.exporter.clone(), bytes: bytes(h.bytes), buffers: count(h.buffers) })
+            .map(|h| HeapUsage {
+                exporter: h.exporter.clone(),
+                bytes: bytes(h.bytes),
+                buffers: count(h.buffers),
+            })
             .collect(),
-        totals: Some(AidlTotals {
+        totals: AidlTotals {
             exportedBytes: r.totals.exported_bytes.map_or(-1, bytes),
             userspaceRss: bytes(r.totals.userspace_rss),
             userspacePss: bytes(r.totals.userspace_pss),
             kernelOnlyBytes: bytes(r.totals.kernel_only_bytes),
             unreadableProcesses: count(r.totals.unreadable_processes),
-        }),
+        },
     }
 }
 
@@ -103,7 +116,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
 
 /// What a client received, back as a library report.
 pub fn report_from_aidl(r: AidlReport) -> Report {
-    let totals = r.totals.unwrap_or_default();
+    let totals = r.totals;
     Report {
         buffers: r.buffers.into_iter().map(buffer_from_aidl).collect(),
         processes: r
@@ -132,12 +145,20 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
         names: r
             .names
             .into_iter()
-            .map(|n| NameView { name: n.name, bytes: unsigned(n.bytes), buffers: unsigned32(n.buffers) })
+            .map(|n| NameView {
+                name: n.name,
+                bytes: unsigned(n.bytes),
+                buffers: unsigned32(n.buffers),
+            })
             .collect(),
         heaps: r
             .heaps
             .into_iter()
-            .map(|h| ExporterView { exporter: h.exporter, bytes: unsigned(h.bytes), buffers: unsigned32(h.buffers) })
+            .map(|h| ExporterView {
+                exporter: h.exporter,
+                bytes: unsigned(h.bytes),
+                buffers: unsigned32(h.buffers),
+            })
             .collect(),
         totals: Totals {
             exported_bytes: u64::try_from(totals.exportedBytes).ok(),
@@ -151,7 +172,11 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
 
 fn buffer_from_aidl(b: BufferInfo) -> BufferView {
     let refs = |pick: fn(&BufferRef) -> i32| -> BTreeMap<i32, u32> {
-        b.refs.iter().filter(|r| pick(r) > 0).map(|r| (r.pid, unsigned32(pick(r)))).collect()
+        b.refs
+            .iter()
+            .filter(|r| pick(r) > 0)
+            .map(|r| (r.pid, unsigned32(pick(r))))
+            .collect()
     };
     BufferView {
         inode: unsigned(b.inode),
@@ -214,9 +239,22 @@ mod tests {
                 fd_bytes: 65536,
                 map_only_bytes: 0,
             }],
-            apps: vec![AppView { uid: 10_001, rss: 65536, pss: 32768, buffers: 1 }],
-            names: vec![NameView { name: String::new(), bytes: 65536, buffers: 1 }],
-            heaps: vec![ExporterView { exporter: "system".into(), bytes: 65536, buffers: 1 }],
+            apps: vec![AppView {
+                uid: 10_001,
+                rss: 65536,
+                pss: 32768,
+                buffers: 1,
+            }],
+            names: vec![NameView {
+                name: String::new(),
+                bytes: 65536,
+                buffers: 1,
+            }],
+            heaps: vec![ExporterView {
+                exporter: "system".into(),
+                bytes: 65536,
+                buffers: 1,
+            }],
             totals: Totals {
                 exported_bytes: None,
                 userspace_rss: 65536,
@@ -226,7 +264,7 @@ mod tests {
             },
         };
         let aidl = report_to_aidl(&report);
-        assert_eq!(aidl.totals.as_ref().map(|t| t.exportedBytes), Some(-1));
+        assert_eq!(aidl.totals.exportedBytes, -1);
         assert_eq!(aidl.buffers[0].refs.len(), 2);
         assert_eq!(report_from_aidl(aidl), report);
     }

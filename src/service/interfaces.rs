@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use super::compat::aidl::{
-    Allocation::Allocation, AllocationRequest::AllocationRequest, IAccounting, IAccounting::IAccounting,
-    IAllocator::IAllocator, LedgerEntry::LedgerEntry, Report::Report,
+    Allocation::Allocation,
+    AllocationRequest::AllocationRequest,
+    IAccounting::{IAccounting, ALL},
+    IAllocator::IAllocator,
+    LedgerEntry::LedgerEntry,
+    Report::Report,
 };
 use super::compat::{self, ParcelFileDescriptor, Result};
 use super::convert;
@@ -43,7 +47,10 @@ impl IAllocator for AllocatorService {
             name: &request.name,
             heap_flags: request.heapFlags,
         };
-        let buf = self.0.allocate(compat::caller(), &req).map_err(|e| to_status(&e))?;
+        let buf = self
+            .0
+            .allocate(compat::caller(), &req)
+            .map_err(|e| to_status(&e))?;
         let (inode, size) = (buf.inode(), buf.size());
         // The reply parcel takes its own duplicate; this one closes when the Allocation is
         // dropped after the reply is written, so the service keeps nothing.
@@ -65,18 +72,30 @@ impl IAccounting for AccountingService {
             uid: selector("uid", uid)?.map(convert::uid_from_aidl),
             pid: selector("pid", pid)?,
         };
-        self.0.report(compat::caller(), filter).map(|r| convert::report_to_aidl(&r)).map_err(|e| to_status(&e))
+        self.0
+            .report(compat::caller(), filter)
+            .map(|r| convert::report_to_aidl(&r))
+            .map_err(|e| to_status(&e))
     }
 
     fn getMyUsage(&self) -> Result<Report> {
         let caller = compat::caller();
-        let filter = Filter { uid: Some(caller.uid), pid: None };
-        self.0.report(caller, filter).map(|r| convert::report_to_aidl(&r)).map_err(|e| to_status(&e))
+        let filter = Filter {
+            uid: Some(caller.uid),
+            pid: None,
+        };
+        self.0
+            .report(caller, filter)
+            .map(|r| convert::report_to_aidl(&r))
+            .map_err(|e| to_status(&e))
     }
 
     fn getLedger(&self, uid: i32) -> Result<Vec<LedgerEntry>> {
         let uid = selector("uid", uid)?.map(convert::uid_from_aidl);
-        let entries = self.0.ledger_entries(compat::caller(), uid).map_err(|e| to_status(&e))?;
+        let entries = self
+            .0
+            .ledger_entries(compat::caller(), uid)
+            .map_err(|e| to_status(&e))?;
         Ok(entries.iter().map(convert::entry_to_aidl).collect())
     }
 }
@@ -84,8 +103,10 @@ impl IAccounting for AccountingService {
 /// `ALL` selects everything; other negative values are malformed.
 fn selector(what: &str, value: i32) -> Result<Option<i32>> {
     match value {
-        IAccounting::ALL => Ok(None),
+        ALL => Ok(None),
         v if v >= 0 => Ok(Some(v)),
-        v => Err(to_status(&Error::InvalidArgument(format!("{what} {v} is negative and not ALL (-1)")))),
+        v => Err(to_status(&Error::InvalidArgument(format!(
+            "{what} {v} is negative and not ALL (-1)"
+        )))),
     }
 }

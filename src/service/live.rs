@@ -31,32 +31,45 @@ impl LiveBuffers {
             opts.debugfs_bufinfo.map(LiveBuffers::Bufinfo),
             opts.sysfs_buffers.map(LiveBuffers::Sysfs),
         ];
-        candidates.into_iter().flatten().find(|source| source.read().is_ok()).unwrap_or(LiveBuffers::Scan)
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|source| source.read().is_ok())
+            .unwrap_or(LiveBuffers::Scan)
     }
 
     /// Inodes of the buffers that exist now.
     pub fn read(&self) -> Result<HashSet<u64>> {
         match self {
             LiveBuffers::Bufinfo(path) => {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                 // Kernels before 5.3 print no inodes: such a list cannot vouch for any entry.
                 bufinfo::parse(&bytes)
                     .rows
                     .into_iter()
-                    .map(|row| row.inode.ok_or(Error::Unsupported("inodes in debugfs bufinfo (Linux 5.3+)")))
+                    .map(|row| {
+                        row.inode
+                            .ok_or(Error::Unsupported("inodes in debugfs bufinfo (Linux 5.3+)"))
+                    })
                     .collect()
             }
             LiveBuffers::Sysfs(dir) => {
                 let listing = |e| Error::io(format!("listing {}", dir.display()), e);
                 let mut live = HashSet::new();
                 for entry in std::fs::read_dir(dir).map_err(listing)? {
-                    if let Some(inode) = sysfs::parse_inode_dir(entry.map_err(listing)?.file_name().as_encoded_bytes()) {
+                    if let Some(inode) = sysfs::parse_inode_dir(
+                        entry.map_err(listing)?.file_name().as_encoded_bytes(),
+                    ) {
                         live.insert(inode);
                     }
                 }
                 Ok(live)
             }
-            LiveBuffers::Scan => Ok(scan::scan(&ScanOptions::default())?.buffers.into_keys().collect()),
+            LiveBuffers::Scan => Ok(scan::scan(&ScanOptions::default())?
+                .buffers
+                .into_keys()
+                .collect()),
         }
     }
 }

@@ -76,23 +76,36 @@ impl Shared {
     /// only reference; the caller of this function must hand it out and drop it.
     pub fn allocate(&self, caller: Caller, req: &Request<'_>) -> Result<DmaBuf> {
         let result = self.try_allocate(caller, req);
-        let counter = if result.is_ok() { &self.allocations } else { &self.refusals };
+        let counter = if result.is_ok() {
+            &self.allocations
+        } else {
+            &self.refusals
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
-            log::info!("uid {} pid {}: allocate {req:?} refused: {e}", caller.uid, caller.pid);
+            log::info!(
+                "uid {} pid {}: allocate {req:?} refused: {e}",
+                caller.uid,
+                caller.pid
+            );
         }
         result
     }
 
     fn try_allocate(&self, caller: Caller, req: &Request<'_>) -> Result<DmaBuf> {
         let size = units::size_from_i64(req.size)?;
-        let heap_flags = u64::try_from(req.heap_flags)
-            .map_err(|_| Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags)))?;
+        let heap_flags = u64::try_from(req.heap_flags).map_err(|_| {
+            Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags))
+        })?;
         // What the kernel will charge, so that the quota counts what is really held.
         let charged = units::round_up_to_page(size)?;
         self.reserve(caller.uid, charged)?;
-        let result =
-            self.heaps.allocate(&AllocRequest { heap: req.heap, size, name: req.name.as_bytes(), heap_flags });
+        let result = self.heaps.allocate(&AllocRequest {
+            heap: req.heap,
+            size,
+            name: req.name.as_bytes(),
+            heap_flags,
+        });
         let mut ledger = self.ledger();
         let buf = match result {
             Ok(buf) => buf,
@@ -128,11 +141,13 @@ impl Shared {
             return Ok(());
         }
         self.prune();
-        self.ledger().reserve(uid, size, limit).map_err(|over| Error::QuotaExceeded {
-            uid,
-            outstanding: over.outstanding,
-            limit: limit.unwrap_or(u64::MAX),
-        })
+        self.ledger()
+            .reserve(uid, size, limit)
+            .map_err(|over| Error::QuotaExceeded {
+                uid,
+                outstanding: over.outstanding,
+                limit: limit.unwrap_or(u64::MAX),
+            })
     }
 
     /// Drops ledger entries of buffers that died. A failure to read the kernel's list keeps
@@ -141,7 +156,9 @@ impl Shared {
         let seen = self.ledger().generation();
         match self.live.read() {
             Ok(live) => {
-                let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
+                let dropped = self
+                    .ledger()
+                    .retain_live(seen, |inode| live.contains(&inode));
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
             }
             Err(e) => log::warn!("ledger: not pruned, cannot list live buffers: {e}"),
@@ -170,10 +187,16 @@ impl Shared {
     /// The `dumpsys` text: configuration, counters, per-uid usage and every ledger entry.
     pub fn write_dump(&self, w: &mut dyn Write) -> std::io::Result<()> {
         self.prune();
-        let heaps = self.heaps().map_or_else(|e| format!("<{e}>"), |h| h.join(", "));
+        let heaps = self
+            .heaps()
+            .map_or_else(|e| format!("<{e}>"), |h| h.join(", "));
         writeln!(w, "dmabufd: up {} s", self.started.elapsed().as_secs())?;
         writeln!(w, "heaps: {heaps}")?;
-        writeln!(w, "cross-uid queries allowed for uids: {:?}", self.policy.allowlist)?;
+        writeln!(
+            w,
+            "cross-uid queries allowed for uids: {:?}",
+            self.policy.allowlist
+        )?;
         match self.policy.quota {
             Some(quota) => writeln!(w, "quota: {quota} bytes outstanding per uid")?,
             None => writeln!(w, "quota: none")?,
@@ -190,9 +213,17 @@ impl Shared {
         drop(ledger);
         writeln!(w, "ledger: {} live buffers", entries.len())?;
         for u in usage {
-            writeln!(w, "  uid {}: {} buffers, {} bytes", u.uid, u.buffers, u.bytes)?;
+            writeln!(
+                w,
+                "  uid {}: {} buffers, {} bytes",
+                u.uid, u.buffers, u.bytes
+            )?;
         }
-        writeln!(w, "{:>10} {:>12} {:>7} {:>7} {:>14} {:<12} name", "inode", "size", "uid", "pid", "time_ms", "heap")?;
+        writeln!(
+            w,
+            "{:>10} {:>12} {:>7} {:>7} {:>14} {:<12} name",
+            "inode", "size", "uid", "pid", "time_ms", "heap"
+        )?;
         for e in entries {
             writeln!(
                 w,
@@ -206,7 +237,9 @@ impl Shared {
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         // A panic while holding the lock leaves the ledger consistent (every method is a few
         // map updates), so a poisoned lock is still usable.
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -216,11 +249,20 @@ mod tests {
 
     #[test]
     fn own_uid_always_allowlist_anything() {
-        let policy = Policy { allowlist: [0, 1000].into(), quota: None };
+        let policy = Policy {
+            allowlist: [0, 1000].into(),
+            quota: None,
+        };
         assert!(policy.check_query(10_001, Some(10_001)).is_ok());
         assert!(policy.check_query(1000, Some(10_001)).is_ok());
         assert!(policy.check_query(0, None).is_ok());
-        assert!(matches!(policy.check_query(10_001, Some(10_002)), Err(Error::PermissionDenied(_))));
-        assert!(matches!(policy.check_query(10_001, None), Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            policy.check_query(10_001, Some(10_002)),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            policy.check_query(10_001, None),
+            Err(Error::PermissionDenied(_))
+        ));
     }
 }

@@ -11,8 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-pub use binder::{ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong};
 use binder::{BinderFeatures, ProcessState, ThreadState};
+pub use binder::{
+    ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong,
+};
 
 use super::{Caller, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 
@@ -38,7 +40,10 @@ pub fn service_error_of(status: &Status) -> Option<(i32, String)> {
 
 /// Who is calling, inside a method being served.
 pub fn caller() -> Caller {
-    Caller { uid: ThreadState::get_calling_uid(), pid: ThreadState::get_calling_pid() }
+    Caller {
+        uid: ThreadState::get_calling_uid(),
+        pid: ThreadState::get_calling_pid(),
+    }
 }
 
 /// Wraps an [`IAllocator`] implementation into a binder object.
@@ -74,7 +79,11 @@ pub fn serve(
 }
 
 /// Looks `instance` up, waiting up to `timeout` for it to be registered.
-pub fn connect<T: FromIBinder + ?Sized>(transport: &Transport, instance: &str, timeout: Duration) -> crate::Result<Strong<T>> {
+pub fn connect<T: FromIBinder + ?Sized>(
+    transport: &Transport,
+    instance: &str,
+    timeout: Duration,
+) -> crate::Result<Strong<T>> {
     let failed = |code: StatusCode| connect_error(instance, code);
     match transport {
         Transport::Kernel(None) => {
@@ -93,8 +102,12 @@ pub fn connect<T: FromIBinder + ?Sized>(transport: &Transport, instance: &str, t
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Transport::Kernel(Some(_)) => Err(crate::Error::Unsupported("choosing the binder device (libbinder decides)")),
-        Transport::Rpc(_) => Err(crate::Error::Unsupported("binder RPC (not available to vendor code)")),
+        Transport::Kernel(Some(_)) => Err(crate::Error::Unsupported(
+            "choosing the binder device (libbinder decides)",
+        )),
+        Transport::Rpc(_) => Err(crate::Error::Unsupported(
+            "binder RPC (not available to vendor code)",
+        )),
     }
 }
 
@@ -105,7 +118,10 @@ fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
         StatusCode::PERMISSION_DENIED => std::io::ErrorKind::PermissionDenied,
         _ => std::io::ErrorKind::Other,
     };
-    crate::Error::io(format!("cannot reach {instance}"), std::io::Error::new(kind, format!("{code:?}")))
+    crate::Error::io(
+        format!("cannot reach {instance}"),
+        std::io::Error::new(kind, format!("{code:?}")),
+    )
 }
 
 /// Implements [`Interface`] for a service type whose `write_dump(&self, &mut dyn Write)` answers
@@ -118,7 +134,8 @@ macro_rules! impl_interface_with_dump {
                 writer: &mut dyn ::std::io::Write,
                 _args: &[&::std::ffi::CStr],
             ) -> ::std::result::Result<(), ::binder::StatusCode> {
-                self.write_dump(writer).map_err(|_| ::binder::StatusCode::FAILED_TRANSACTION)
+                self.write_dump(writer)
+                    .map_err(|_| ::binder::StatusCode::FAILED_TRANSACTION)
             }
         }
     };

@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-pub use ::rsbinder::{ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong};
 use ::rsbinder::entry::KernelEndpoint;
 use ::rsbinder::{Client, Endpoint};
+pub use ::rsbinder::{
+    ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong,
+};
 
 use super::{Caller, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 
@@ -29,13 +31,20 @@ pub fn service_error(code: i32, message: &str) -> Status {
 
 /// The `ERROR_*` code of a failed call, if the service sent one, and its message.
 pub fn service_error_of(status: &Status) -> Option<(i32, String)> {
-    (status.exception_code() == ExceptionCode::ServiceSpecific)
-        .then(|| (status.service_specific_error(), status.message().unwrap_or_default().to_owned()))
+    (status.exception_code() == ExceptionCode::ServiceSpecific).then(|| {
+        (
+            status.service_specific_error(),
+            status.message().unwrap_or_default().to_owned(),
+        )
+    })
 }
 
 /// Who is calling, inside a method being served.
 pub fn caller() -> Caller {
-    Caller { uid: ::rsbinder::get_calling_uid(), pid: ::rsbinder::get_calling_pid() }
+    Caller {
+        uid: ::rsbinder::get_calling_uid(),
+        pid: ::rsbinder::get_calling_pid(),
+    }
 }
 
 /// Wraps an [`IAllocator`] implementation into a binder object.
@@ -90,11 +99,16 @@ pub fn serve(
 }
 
 /// Looks `instance` up, waiting up to `timeout` for it to be registered.
-pub fn connect<T: FromIBinder + ?Sized>(transport: &Transport, instance: &str, timeout: Duration) -> crate::Result<Strong<T>> {
+pub fn connect<T: FromIBinder + ?Sized>(
+    transport: &Transport,
+    instance: &str,
+    timeout: Duration,
+) -> crate::Result<Strong<T>> {
     let failed = |code: StatusCode| connect_error(instance, code);
     match transport {
         Transport::Kernel(device) => {
-            let client = Client::open_with(Endpoint::kernel(), |o, _| o.driver = device.clone()).map_err(failed)?;
+            let client = Client::open_with(Endpoint::kernel(), |o, _| o.driver = device.clone())
+                .map_err(failed)?;
             // `Client::get` waits forever for a name that never comes: poll with a deadline.
             let deadline = Instant::now() + timeout;
             loop {
@@ -115,15 +129,18 @@ pub fn connect<T: FromIBinder + ?Sized>(transport: &Transport, instance: &str, t
         .and_then(|client| client.get::<T>(instance))
         .map_err(failed),
         #[cfg(not(feature = "rpc"))]
-        Transport::Rpc(_) => Err(crate::Error::Unsupported("binder RPC (this build lacks feature `rpc`)")),
+        Transport::Rpc(_) => Err(crate::Error::Unsupported(
+            "binder RPC (this build lacks feature `rpc`)",
+        )),
     }
 }
 
 /// The android-13+ wire: the profile that can carry fds (`SCM_RIGHTS`) to and from AOSP peers.
 #[cfg(feature = "rpc")]
 fn rpc_uri(socket: &std::path::Path) -> ::rsbinder::Uri {
-    ::rsbinder::Uri::new(Endpoint::unix(socket))
-        .with_wire(::rsbinder::entry::WireProfile::Android13Plus(::rsbinder::entry::WireVersion::MAX))
+    ::rsbinder::Uri::new(Endpoint::unix(socket)).with_wire(
+        ::rsbinder::entry::WireProfile::Android13Plus(::rsbinder::entry::WireVersion::MAX),
+    )
 }
 
 fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
@@ -133,7 +150,10 @@ fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
         StatusCode::PermissionDenied => std::io::ErrorKind::PermissionDenied,
         _ => std::io::ErrorKind::Other,
     };
-    crate::Error::io(format!("cannot reach {instance}"), std::io::Error::new(kind, format!("{code:?}")))
+    crate::Error::io(
+        format!("cannot reach {instance}"),
+        std::io::Error::new(kind, format!("{code:?}")),
+    )
 }
 
 /// Implements [`Interface`] for a service type whose `write_dump(&self, &mut dyn Write)` answers
@@ -141,8 +161,13 @@ fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
 macro_rules! impl_interface_with_dump {
     ($service:ty) => {
         impl $crate::service::compat::Interface for $service {
-            fn dump(&self, writer: &mut dyn ::std::io::Write, _args: &[String]) -> ::rsbinder::Result<()> {
-                self.write_dump(writer).map_err(|_| ::rsbinder::StatusCode::FailedTransaction)
+            fn dump(
+                &self,
+                writer: &mut dyn ::std::io::Write,
+                _args: &[String],
+            ) -> ::rsbinder::Result<()> {
+                self.write_dump(writer)
+                    .map_err(|_| ::rsbinder::StatusCode::FailedTransaction)
             }
         }
     };
