@@ -97,6 +97,8 @@ impl Shared {
         let heap_flags = u64::try_from(req.heap_flags).map_err(|_| {
             Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags))
         })?;
+        // A request too large for any quota is malformed, whatever the caller holds.
+        self.heaps.check_size(size)?;
         // What the kernel will charge, so that the quota counts what is really held.
         let charged = units::round_up_to_page(size)?;
         self.reserve(caller.uid, charged)?;
