@@ -57,6 +57,9 @@ struct Args {
     /// Kernel binder device (default: the binder crate's, /dev/binderfs/binder or /dev/binder).
     #[arg(long, value_name = "PATH", conflicts_with = "rpc")]
     device: Option<PathBuf>,
+    /// Directory of heap devices (tests point it at a directory of links to /dev/dma_heap).
+    #[arg(long, value_name = "DIR", default_value = HEAP_DIR, hide = true)]
+    heap_dir: PathBuf,
     /// Serve binder RPC on this unix socket instead of registering with a service manager
     /// (host testing; needs feature `rpc`).
     #[arg(long, value_name = "SOCKET")]
@@ -102,7 +105,7 @@ pub fn main() -> i32 {
     log::info!("policy {policy:?}, max buffer {max_size} bytes, live buffer list from {live}");
     let shared = Arc::new(Shared::new(
         policy,
-        Allocator::with_dir(HEAP_DIR, max_size),
+        Allocator::with_dir(args.heap_dir, max_size),
         live,
     ));
     let transport = match args.rpc {
