@@ -578,6 +578,124 @@ fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
     let _ = Reaped(child);
 }
 
+/// Client role `count SIZE N`: after a line on stdin, allocate and drop N buffers; print
+/// nothing but `ready` first, so the parent can start every client at once.
+fn client_count(args: &[String]) {
+    let [size, n] = args else {
+        panic!("count SIZE N")
+    };
+    let (size, n): (u64, u32) = (size.parse().expect("size"), n.parse().expect("n"));
+    let alloc = allocator();
+    println!("ready");
+    std::io::stdout().flush().expect("flush");
+    std::io::stdin().read_line(&mut String::new()).expect("go");
+    for _ in 0..n {
+        drop(
+            alloc
+                .allocate(&request("system", size, "bench"))
+                .expect("allocate"),
+        );
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: usize) -> f64 {
+    samples.sort();
+    samples[(samples.len() - 1) * p / 100].as_secs_f64() * 1e6
+}
+
+/// `vm_service bench`: the numbers of BENCHMARKS.md (service section), as Markdown.
+fn bench() {
+    let nofile = rustix::process::Rlimit {
+        current: Some(20_000),
+        maximum: Some(20_000),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile).expect("RLIMIT_NOFILE");
+    let stack = Stack::start();
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_kib = service_rss_kib(stack.pid());
+    let alloc = allocator();
+    let direct = dmabufd::heap::Allocator::new();
+
+    println!(
+        "Allocation latency, allocate + name (+ ledger and reply for the service), then close:\n"
+    );
+    println!("| size | direct median | service median | direct p90 | service p90 | service / direct (median) |");
+    println!("|---|---|---|---|---|---|");
+    for (label, size, iters) in [
+        ("4 KiB", 4u64 << 10, 400),
+        ("64 KiB", 64 << 10, 400),
+        ("1 MiB", 1 << 20, 200),
+        ("8 MiB", 8 << 20, 60),
+    ] {
+        let (mut d, mut v) = (Vec::new(), Vec::new());
+        let req = dmabufd::heap::AllocRequest {
+            heap: "system",
+            size,
+            name: b"bench",
+            heap_flags: 0,
+        };
+        for _ in 0..iters {
+            let t = Instant::now();
+            drop(direct.allocate(&req).expect("direct"));
+            d.push(t.elapsed());
+            let t = Instant::now();
+            drop(
+                alloc
+                    .allocate(&request("system", size, "bench"))
+                    .expect("service"),
+            );
+            v.push(t.elapsed());
+        }
+        let (dm, vm) = (percentile(&mut d, 50), percentile(&mut v, 50));
+        println!(
+            "| {label} | {dm:.0} µs | {vm:.0} µs | {:.0} µs | {:.0} µs | {:.2}x |",
+            percentile(&mut d, 90),
+            percentile(&mut v, 90),
+            vm / dm
+        );
+    }
+
+    println!("\nThroughput, 64 KiB buffers, each client process allocating and closing 300:\n");
+    println!("| clients | allocations/s | per client |");
+    println!("|---|---|---|");
+    for n in [1u32, 4, 16] {
+        let mut clients: Vec<_> = (0..n)
+            .map(|_| client(0, "count", &["65536", "300"]))
+            .collect();
+        for (_, out) in &mut clients {
+            assert_eq!(read_line(out), "ready");
+        }
+        let t = Instant::now();
+        for (child, _) in &mut clients {
+            child
+                .stdin
+                .as_mut()
+                .expect("stdin")
+                .write_all(b"go\n")
+                .expect("go");
+        }
+        for (child, _) in &mut clients {
+            assert!(child.wait().expect("client").success());
+        }
+        let rate = f64::from(n * 300) / t.elapsed().as_secs_f64();
+        println!("| {n} | {rate:.0} | {:.0} |", rate / f64::from(n));
+    }
+
+    let held: Vec<_> = (0..10_000)
+        .map(|_| {
+            alloc
+                .allocate(&request("system", 4096, "ledger"))
+                .expect("hold")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let full_kib = service_rss_kib(stack.pid());
+    println!(
+        "\nService RSS: idle {idle_kib} KiB; with {} live ledger entries {full_kib} KiB.",
+        held.len()
+    );
+}
+
 type Test = fn(&Stack);
 
 fn main() {
@@ -587,8 +705,13 @@ fn main() {
             Some("alloc") => client_alloc(&args[3..]),
             Some("queries") => client_queries(),
             Some("spam") => client_spam(&args[3..]),
+            Some("count") => client_count(&args[3..]),
             other => panic!("unknown client role {other:?}"),
         }
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("bench") {
+        bench();
         return;
     }
     let tests: [(&str, Test); 8] = [
