@@ -1,1 +1,356 @@
-//! TODO(account)
+//! The accounting model and its views, all in exact bytes.
+//!
+//! A [`Model`] is what one scan saw: buffers keyed by inode (so a buffer reached through many
+//! fds, processes and mappings counts once), who references each one and how, and which
+//! processes could not be read. [`Report::build`] derives every view from it. Pss shares each
+//! buffer's size among the distinct processes that reference it; the division remainder goes one
+//! byte each to the lowest pids, so per-process Pss always sums to exactly the bytes referenced
+//! (AOSP dmabuf_dump truncates each share, so widely shared buffers show 0 and totals drift).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+/// A process that references at least one dma-buf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Thread-group id.
+    pub pid: i32,
+    /// Real uid: on Android, the app.
+    pub uid: u32,
+    /// Command name.
+    pub comm: String,
+}
+
+/// One buffer, deduplicated by inode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Buffer {
+    /// Inode on the dma-buf pseudo filesystem.
+    pub inode: u64,
+    /// Size in bytes. For a buffer known only from mappings and absent from the kernel's lists,
+    /// the largest mapped extent (a lower bound), see [`Buffer::size_from_maps`].
+    pub size: u64,
+    /// True when `size` could only be inferred from mappings.
+    pub size_from_maps: bool,
+    /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
+    pub exporter: Option<String>,
+    /// Purpose name; `None` when unnamed.
+    pub name: Option<String>,
+    /// Number of fds per referencing pid.
+    pub fd_refs: BTreeMap<i32, u32>,
+    /// Number of mappings (VMAs) per referencing pid.
+    pub map_refs: BTreeMap<i32, u32>,
+}
+
+impl Buffer {
+    /// Distinct pids that reference the buffer by fd or mapping, ascending.
+    pub fn holders(&self) -> BTreeSet<i32> {
+        self.fd_refs
+            .keys()
+            .chain(self.map_refs.keys())
+            .copied()
+            .collect()
+    }
+}
+
+/// Everything one scan saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    /// Buffers by inode: referenced ones and, where the kernel lists them, kernel-only ones.
+    pub buffers: BTreeMap<u64, Buffer>,
+    /// Processes that reference at least one buffer, by pid.
+    pub processes: BTreeMap<i32, Process>,
+    /// Bytes of all exported buffers, when debugfs or sysfs was readable.
+    pub exported_bytes: Option<u64>,
+    /// Processes skipped because they vanished or could not be read.
+    pub unreadable_processes: u32,
+}
+
+/// Selects processes for a report; both fields must match when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only processes of this uid.
+    pub uid: Option<u32>,
+    /// Only this process.
+    pub pid: Option<i32>,
+}
+
+impl Filter {
+    /// True when no process is excluded.
+    pub fn is_empty(&self) -> bool {
+        self.uid.is_none() && self.pid.is_none()
+    }
+
+    fn selects(&self, p: &Process) -> bool {
+        self.uid.is_none_or(|u| u == p.uid) && self.pid.is_none_or(|pid| pid == p.pid)
+    }
+}
+
+/// One buffer as reported. `fd_refs`/`map_refs` list every holder, also unselected ones, so
+/// that `nr_procs` and Pss shares can be read off any report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BufferView {
+    pub inode: u64,
+    pub size: u64,
+    pub exporter: Option<String>,
+    pub name: Option<String>,
+    pub fd_refs: BTreeMap<i32, u32>,
+    pub map_refs: BTreeMap<i32, u32>,
+}
+
+impl BufferView {
+    /// Distinct holders, ascending.
+    pub fn holders(&self) -> BTreeSet<i32> {
+        self.fd_refs
+            .keys()
+            .chain(self.map_refs.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Pss share of `pid` in this buffer (0 if it does not hold it).
+    pub fn pss_of(&self, pid: i32) -> u64 {
+        let holders = self.holders();
+        holders
+            .iter()
+            .position(|&p| p == pid)
+            .map_or(0, |rank| pss_share(self.size, holders.len(), rank))
+    }
+}
+
+/// Per-process usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessView {
+    pub pid: i32,
+    pub uid: u32,
+    pub comm: String,
+    /// Sum of sizes of distinct buffers referenced by fd or mapping.
+    pub rss: u64,
+    /// Sum of this process's shares of those buffers.
+    pub pss: u64,
+    /// Bytes of distinct buffers held through at least one fd.
+    pub fd_bytes: u64,
+    /// Bytes of buffers only mapped (every fd closed).
+    pub map_only_bytes: u64,
+}
+
+/// Per-uid usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppView {
+    pub uid: u32,
+    /// Sum of sizes of distinct buffers referenced by any process of the uid.
+    pub rss: u64,
+    /// Sum of the Pss of the uid's processes.
+    pub pss: u64,
+    /// Distinct buffers.
+    pub buffers: u32,
+}
+
+/// Buffers sharing one purpose name (`""` for unnamed ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameView {
+    pub name: String,
+    pub bytes: u64,
+    pub buffers: u32,
+}
+
+/// Buffers of one exporter (`""` when the kernel did not tell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExporterView {
+    pub exporter: String,
+    pub bytes: u64,
+    pub buffers: u32,
+}
+
+/// Sums over the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Bytes of every exported buffer per debugfs/sysfs; `None` when the kernel does not tell
+    /// or the report is filtered.
+    pub exported_bytes: Option<u64>,
+    /// Bytes of distinct buffers referenced by the selected processes.
+    pub userspace_rss: u64,
+    /// Sum of the selected processes' Pss (equals `userspace_rss` when unfiltered).
+    pub userspace_pss: u64,
+    /// Bytes of buffers no process references (0 when filtered).
+    pub kernel_only_bytes: u64,
+    /// Processes skipped because they vanished or could not be read (whole scan).
+    pub unreadable_processes: u32,
+}
+
+/// Every view of one scan; serialises to the documented JSON (docs/dump.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub buffers: Vec<BufferView>,
+    pub processes: Vec<ProcessView>,
+    pub apps: Vec<AppView>,
+    pub names: Vec<NameView>,
+    pub heaps: Vec<ExporterView>,
+    pub totals: Totals,
+}
+
+/// Share of holder number `rank` (0-based, holders in ascending pid order) of `size` bytes
+/// split among `holders`: the remainder goes one byte each to the first holders.
+pub fn pss_share(size: u64, holders: usize, rank: usize) -> u64 {
+    let n = holders.max(1) as u64;
+    size / n + u64::from((rank as u64) < size % n)
+}
+
+#[derive(Default)]
+struct Usage {
+    rss: u64,
+    pss: u64,
+    fd_bytes: u64,
+    map_only_bytes: u64,
+}
+
+impl Report {
+    /// Derives every view. Unfiltered: all buffers including kernel-only ones. Filtered: the
+    /// selected processes and only the buffers they reference, Pss still shared among all
+    /// holders.
+    pub fn build(model: &Model, filter: &Filter) -> Report {
+        let selected: BTreeMap<i32, &Process> = model
+            .processes
+            .iter()
+            .filter(|(_, p)| filter.selects(p))
+            .map(|(&pid, p)| (pid, p))
+            .collect();
+        let mut usage: BTreeMap<i32, Usage> = selected
+            .keys()
+            .map(|&pid| (pid, Usage::default()))
+            .collect();
+        let mut app_bufs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+        let mut buffers = Vec::new();
+        let mut kernel_only_bytes = 0;
+        let mut userspace_rss = 0;
+
+        for buf in model.buffers.values() {
+            let holders = buf.holders();
+            let mut wanted = filter.is_empty();
+            if holders.is_empty() {
+                kernel_only_bytes += buf.size;
+            } else if holders.iter().any(|pid| selected.contains_key(pid)) {
+                wanted = true;
+            }
+            if !wanted {
+                continue;
+            }
+            let mut referenced = false;
+            for (rank, pid) in holders.iter().enumerate() {
+                let Some(u) = usage.get_mut(pid) else {
+                    continue;
+                };
+                referenced = true;
+                u.rss += buf.size;
+                u.pss += pss_share(buf.size, holders.len(), rank);
+                if buf.fd_refs.contains_key(pid) {
+                    u.fd_bytes += buf.size;
+                } else {
+                    u.map_only_bytes += buf.size;
+                }
+                app_bufs
+                    .entry(selected[pid].uid)
+                    .or_default()
+                    .insert(buf.inode);
+            }
+            if referenced {
+                userspace_rss += buf.size;
+            }
+            buffers.push(BufferView {
+                inode: buf.inode,
+                size: buf.size,
+                exporter: buf.exporter.clone(),
+                name: buf.name.clone(),
+                fd_refs: buf.fd_refs.clone(),
+                map_refs: buf.map_refs.clone(),
+            });
+        }
+
+        let processes: Vec<ProcessView> = usage
+            .into_iter()
+            .map(|(pid, u)| {
+                let p = selected[&pid];
+                ProcessView {
+                    pid,
+                    uid: p.uid,
+                    comm: p.comm.clone(),
+                    rss: u.rss,
+                    pss: u.pss,
+                    fd_bytes: u.fd_bytes,
+                    map_only_bytes: u.map_only_bytes,
+                }
+            })
+            .collect();
+
+        let by_inode: BTreeMap<u64, u64> =
+            model.buffers.values().map(|b| (b.inode, b.size)).collect();
+        let apps = app_bufs
+            .into_iter()
+            .map(|(uid, inodes)| AppView {
+                uid,
+                rss: inodes.iter().map(|i| by_inode[i]).sum(),
+                pss: processes
+                    .iter()
+                    .filter(|p| p.uid == uid)
+                    .map(|p| p.pss)
+                    .sum(),
+                buffers: count(inodes.len()),
+            })
+            .collect();
+
+        let names = group(&buffers, |b| b.name.clone().unwrap_or_default())
+            .into_iter()
+            .map(|(name, (bytes, buffers))| NameView {
+                name,
+                bytes,
+                buffers,
+            })
+            .collect();
+        let heaps = group(&buffers, |b| b.exporter.clone().unwrap_or_default())
+            .into_iter()
+            .map(|(exporter, (bytes, buffers))| ExporterView {
+                exporter,
+                bytes,
+                buffers,
+            })
+            .collect();
+
+        let totals = Totals {
+            exported_bytes: model.exported_bytes.filter(|_| filter.is_empty()),
+            userspace_rss,
+            userspace_pss: processes.iter().map(|p| p.pss).sum(),
+            kernel_only_bytes: if filter.is_empty() {
+                kernel_only_bytes
+            } else {
+                0
+            },
+            unreadable_processes: model.unreadable_processes,
+        };
+        Report {
+            buffers,
+            processes,
+            apps,
+            names,
+            heaps,
+            totals,
+        }
+    }
+}
+
+/// Sums bytes and counts buffers per key, sorted by key.
+fn group(
+    buffers: &[BufferView],
+    key: impl Fn(&BufferView) -> String,
+) -> BTreeMap<String, (u64, u32)> {
+    let mut out: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+    for b in buffers {
+        let e = out.entry(key(b)).or_default();
+        e.0 += b.size;
+        e.1 += 1;
+    }
+    out
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

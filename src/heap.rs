@@ -122,7 +122,7 @@ impl Allocator {
     /// Size rules, cheapest first. Rounding is checked with this system's page size because that
     /// is what the kernel rounds to; a size that would wrap must never reach it (it would wrap to
     /// 0 there).
-    fn check_size(&self, size: u64) -> std::result::Result<(), SizeError> {
+    pub fn check_size(&self, size: u64) -> std::result::Result<(), SizeError> {
         if size == 0 {
             return Err(SizeError::Zero);
         }

@@ -24,9 +24,7 @@ pub fn heaps() -> Result<()> {
 
 /// Allocates, optionally maps and touches, prints, then holds the buffers.
 pub fn alloc(args: &AllocArgs) -> Result<()> {
-    if args.count == 0 {
-        return Err(Error::InvalidArgument("--count must be at least 1".into()));
-    }
+    check_count(args)?;
     let req = AllocRequest {
         heap: &args.heap,
         size: units::parse_size(&args.size)?,
@@ -37,6 +35,20 @@ pub fn alloc(args: &AllocArgs) -> Result<()> {
     let buffers = (0..args.count)
         .map(|_| allocator.allocate(&req))
         .collect::<Result<Vec<DmaBuf>>>()?;
+    present(args, &buffers)
+}
+
+/// `--count 0` is a mistake, not a no-op.
+pub(super) fn check_count(args: &AllocArgs) -> Result<()> {
+    if args.count == 0 {
+        return Err(Error::InvalidArgument("--count must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// What `alloc` does with its buffers, wherever they came from (`--service` too): optionally
+/// maps and touches them, prints them, then holds them.
+pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
     let mappings = if args.map {
         buffers
             .iter()
@@ -47,13 +59,13 @@ pub fn alloc(args: &AllocArgs) -> Result<()> {
     };
 
     let mut out = std::io::stdout().lock();
-    for buf in &buffers {
+    for buf in buffers {
         writeln!(
             out,
             "inode={} size={} heap={} name={:?}",
             buf.inode(),
             buf.size(),
-            req.heap,
+            args.heap,
             args.name
         )
         .map_err(|e| Error::io("writing to stdout", e))?;

@@ -104,6 +104,9 @@ pub struct DumpArgs {
     /// Group the table by process (dmabuf_dump's layout), app (uid), name or heap.
     #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
     pub by: GroupBy,
+    /// Print sizes in exact bytes instead of dmabuf_dump's kB.
+    #[arg(long)]
+    pub bytes: bool,
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
@@ -156,6 +159,8 @@ fn run(cli: Cli) -> crate::Result<()> {
 fn exit_status(e: &Error) -> i32 {
     match e {
         Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => EXIT_USAGE,
+        // The service's ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN_HEAP and ERROR_INVALID_NAME.
+        Error::Service { code: 1..=3, .. } => EXIT_USAGE,
         _ => EXIT_FAILURE,
     }
 }
