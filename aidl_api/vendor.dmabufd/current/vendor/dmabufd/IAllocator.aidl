@@ -17,4 +17,5 @@ interface IAllocator {
   const int ERROR_QUOTA_EXCEEDED = 5;
   const int ERROR_PERMISSION_DENIED = 6;
   const int ERROR_UNSUPPORTED = 7;
+  const int ERROR_IO = 8;
 }
