@@ -64,6 +64,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A failure the dmabufd service reported to a client: its `IAllocator.ERROR_*` code and
+    /// message (the service's own rendering of one of the variants above).
+    #[error("{message}")]
+    Service { code: i32, message: String },
 }
 
 /// Result alias used throughout the library.

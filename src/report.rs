@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use crate::account::{BufferView, Report};
+use crate::ledger::Entry;
 
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,10 +479,48 @@ fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+const LEDGER_HEADERS: [&str; 7] = ["Inode", "Size", "Heap", "Uid", "Pid", "TimeMs", "Name"];
+
+fn ledger_rows(entries: &[Entry]) -> Rows {
+    entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.inode.to_string(),
+                e.size.to_string(),
+                e.heap.clone(),
+                e.uid.to_string(),
+                e.pid.to_string(),
+                e.time_millis.to_string(),
+                e.name.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// The service's allocation ledger as a table, exact bytes, oldest first.
+pub fn ledger_table(entries: &[Entry]) -> String {
+    simple_table(&LEDGER_HEADERS, ledger_rows(entries))
+}
+
+/// The service's allocation ledger as CSV, same columns as [`ledger_table`].
+pub fn ledger_csv(entries: &[Entry]) -> String {
+    render_csv(&LEDGER_HEADERS, &ledger_rows(entries))
+}
+
+/// The service's allocation ledger as a pretty JSON array of entries.
+pub fn ledger_json(entries: &[Entry]) -> crate::Result<String> {
+    pretty_json(entries)
+}
+
 /// Renders the whole report as pretty JSON (schema in docs/dump.md).
 pub fn json(report: &Report) -> crate::Result<String> {
+    pretty_json(report)
+}
+
+fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String> {
     let mut s =
-        serde_json::to_string_pretty(report).map_err(|e| crate::Error::io("encoding JSON", e))?;
+        serde_json::to_string_pretty(value).map_err(|e| crate::Error::io("encoding JSON", e))?;
     s.push('\n');
     Ok(s)
 }

@@ -15,7 +15,12 @@ pub fn dump(args: &DumpArgs) -> crate::Result<()> {
         pid: args.pid,
     };
     let report = Report::build(&model, &filter);
-    let text = render(&report, args, !filter.is_empty())?;
+    print(&report, args, !filter.is_empty())
+}
+
+/// Renders a report as `args` ask and writes it to stdout (`--service` reports too).
+pub(super) fn print(report: &Report, args: &DumpArgs, filtered: bool) -> crate::Result<()> {
+    let text = render(report, args, filtered)?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())

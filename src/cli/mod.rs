@@ -159,6 +159,8 @@ fn run(cli: Cli) -> crate::Result<()> {
 fn exit_status(e: &Error) -> i32 {
     match e {
         Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => EXIT_USAGE,
+        // The service's ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN_HEAP and ERROR_INVALID_NAME.
+        Error::Service { code: 1..=3, .. } => EXIT_USAGE,
         _ => EXIT_FAILURE,
     }
 }

@@ -1,8 +1,125 @@
-//! The binder service: a thin adapter from AIDL calls to the library.
+//! The `dmabufd` binder service: a thin adapter from AIDL calls to the library.
+//!
+//! Layers: [`compat`] is the only module that names a binder crate (rsbinder under Cargo, AOSP
+//! `binder` under Soong); `interfaces` implements the AIDL traits once against it; `state`
+//! holds the transport-free logic (policy, quota, ledger); `convert` maps library views to
+//! parcelables and back; [`errors`] maps [`crate::Error`] to the documented codes.
 
-/// Runs the `dmabufd` service and returns its exit status.
+pub mod compat;
+pub mod convert;
+pub mod errors;
+mod interfaces;
+mod live;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use self::compat::Transport;
+use self::interfaces::{AccountingService, AllocatorService};
+use self::live::LiveBuffers;
+use self::state::{Policy, Shared};
+use crate::heap::{Allocator, HEAP_DIR};
+use crate::units;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dmabufd",
+    version,
+    about = "Named dma-buf allocation service (vendor.dmabufd.IAllocator, IAccounting)"
+)]
+struct Args {
+    /// Uids that may query other uids' accounting data and ledger (comma-separated or repeated).
+    /// Everyone may query their own uid.
+    #[arg(long = "allow-uid", value_name = "UID", env = "DMABUFD_ALLOW_UIDS", value_delimiter = ',', default_values_t = [0, 1000])]
+    allow_uids: Vec<u32>,
+    /// Outstanding bytes each uid may hold through the service (K, M, G suffixes), or `none`.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "DMABUFD_QUOTA",
+        default_value = "1G"
+    )]
+    quota: String,
+    /// Largest single buffer (K, M, G suffixes).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "DMABUFD_MAX_SIZE",
+        default_value = "256M"
+    )]
+    max_size: String,
+    /// Binder threads serving calls.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    threads: u32,
+    /// Kernel binder device (default: the binder crate's, /dev/binderfs/binder or /dev/binder).
+    #[arg(long, value_name = "PATH", conflicts_with = "rpc")]
+    device: Option<PathBuf>,
+    /// Directory of heap devices (tests point it at a directory of links to /dev/dma_heap).
+    #[arg(long, value_name = "DIR", default_value = HEAP_DIR, hide = true)]
+    heap_dir: PathBuf,
+    /// Serve binder RPC on this unix socket instead of registering with a service manager
+    /// (host testing; needs feature `rpc`).
+    #[arg(long, value_name = "SOCKET")]
+    rpc: Option<PathBuf>,
+}
+
+impl Args {
+    fn policy(&self) -> crate::Result<(Policy, u64)> {
+        let quota = match self.quota.as_str() {
+            "none" => None,
+            text => Some(units::parse_size(text)?),
+        };
+        let policy = Policy {
+            allowlist: self.allow_uids.iter().copied().collect(),
+            quota,
+        };
+        Ok((policy, units::parse_size(&self.max_size)?))
+    }
+}
+
+/// Runs the `dmabufd` service and returns its exit status (it only returns on failure).
 pub fn main() -> i32 {
     crate::logging::init("dmabufd");
-    log::error!("TODO service");
-    1
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::cli::EXIT_USAGE
+            } else {
+                0
+            };
+        }
+    };
+    let (policy, max_size) = match args.policy() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dmabufd: {e}");
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    let live = LiveBuffers::detect();
+    log::info!("policy {policy:?}, max buffer {max_size} bytes, live buffer list from {live}");
+    let shared = Arc::new(Shared::new(
+        policy,
+        Allocator::with_dir(args.heap_dir, max_size),
+        live,
+    ));
+    let transport = match args.rpc {
+        Some(socket) => Transport::Rpc(socket),
+        None => Transport::Kernel(args.device),
+    };
+    let allocator = compat::new_allocator(AllocatorService(Arc::clone(&shared)));
+    let accounting = compat::new_accounting(AccountingService(shared));
+    match compat::serve(&transport, args.threads, allocator, accounting) {
+        Ok(()) => 0,
+        Err(code) => {
+            log::error!("serving on {transport:?} failed: {code:?}");
+            eprintln!("dmabufd: serving on {transport:?} failed: {code:?}");
+            crate::cli::EXIT_FAILURE
+        }
+    }
 }

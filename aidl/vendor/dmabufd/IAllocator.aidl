@@ -26,10 +26,18 @@ interface IAllocator {
     const int ERROR_OUT_OF_MEMORY = 4;
     /** The caller's uid would exceed its outstanding-bytes quota. */
     const int ERROR_QUOTA_EXCEEDED = 5;
-    /** The caller may not see other uids' data. */
+    /**
+     * The caller may not see other uids' data, or the service itself was denied access to a
+     * kernel interface (a heap device, /proc); the message says which.
+     */
     const int ERROR_PERMISSION_DENIED = 6;
-    /** The kernel lacks a needed feature (e.g. DMA_BUF_SET_NAME before Linux 5.3). */
+    /**
+     * The kernel lacks a needed feature (e.g. DMA_BUF_SET_NAME before Linux 5.3) or refused
+     * it for this buffer (renaming while devices are attached).
+     */
     const int ERROR_UNSUPPORTED = 7;
+    /** Any other failure of a kernel interface (an I/O error); the message names it. */
+    const int ERROR_IO = 8;
 
     /** Allocate, name, record; the returned fd is the only reference. */
     Allocation allocate(in AllocationRequest request);

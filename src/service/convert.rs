@@ -1,0 +1,285 @@
+//! Library views ↔ AIDL parcelables, both ways: the service sends them, `dmabufctl --service`
+//! turns them back into library types to render exactly as the direct path does.
+//!
+//! AIDL has no unsigned types. Byte counts saturate at `i64::MAX` (8 EiB, never reached);
+//! uids travel bit for bit as `i32`, so even `u32::MAX` comes back unchanged.
+
+use std::collections::BTreeMap;
+
+use super::compat::aidl::{
+    AppUsage::AppUsage, BufferInfo::BufferInfo, BufferRef::BufferRef, HeapUsage::HeapUsage,
+    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
+    Report::Report as AidlReport, Totals::Totals as AidlTotals,
+};
+use crate::account::{AppView, BufferView, ExporterView, NameView, ProcessView, Report, Totals};
+use crate::ledger::Entry;
+
+fn bytes(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn count(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+/// Bit-preserving: AIDL's `int` carries Linux's unsigned uid.
+pub fn uid_to_aidl(uid: u32) -> i32 {
+    i32::from_ne_bytes(uid.to_ne_bytes())
+}
+
+/// Inverse of [`uid_to_aidl`].
+pub fn uid_from_aidl(uid: i32) -> u32 {
+    u32::from_ne_bytes(uid.to_ne_bytes())
+}
+
+/// Negative sizes never come from a well-behaved peer; they read as 0.
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn unsigned32(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+/// A library report as sent by `IAccounting`.
+pub fn report_to_aidl(r: &Report) -> AidlReport {
+    AidlReport {
+        buffers: r.buffers.iter().map(buffer_to_aidl).collect(),
+        processes: r
+            .processes
+            .iter()
+            .map(|p| ProcessUsage {
+                pid: p.pid,
+                uid: uid_to_aidl(p.uid),
+                comm: p.comm.clone(),
+                rss: bytes(p.rss),
+                pss: bytes(p.pss),
+                fdBytes: bytes(p.fd_bytes),
+                mapOnlyBytes: bytes(p.map_only_bytes),
+            })
+            .collect(),
+        apps: r
+            .apps
+            .iter()
+            .map(|a| AppUsage {
+                uid: uid_to_aidl(a.uid),
+                rss: bytes(a.rss),
+                pss: bytes(a.pss),
+                buffers: count(a.buffers),
+            })
+            .collect(),
+        names: r
+            .names
+            .iter()
+            .map(|n| NameUsage {
+                name: n.name.clone(),
+                bytes: bytes(n.bytes),
+                buffers: count(n.buffers),
+            })
+            .collect(),
+        heaps: r
+            .heaps
+            .iter()
+            .map(|h| HeapUsage {
+                exporter: h.exporter.clone(),
+                bytes: bytes(h.bytes),
+                buffers: count(h.buffers),
+            })
+            .collect(),
+        totals: AidlTotals {
+            exportedBytes: r.totals.exported_bytes.map_or(-1, bytes),
+            userspaceRss: bytes(r.totals.userspace_rss),
+            userspacePss: bytes(r.totals.userspace_pss),
+            kernelOnlyBytes: bytes(r.totals.kernel_only_bytes),
+            unreadableProcesses: count(r.totals.unreadable_processes),
+        },
+    }
+}
+
+fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
+    BufferInfo {
+        inode: bytes(b.inode),
+        size: bytes(b.size),
+        exporter: b.exporter.clone().unwrap_or_default(),
+        name: b.name.clone().unwrap_or_default(),
+        refs: b
+            .holders()
+            .into_iter()
+            .map(|pid| BufferRef {
+                pid,
+                fdCount: count(b.fd_refs.get(&pid).copied().unwrap_or(0)),
+                mapCount: count(b.map_refs.get(&pid).copied().unwrap_or(0)),
+            })
+            .collect(),
+    }
+}
+
+/// What a client received, back as a library report.
+pub fn report_from_aidl(r: AidlReport) -> Report {
+    let totals = r.totals;
+    Report {
+        buffers: r.buffers.into_iter().map(buffer_from_aidl).collect(),
+        processes: r
+            .processes
+            .into_iter()
+            .map(|p| ProcessView {
+                pid: p.pid,
+                uid: uid_from_aidl(p.uid),
+                comm: p.comm,
+                rss: unsigned(p.rss),
+                pss: unsigned(p.pss),
+                fd_bytes: unsigned(p.fdBytes),
+                map_only_bytes: unsigned(p.mapOnlyBytes),
+            })
+            .collect(),
+        apps: r
+            .apps
+            .into_iter()
+            .map(|a| AppView {
+                uid: uid_from_aidl(a.uid),
+                rss: unsigned(a.rss),
+                pss: unsigned(a.pss),
+                buffers: unsigned32(a.buffers),
+            })
+            .collect(),
+        names: r
+            .names
+            .into_iter()
+            .map(|n| NameView {
+                name: n.name,
+                bytes: unsigned(n.bytes),
+                buffers: unsigned32(n.buffers),
+            })
+            .collect(),
+        heaps: r
+            .heaps
+            .into_iter()
+            .map(|h| ExporterView {
+                exporter: h.exporter,
+                bytes: unsigned(h.bytes),
+                buffers: unsigned32(h.buffers),
+            })
+            .collect(),
+        totals: Totals {
+            exported_bytes: u64::try_from(totals.exportedBytes).ok(),
+            userspace_rss: unsigned(totals.userspaceRss),
+            userspace_pss: unsigned(totals.userspacePss),
+            kernel_only_bytes: unsigned(totals.kernelOnlyBytes),
+            unreadable_processes: unsigned32(totals.unreadableProcesses),
+        },
+    }
+}
+
+fn buffer_from_aidl(b: BufferInfo) -> BufferView {
+    let refs = |pick: fn(&BufferRef) -> i32| -> BTreeMap<i32, u32> {
+        b.refs
+            .iter()
+            .filter(|r| pick(r) > 0)
+            .map(|r| (r.pid, unsigned32(pick(r))))
+            .collect()
+    };
+    BufferView {
+        inode: unsigned(b.inode),
+        size: unsigned(b.size),
+        fd_refs: refs(|r| r.fdCount),
+        map_refs: refs(|r| r.mapCount),
+        exporter: Some(b.exporter).filter(|s| !s.is_empty()),
+        name: Some(b.name).filter(|s| !s.is_empty()),
+    }
+}
+
+/// A ledger entry as sent by `IAccounting.getLedger`.
+pub fn entry_to_aidl(e: &Entry) -> LedgerEntry {
+    LedgerEntry {
+        inode: bytes(e.inode),
+        size: bytes(e.size),
+        name: e.name.clone(),
+        heap: e.heap.clone(),
+        uid: uid_to_aidl(e.uid),
+        pid: e.pid,
+        timeMillis: bytes(e.time_millis),
+        attributed: true,
+    }
+}
+
+/// What a client received, back as a ledger entry.
+pub fn entry_from_aidl(e: LedgerEntry) -> Entry {
+    Entry {
+        inode: unsigned(e.inode),
+        size: unsigned(e.size),
+        name: e.name,
+        heap: e.heap,
+        uid: uid_from_aidl(e.uid),
+        pid: e.pid,
+        time_millis: unsigned(e.timeMillis),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trips_exactly() {
+        let report = Report {
+            buffers: vec![BufferView {
+                inode: 7,
+                size: 65536,
+                exporter: Some("system".into()),
+                name: None,
+                fd_refs: [(10, 2)].into(),
+                map_refs: [(10, 1), (11, 3)].into(),
+            }],
+            processes: vec![ProcessView {
+                pid: 10,
+                uid: u32::MAX,
+                comm: "camera".into(),
+                rss: 65536,
+                pss: 32768,
+                fd_bytes: 65536,
+                map_only_bytes: 0,
+            }],
+            apps: vec![AppView {
+                uid: 10_001,
+                rss: 65536,
+                pss: 32768,
+                buffers: 1,
+            }],
+            names: vec![NameView {
+                name: String::new(),
+                bytes: 65536,
+                buffers: 1,
+            }],
+            heaps: vec![ExporterView {
+                exporter: "system".into(),
+                bytes: 65536,
+                buffers: 1,
+            }],
+            totals: Totals {
+                exported_bytes: None,
+                userspace_rss: 65536,
+                userspace_pss: 65536,
+                kernel_only_bytes: 0,
+                unreadable_processes: 2,
+            },
+        };
+        let aidl = report_to_aidl(&report);
+        assert_eq!(aidl.totals.exportedBytes, -1);
+        assert_eq!(aidl.buffers[0].refs.len(), 2);
+        assert_eq!(report_from_aidl(aidl), report);
+    }
+
+    #[test]
+    fn ledger_entry_round_trips() {
+        let e = Entry {
+            inode: 42,
+            size: 4096,
+            name: "GL".into(),
+            heap: "system".into(),
+            uid: 10_005,
+            pid: 77,
+            time_millis: 1_700_000_000_000,
+        };
+        assert_eq!(entry_from_aidl(entry_to_aidl(&e)), e);
+    }
+}
