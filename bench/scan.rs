@@ -23,16 +23,14 @@ use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
 use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::mm::{mmap, MapFlags, ProtFlags};
+use rustix::pipe::PipeFlags;
 
 const BUF_SIZE: u64 = 4096;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| -> usize {
-        args.get(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| usage())
-    };
+    let arg =
+        |i: usize| -> usize { args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()) };
     match args.first().map(String::as_str) {
         Some("holder") => holder(arg(1) as i32, arg(2) as i32, arg(3), arg(4)),
         Some("scan-ours") => scanner(Scanner::Ours, arg(1)),
@@ -58,21 +56,13 @@ struct Config {
 }
 
 fn parse_config(args: &[String]) -> Config {
-    let mut c = Config {
-        procs: vec![50, 200, 1000],
-        bufs: 24,
-        other: 64,
-        runs: 5,
-    };
+    let mut c = Config { procs: vec![50, 200, 1000], bufs: 24, other: 64, runs: 5 };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--procs" => {
-                c.procs = value
-                    .split(',')
-                    .map(|v| v.parse().unwrap_or_else(|_| usage()))
-                    .collect()
+                c.procs = value.split(',').map(|v| v.parse().unwrap_or_else(|_| usage())).collect()
             }
             "--bufs" => c.bufs = value.parse().unwrap_or_else(|_| usage()),
             "--other" => c.other = value.parse().unwrap_or_else(|_| usage()),
@@ -90,11 +80,11 @@ fn inheritable(fd: BorrowedFd<'_>) {
 fn driver(args: &[String]) {
     let cfg = parse_config(args);
     let exe = std::env::current_exe().expect("current exe");
-    let (ready_rx, ready_tx) = std::io::pipe().expect("pipe");
-    let (stop_rx, stop_tx) = std::io::pipe().expect("pipe");
+    let (ready_rx, ready_tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
+    let (stop_rx, stop_tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
     inheritable(ready_tx.as_fd());
     inheritable(stop_rx.as_fd());
-    let mut ready_rx = ready_rx;
+    let mut ready_rx = File::from(ready_rx);
     let mut children = Vec::new();
     println!(
         "dmabufd scan benchmark: M={} dma-bufs of {} bytes per process (fd + mapping), K={} other fds, {} runs, {} CPUs",
@@ -126,10 +116,7 @@ fn driver(args: &[String]) {
             let mut byte = [0u8];
             ready_rx.read_exact(&mut byte).expect("holder ready");
         }
-        eprintln!(
-            "bench: {n} holders up in {:.1}s",
-            start.elapsed().as_secs_f64()
-        );
+        eprintln!("bench: {n} holders up in {:.1}s", start.elapsed().as_secs_f64());
         let (procs, fds) = count_fds();
         let dmabuf_fds = n * cfg.bufs;
         let mut results = Vec::new();
@@ -176,14 +163,8 @@ fn driver(args: &[String]) {
 fn count_fds() -> (usize, usize) {
     let mut procs = 0;
     let mut fds = 0;
-    for e in std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok())
-    {
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.parse::<u32>().is_ok())
-        {
+    for e in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
+        if e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
             procs += 1;
             fds += std::fs::read_dir(e.path().join("fd")).map_or(0, |d| d.count());
         }
@@ -227,9 +208,9 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
     while other_fds.len() < other {
         match other_fds.len() % 4 {
             0 => {
-                let (r, w) = std::io::pipe().expect("pipe");
-                other_fds.push(r.into());
-                other_fds.push(w.into());
+                let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
+                other_fds.push(r);
+                other_fds.push(w);
             }
             1 => {
                 let (a, b) = UnixStream::pair().expect("socketpair");
@@ -318,13 +299,7 @@ fn scanner(which: Scanner, runs: usize) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0);
-    println!(
-        "result {:.3} {} {} {}",
-        times[times.len() / 2],
-        refs.0,
-        refs.1,
-        hwm
-    );
+    println!("result {:.3} {} {} {}", times[times.len() / 2], refs.0, refs.1, hwm);
 }
 
 /// A port of libdmabufinfo's ReadDmaBufFdRefs + ReadDmaBufMapRefs, as dmabuf_dump runs them.
@@ -342,30 +317,15 @@ mod baseline {
     /// Returns (fd refs, map refs) summed over all buffers.
     pub fn scan() -> (u64, u64) {
         let mut bufs: Vec<DmaBuffer> = Vec::new();
-        for dent in std::fs::read_dir("/proc")
-            .expect("/proc")
-            .filter_map(|e| e.ok())
-        {
-            let Some(pid) = dent
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
+        for dent in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
+            let Some(pid) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
             read_fd_refs(pid, &mut bufs);
             read_map_refs(pid, &mut bufs);
         }
-        let fds = bufs
-            .iter()
-            .flat_map(|b| b.fdrefs.values())
-            .map(|&n| u64::from(n))
-            .sum();
-        let maps = bufs
-            .iter()
-            .flat_map(|b| b.maprefs.values())
-            .map(|&n| u64::from(n))
-            .sum();
+        let fds = bufs.iter().flat_map(|b| b.fdrefs.values()).map(|&n| u64::from(n)).sum();
+        let maps = bufs.iter().flat_map(|b| b.maprefs.values()).map(|&n| u64::from(n)).sum();
         (fds, maps)
     }
 
@@ -374,11 +334,7 @@ mod baseline {
             return;
         };
         for dent in dir.filter_map(|e| e.ok()) {
-            let Some(fd) = dent
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
+            let Some(fd) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
             let Ok(file) = File::open(format!("/proc/{pid}/fdinfo/{fd}")) else {
@@ -439,10 +395,7 @@ mod baseline {
             let inode: u64 = fields.next().and_then(|i| i.parse().ok()).unwrap_or(0);
             let name = fields.next().unwrap_or("").trim_start().to_string();
             let (start, end) = range.split_once('-').map_or((0, 0), |(s, e)| {
-                (
-                    u64::from_str_radix(s, 16).unwrap_or(0),
-                    u64::from_str_radix(e, 16).unwrap_or(0),
-                )
+                (u64::from_str_radix(s, 16).unwrap_or(0), u64::from_str_radix(e, 16).unwrap_or(0))
             });
             if !name.starts_with("/dmabuf") {
                 continue;

@@ -45,11 +45,7 @@ pub struct Buffer {
 impl Buffer {
     /// Distinct pids that reference the buffer by fd or mapping, ascending.
     pub fn holders(&self) -> BTreeSet<i32> {
-        self.fd_refs
-            .keys()
-            .chain(self.map_refs.keys())
-            .copied()
-            .collect()
+        self.fd_refs.keys().chain(self.map_refs.keys()).copied().collect()
     }
 }
 
@@ -101,11 +97,7 @@ pub struct BufferView {
 impl BufferView {
     /// Distinct holders, ascending.
     pub fn holders(&self) -> BTreeSet<i32> {
-        self.fd_refs
-            .keys()
-            .chain(self.map_refs.keys())
-            .copied()
-            .collect()
+        self.fd_refs.keys().chain(self.map_refs.keys()).copied().collect()
     }
 
     /// Pss share of `pid` in this buffer (0 if it does not hold it).
@@ -215,10 +207,8 @@ impl Report {
             .filter(|(_, p)| filter.selects(p))
             .map(|(&pid, p)| (pid, p))
             .collect();
-        let mut usage: BTreeMap<i32, Usage> = selected
-            .keys()
-            .map(|&pid| (pid, Usage::default()))
-            .collect();
+        let mut usage: BTreeMap<i32, Usage> =
+            selected.keys().map(|&pid| (pid, Usage::default())).collect();
         let mut app_bufs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
         let mut buffers = Vec::new();
         let mut kernel_only_bytes = 0;
@@ -248,10 +238,7 @@ impl Report {
                 } else {
                     u.map_only_bytes += buf.size;
                 }
-                app_bufs
-                    .entry(selected[pid].uid)
-                    .or_default()
-                    .insert(buf.inode);
+                app_bufs.entry(selected[pid].uid).or_default().insert(buf.inode);
             }
             if referenced {
                 userspace_rss += buf.size;
@@ -289,51 +276,28 @@ impl Report {
             .map(|(uid, inodes)| AppView {
                 uid,
                 rss: inodes.iter().map(|i| by_inode[i]).sum(),
-                pss: processes
-                    .iter()
-                    .filter(|p| p.uid == uid)
-                    .map(|p| p.pss)
-                    .sum(),
+                pss: processes.iter().filter(|p| p.uid == uid).map(|p| p.pss).sum(),
                 buffers: count(inodes.len()),
             })
             .collect();
 
         let names = group(&buffers, |b| b.name.clone().unwrap_or_default())
             .into_iter()
-            .map(|(name, (bytes, buffers))| NameView {
-                name,
-                bytes,
-                buffers,
-            })
+            .map(|(name, (bytes, buffers))| NameView { name, bytes, buffers })
             .collect();
         let heaps = group(&buffers, |b| b.exporter.clone().unwrap_or_default())
             .into_iter()
-            .map(|(exporter, (bytes, buffers))| ExporterView {
-                exporter,
-                bytes,
-                buffers,
-            })
+            .map(|(exporter, (bytes, buffers))| ExporterView { exporter, bytes, buffers })
             .collect();
 
         let totals = Totals {
             exported_bytes: model.exported_bytes.filter(|_| filter.is_empty()),
             userspace_rss,
             userspace_pss: processes.iter().map(|p| p.pss).sum(),
-            kernel_only_bytes: if filter.is_empty() {
-                kernel_only_bytes
-            } else {
-                0
-            },
+            kernel_only_bytes: if filter.is_empty() { kernel_only_bytes } else { 0 },
             unreadable_processes: model.unreadable_processes,
         };
-        Report {
-            buffers,
-            processes,
-            apps,
-            names,
-            heaps,
-            totals,
-        }
+        Report { buffers, processes, apps, names, heaps, totals }
     }
 }
 

@@ -65,9 +65,7 @@ pub fn kib(bytes: u64) -> String {
 }
 
 fn or_unknown(s: &Option<String>) -> &str {
-    s.as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("<unknown>")
+    s.as_deref().filter(|s| !s.is_empty()).unwrap_or("<unknown>")
 }
 
 /// The line printed instead of a table when there is nothing to show.
@@ -145,9 +143,7 @@ fn processes_table(report: &Report, units: Units) -> String {
         out.push_str("----------------------\n");
     }
     let t = &report.totals;
-    let total = t
-        .exported_bytes
-        .unwrap_or(t.userspace_rss + t.kernel_only_bytes);
+    let total = t.exported_bytes.unwrap_or(t.userspace_rss + t.kernel_only_bytes);
     let _ = writeln!(
         out,
         "dmabuf total: {}{u} kernel_rss: {}{u} userspace_rss: {}{u} userspace_pss: {}{u}",
@@ -222,11 +218,7 @@ fn buffers_table(report: &Report) -> String {
     out.push('\n');
     out.push_str("      Exporter Name              | Total Count |     Total Size(bytes)   |\n");
     for h in &report.heaps {
-        let name = if h.exporter.is_empty() {
-            "<unknown>"
-        } else {
-            &h.exporter
-        };
+        let name = if h.exporter.is_empty() { "<unknown>" } else { &h.exporter };
         let _ = writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes);
     }
     let total: u64 = report.buffers.iter().map(|b| b.size).sum();
@@ -245,28 +237,12 @@ fn app_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
     let mut rows: Rows = report
         .apps
         .iter()
-        .map(|a| {
-            vec![
-                a.uid.to_string(),
-                size(a.rss),
-                size(a.pss),
-                a.buffers.to_string(),
-            ]
-        })
+        .map(|a| vec![a.uid.to_string(), size(a.rss), size(a.pss), a.buffers.to_string()])
         .collect();
-    let kernel_only = report
-        .buffers
-        .iter()
-        .filter(|b| b.holders().is_empty())
-        .count();
+    let kernel_only = report.buffers.iter().filter(|b| b.holders().is_empty()).count();
     if kernel_only > 0 {
         let bytes = report.totals.kernel_only_bytes;
-        rows.push(vec![
-            "kernel".into(),
-            size(bytes),
-            size(bytes),
-            kernel_only.to_string(),
-        ]);
+        rows.push(vec!["kernel".into(), size(bytes), size(bytes), kernel_only.to_string()]);
     }
     rows
 }
@@ -277,11 +253,7 @@ fn name_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|n| {
             vec![
-                if n.name.is_empty() {
-                    "<unknown>".into()
-                } else {
-                    n.name.clone()
-                },
+                if n.name.is_empty() { "<unknown>".into() } else { n.name.clone() },
                 size(n.bytes),
                 n.buffers.to_string(),
             ]
@@ -295,11 +267,7 @@ fn heap_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|h| {
             vec![
-                if h.exporter.is_empty() {
-                    "<unknown>".into()
-                } else {
-                    h.exporter.clone()
-                },
+                if h.exporter.is_empty() { "<unknown>".into() } else { h.exporter.clone() },
                 size(h.bytes),
                 h.buffers.to_string(),
             ]
@@ -368,17 +336,9 @@ pub fn csv(report: &Report, view: View) -> String {
                 .collect(),
         ),
         View::Grid => {
-            let mut headers = vec![
-                "inode",
-                "size_bytes",
-                "fd_ref_processes",
-                "map_ref_processes",
-            ];
-            let names: Vec<String> = report
-                .processes
-                .iter()
-                .map(|p| format!("{}:{}", p.comm, p.pid))
-                .collect();
+            let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
+            let names: Vec<String> =
+                report.processes.iter().map(|p| format!("{}:{}", p.comm, p.pid)).collect();
             headers.extend(names.iter().map(String::as_str));
             let rows: Rows = report
                 .buffers
@@ -421,15 +381,9 @@ pub fn csv(report: &Report, view: View) -> String {
                 })
                 .collect(),
         ),
-        View::Apps => (
-            vec!["uid", "rss_bytes", "pss_bytes", "buffers"],
-            app_rows(report, bytes),
-        ),
+        View::Apps => (vec!["uid", "rss_bytes", "pss_bytes", "buffers"], app_rows(report, bytes)),
         View::Names => (vec!["name", "bytes", "buffers"], name_rows(report, bytes)),
-        View::Heaps => (
-            vec!["exporter", "bytes", "buffers"],
-            heap_rows(report, bytes),
-        ),
+        View::Heaps => (vec!["exporter", "bytes", "buffers"], heap_rows(report, bytes)),
     };
     render_csv(&headers, &rows)
 }

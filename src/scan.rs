@@ -63,11 +63,7 @@ impl ScanOptions {
 
     fn worker_count(&self, pids: usize) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let wanted = if self.threads == 0 {
-            cores
-        } else {
-            self.threads
-        };
+        let wanted = if self.threads == 0 { cores } else { self.threads };
         wanted.clamp(1, pids.max(1))
     }
 }
@@ -81,12 +77,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
     let next = AtomicUsize::new(0);
     // Read before the walk: buffers the kernel already named an exporter for need no fdinfo.
     let kernel = read_kernel_list(opts);
-    let known: HashSet<u64> = kernel
-        .iter()
-        .flat_map(|k| &k.rows)
-        .filter(|r| r.2.is_some())
-        .map(|r| r.0)
-        .collect();
+    let known: HashSet<u64> =
+        kernel.iter().flat_map(|k| &k.rows).filter(|r| r.2.is_some()).map(|r| r.0).collect();
     let claimed = Mutex::new(known);
     let workers = opts.worker_count(pids.len());
     let partials: Vec<Partial> = std::thread::scope(|s| {
@@ -231,16 +223,9 @@ impl<'a> Worker<'a> {
         }
         read_file(dir.as_fd(), c"status", &mut self.file, Records::One)?;
         let status = procfs::status::parse(&self.file).ok_or_else(|| {
-            Skip::Unreadable(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed status",
-            ))
+            Skip::Unreadable(io::Error::new(io::ErrorKind::InvalidData, "malformed status"))
         })?;
-        Ok(Some(Process {
-            pid,
-            uid: status.uid,
-            comm: status.comm,
-        }))
+        Ok(Some(Process { pid, uid: status.uid, comm: status.comm }))
     }
 
     fn read_fds(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<(), Skip> {
@@ -286,11 +271,7 @@ impl<'a> Worker<'a> {
         link_len: usize,
     ) -> Option<u64> {
         // Anonymous inodes are shared by every buffer: identity must come from fdinfo.
-        let stat = if anon {
-            None
-        } else {
-            statat(fd_dir, fd_name, AtFlags::empty()).ok()
-        };
+        let stat = if anon { None } else { statat(fd_dir, fd_name, AtFlags::empty()).ok() };
         if let Some(st) = &stat {
             let inode = st.st_ino;
             if self.out.buffers.contains_key(&inode) || !self.claim(inode) {
@@ -306,14 +287,9 @@ impl<'a> Worker<'a> {
         }
         // First sighting (or no usable stat): fdinfo gives the exporter and, failing stat, identity.
         let info = self.read_fdinfo(dir, fd_name);
-        let inode = stat
-            .as_ref()
-            .map(|s| s.st_ino)
-            .or(info.as_ref().and_then(|i| i.ino))?;
-        let size = stat
-            .as_ref()
-            .map(|s| s.st_size as u64)
-            .or(info.as_ref().and_then(|i| i.size))?;
+        let inode = stat.as_ref().map(|s| s.st_ino).or(info.as_ref().and_then(|i| i.ino))?;
+        let size =
+            stat.as_ref().map(|s| s.st_size as u64).or(info.as_ref().and_then(|i| i.size))?;
         if stat.is_some() && info.is_none() {
             // Closed meanwhile: let another holder read the exporter.
             self.unclaim(inode);
@@ -346,9 +322,7 @@ impl<'a> Worker<'a> {
 
     /// True if this worker is the first to see `inode` and should read its fdinfo.
     fn claim(&self, inode: u64) -> bool {
-        self.claimed
-            .lock()
-            .map_or(true, |mut set| set.insert(inode))
+        self.claimed.lock().map_or(true, |mut set| set.insert(inode))
     }
 
     fn unclaim(&self, inode: u64) {
@@ -429,9 +403,7 @@ fn merge(partials: Vec<Partial>) -> Model {
     let mut model = Model::default();
     for p in partials {
         model.unreadable_processes += p.unreadable;
-        model
-            .processes
-            .extend(p.processes.into_iter().map(|pr| (pr.pid, pr)));
+        model.processes.extend(p.processes.into_iter().map(|pr| (pr.pid, pr)));
         for (inode, b) in p.buffers {
             match model.buffers.get_mut(&inode) {
                 None => {
@@ -457,9 +429,7 @@ fn merge(partials: Vec<Partial>) -> Model {
         }
     }
     // Buffers recorded for a process that was then dropped have no holders left.
-    model
-        .buffers
-        .retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());
+    model.buffers.retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());
     model
 }
 
@@ -483,12 +453,7 @@ fn read_kernel_list(opts: &ScanOptions) -> Option<KernelList> {
             .rows
             .into_iter()
             .filter_map(|r| {
-                Some((
-                    r.inode?,
-                    r.size,
-                    Some(r.exporter).filter(|e| !e.is_empty()),
-                    r.name,
-                ))
+                Some((r.inode?, r.size, Some(r.exporter).filter(|e| !e.is_empty()), r.name))
             })
             .collect();
         return Some(KernelList { rows, exported });
@@ -529,16 +494,13 @@ fn read_sysfs(dir: &Path) -> Option<Vec<KernelRow>> {
     let entries = std::fs::read_dir(dir).ok()?;
     let mut rows = Vec::new();
     for e in entries.filter_map(|e| e.ok()) {
-        let Some(inode) = e
-            .file_name()
-            .to_str()
-            .and_then(|n| procfs::sysfs::parse_inode_dir(n.as_bytes()))
+        let Some(inode) =
+            e.file_name().to_str().and_then(|n| procfs::sysfs::parse_inode_dir(n.as_bytes()))
         else {
             continue;
         };
-        let Some(size) = std::fs::read(e.path().join("size"))
-            .ok()
-            .and_then(|b| procfs::sysfs::parse_size(&b))
+        let Some(size) =
+            std::fs::read(e.path().join("size")).ok().and_then(|b| procfs::sysfs::parse_size(&b))
         else {
             continue;
         };

@@ -22,10 +22,7 @@ fn fdinfo_6_12_named() {
 #[test]
 fn fdinfo_6_12_unnamed_has_no_name() {
     let info = fdinfo::parse(&fixture("fdinfo/6.12-unnamed.txt"));
-    assert_eq!(
-        (info.ino, info.size, info.count),
-        (Some(1043), Some(16384), Some(2))
-    );
+    assert_eq!((info.ino, info.size, info.count), (Some(1043), Some(16384), Some(2)));
     assert_eq!(info.name, None);
 }
 
@@ -40,10 +37,7 @@ fn fdinfo_without_ino_keeps_trailing_space_in_name() {
 
 #[test]
 fn fdinfo_generic_only() {
-    assert_eq!(
-        fdinfo::parse(&fixture("fdinfo/4.19-generic-only.txt")),
-        fdinfo::FdInfo::default()
-    );
+    assert_eq!(fdinfo::parse(&fixture("fdinfo/4.19-generic-only.txt")), fdinfo::FdInfo::default());
 }
 
 #[test]
@@ -51,12 +45,7 @@ fn maps_odd_shapes() {
     let bytes = fixture("maps/odd.txt");
     let mut seen = Vec::new();
     maps::for_each_dmabuf(&bytes, |m| {
-        seen.push((
-            m.inode,
-            m.offset,
-            m.len(),
-            String::from_utf8_lossy(m.name).into_owned(),
-        ))
+        seen.push((m.inode, m.offset, m.len(), String::from_utf8_lossy(m.name).into_owned()))
     });
     assert_eq!(
         seen,
@@ -76,15 +65,7 @@ fn bufinfo_6_12() {
     let rows: Vec<_> = info
         .rows
         .iter()
-        .map(|r| {
-            (
-                r.size,
-                r.count,
-                r.exporter.as_str(),
-                r.inode,
-                r.name.as_deref(),
-            )
-        })
+        .map(|r| (r.size, r.count, r.exporter.as_str(), r.inode, r.name.as_deref()))
         .collect();
     assert_eq!(
         rows,
@@ -102,10 +83,7 @@ fn bufinfo_6_12() {
 fn bufinfo_4_19_without_inode_column() {
     let info = bufinfo::parse(&fixture("bufinfo/4.19.txt"));
     assert_eq!(info.rows.len(), 2);
-    assert!(info
-        .rows
-        .iter()
-        .all(|r| r.inode.is_none() && r.name.is_none() && r.exporter == "ion"));
+    assert!(info.rows.iter().all(|r| r.inode.is_none() && r.name.is_none() && r.exporter == "ion"));
     assert_eq!(info.exported_bytes(), 69632);
 }
 
@@ -131,10 +109,7 @@ fn status_uid_and_comm() {
 fn sysfs_attributes() {
     assert_eq!(sysfs::parse_size(b"65536\n"), Some(65536));
     assert_eq!(sysfs::parse_size(b"-1\n"), None);
-    assert_eq!(
-        sysfs::parse_exporter(b"system\n").as_deref(),
-        Some("system")
-    );
+    assert_eq!(sysfs::parse_exporter(b"system\n").as_deref(), Some("system"));
     assert_eq!(sysfs::parse_exporter(b"\n"), None);
     assert_eq!(sysfs::parse_inode_dir(b"2001"), Some(2001));
     assert_eq!(sysfs::parse_inode_dir(b"uevent"), None);
@@ -185,7 +160,8 @@ proptest! {
 #[test]
 fn captured_6_12_bufinfo_and_maps() {
     let info = bufinfo::parse(&fixture("bufinfo/6.12-vm-capture.txt"));
-    let rows: Vec<_> = info.rows.iter().map(|r| (r.size, r.count, r.inode, r.name.as_deref())).collect();
+    let rows: Vec<_> =
+        info.rows.iter().map(|r| (r.size, r.count, r.inode, r.name.as_deref())).collect();
     assert_eq!(
         rows,
         vec![

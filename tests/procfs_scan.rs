@@ -17,11 +17,8 @@ fn system_root() -> PathBuf {
 }
 
 fn scan_fixture(threads: usize) -> Model {
-    scan(&ScanOptions {
-        threads,
-        ..ScanOptions::under_root(&system_root())
-    })
-    .expect("fixture scans")
+    scan(&ScanOptions { threads, ..ScanOptions::under_root(&system_root()) })
+        .expect("fixture scans")
 }
 
 fn pv(
@@ -33,15 +30,7 @@ fn pv(
     fd_bytes: u64,
     map_only_bytes: u64,
 ) -> ProcessView {
-    ProcessView {
-        pid,
-        uid,
-        comm: comm.into(),
-        rss,
-        pss,
-        fd_bytes,
-        map_only_bytes,
-    }
+    ProcessView { pid, uid, comm: comm.into(), rss, pss, fd_bytes, map_only_bytes }
 }
 
 #[test]
@@ -49,10 +38,7 @@ fn fixture_model_is_exact() {
     let model = scan_fixture(1);
     assert_eq!(model.unreadable_processes, 1, "pid 400 has no fd directory");
     assert_eq!(model.exported_bytes, Some(1_138_688));
-    assert_eq!(
-        model.processes.keys().copied().collect::<Vec<_>>(),
-        vec![100, 200, 300]
-    );
+    assert_eq!(model.processes.keys().copied().collect::<Vec<_>>(), vec![100, 200, 300]);
     let gl = &model.buffers[&2001];
     assert_eq!(
         (gl.size, gl.exporter.as_deref(), gl.name.as_deref()),
@@ -93,31 +79,12 @@ fn fixture_views_are_exact() {
     assert_eq!(
         r.apps,
         vec![
-            AppView {
-                uid: 1000,
-                rss: 69632,
-                pss: 25942,
-                buffers: 2
-            },
-            AppView {
-                uid: 1047,
-                rss: 86016,
-                pss: 42325,
-                buffers: 3
-            },
-            AppView {
-                uid: 10057,
-                rss: 65536,
-                pss: 21845,
-                buffers: 1
-            },
+            AppView { uid: 1000, rss: 69632, pss: 25942, buffers: 2 },
+            AppView { uid: 1047, rss: 86016, pss: 42325, buffers: 3 },
+            AppView { uid: 10057, rss: 65536, pss: 21845, buffers: 1 },
         ]
     );
-    let name = |n: &str, bytes, buffers| NameView {
-        name: n.into(),
-        bytes,
-        buffers,
-    };
+    let name = |n: &str, bytes, buffers| NameView { name: n.into(), bytes, buffers };
     assert_eq!(
         r.names,
         vec![
@@ -131,16 +98,8 @@ fn fixture_views_are_exact() {
     assert_eq!(
         r.heaps,
         vec![
-            ExporterView {
-                exporter: "reserved".into(),
-                bytes: 1_048_576,
-                buffers: 1
-            },
-            ExporterView {
-                exporter: "system".into(),
-                bytes: 90112,
-                buffers: 4
-            },
+            ExporterView { exporter: "reserved".into(), bytes: 1_048_576, buffers: 1 },
+            ExporterView { exporter: "system".into(), bytes: 90112, buffers: 4 },
         ]
     );
     assert_eq!(r.totals.userspace_rss, 90112);
@@ -153,53 +112,19 @@ fn fixture_views_are_exact() {
 #[test]
 fn filters_select_processes_but_keep_global_shares() {
     let model = scan_fixture(0);
-    let r = Report::build(
-        &model,
-        &Filter {
-            uid: Some(10057),
-            pid: None,
-        },
-    );
-    assert_eq!(
-        r.processes,
-        vec![pv(300, 10057, "app", 65536, 21845, 65536, 0)]
-    );
-    assert_eq!(
-        r.buffers.iter().map(|b| b.inode).collect::<Vec<_>>(),
-        vec![2001]
-    );
+    let r = Report::build(&model, &Filter { uid: Some(10057), pid: None });
+    assert_eq!(r.processes, vec![pv(300, 10057, "app", 65536, 21845, 65536, 0)]);
+    assert_eq!(r.buffers.iter().map(|b| b.inode).collect::<Vec<_>>(), vec![2001]);
     assert_eq!(r.buffers[0].holders().len(), 3);
     assert_eq!(
-        (
-            r.totals.userspace_rss,
-            r.totals.userspace_pss,
-            r.totals.kernel_only_bytes
-        ),
+        (r.totals.userspace_rss, r.totals.userspace_pss, r.totals.kernel_only_bytes),
         (65536, 21845, 0)
     );
     assert_eq!(r.totals.exported_bytes, None);
-    let r = Report::build(
-        &model,
-        &Filter {
-            uid: None,
-            pid: Some(100),
-        },
-    );
-    assert_eq!(
-        r.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-        vec![100]
-    );
-    assert_eq!(
-        r.buffers.iter().map(|b| b.inode).collect::<Vec<_>>(),
-        vec![2001, 2002]
-    );
-    let r = Report::build(
-        &model,
-        &Filter {
-            uid: Some(1000),
-            pid: Some(200),
-        },
-    );
+    let r = Report::build(&model, &Filter { uid: None, pid: Some(100) });
+    assert_eq!(r.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![100]);
+    assert_eq!(r.buffers.iter().map(|b| b.inode).collect::<Vec<_>>(), vec![2001, 2002]);
+    let r = Report::build(&model, &Filter { uid: Some(1000), pid: Some(200) });
     assert!(r.processes.is_empty() && r.buffers.is_empty());
 }
 
@@ -253,10 +178,7 @@ fn dump_bytes_and_pid_filter() {
     let (code, out, _) = dmabufctl(&["--bytes", "200"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("          camera:200  \n"), "{out}");
-    let total = out
-        .lines()
-        .find(|l| l.contains("PROCESS TOTAL"))
-        .expect("total row");
+    let total = out.lines().find(|l| l.contains("PROCESS TOTAL")).expect("total row");
     assert_eq!(
         total.split_whitespace().collect::<Vec<_>>(),
         ["PROCESS", "TOTAL", "86016", "B", "42325", "B"]
@@ -278,10 +200,7 @@ fn dump_json_has_documented_keys_and_values() {
     assert_eq!(gl["size"], 65536);
     assert_eq!(gl["exporter"], "system");
     assert_eq!(gl["name"], "GL");
-    assert_eq!(
-        gl["fd_refs"],
-        serde_json::json!({"100": 2, "200": 1, "300": 1})
-    );
+    assert_eq!(gl["fd_refs"], serde_json::json!({"100": 2, "200": 1, "300": 1}));
     assert_eq!(gl["map_refs"], serde_json::json!({"100": 2}));
     let unnamed = v["buffers"]
         .as_array()
@@ -313,9 +232,7 @@ fn dump_json_has_documented_keys_and_values() {
 fn dump_other_views() {
     let (_, out, _) = dmabufctl(&["--by", "app", "--bytes"]);
     assert_eq!(
-        out.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect::<Vec<_>>(),
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>(),
         [
             "Uid Rss Pss Buffers",
             "1000 69632 B 25942 B 2",
@@ -327,24 +244,15 @@ fn dump_other_views() {
     let (_, out, _) = dmabufctl(&["--by", "name", "-o", "csv"]);
     assert_eq!(out, "name,bytes,buffers\n<unknown>,4096,1\nCAMERA preview,12288,1\nGL,65536,1\nkernel only,1048576,1\nmapped only,8192,1\n");
     let (_, out, _) = dmabufctl(&["--by", "heap", "-o", "csv"]);
-    assert_eq!(
-        out,
-        "exporter,bytes,buffers\nreserved,1048576,1\nsystem,90112,4\n"
-    );
+    assert_eq!(out, "exporter,bytes,buffers\nreserved,1048576,1\nsystem,90112,4\n");
     let (_, out, _) = dmabufctl(&["-o", "csv", "300"]);
     assert_eq!(out, "pid,comm,uid,name,inode,exporter,rss_bytes,pss_bytes,nr_procs,fd_refs,map_refs\n300,app,10057,GL,2001,system,65536,21845,3,1,0\n");
     let (_, out, _) = dmabufctl(&["-a"]);
-    let gl = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("2001 "))
-        .expect("grid row");
+    let gl = out.lines().find(|l| l.trim_start().starts_with("2001 ")).expect("grid row");
     assert_eq!(gl.matches("refs").count(), 3);
     assert!(gl.contains("        2(     2) refs"), "{gl}");
     let (_, out, _) = dmabufctl(&["-b"]);
-    assert!(
-        out.contains("Total DMA-BUF count: 5, Total DMA-BUF size(bytes): 1138688"),
-        "{out}"
-    );
+    assert!(out.contains("Total DMA-BUF count: 5, Total DMA-BUF size(bytes): 1138688"), "{out}");
     let (code, _, err) = dmabufctl(&["-a", "-b"]);
     assert_eq!(code, 2, "{err}");
 }
@@ -373,19 +281,13 @@ fn tempdir() -> PathBuf {
 
 /// Random models: sizes, holders, fd and map refs.
 fn arb_model() -> impl Strategy<Value = Model> {
-    let buffer = (
-        1u64..1 << 24,
-        proptest::collection::btree_map(1i32..40, (0u32..3, 0u32..3), 0..12),
-    );
+    let buffer =
+        (1u64..1 << 24, proptest::collection::btree_map(1i32..40, (0u32..3, 0u32..3), 0..12));
     proptest::collection::vec(buffer, 0..30).prop_map(|bufs| {
         let mut model = Model::default();
         for (i, (size, refs)) in bufs.into_iter().enumerate() {
             let inode = i as u64 + 1;
-            let mut b = Buffer {
-                inode,
-                size,
-                ..Buffer::default()
-            };
+            let mut b = Buffer { inode, size, ..Buffer::default() };
             for (pid, (fds, maps)) in refs {
                 let (fds, maps) = if fds + maps == 0 { (1, 0) } else { (fds, maps) };
                 if fds > 0 {
@@ -394,14 +296,9 @@ fn arb_model() -> impl Strategy<Value = Model> {
                 if maps > 0 {
                     b.map_refs.insert(pid, maps);
                 }
-                model.processes.insert(
-                    pid,
-                    Process {
-                        pid,
-                        uid: pid as u32 % 4,
-                        comm: format!("p{pid}"),
-                    },
-                );
+                model
+                    .processes
+                    .insert(pid, Process { pid, uid: pid as u32 % 4, comm: format!("p{pid}") });
             }
             model.buffers.insert(inode, b);
         }
@@ -462,30 +359,19 @@ fn without_kernel_list_exporters_come_from_fdinfo_and_sizes_from_maps() {
     assert_eq!(model.buffers[&2001].exporter.as_deref(), Some("system"));
     let mapped_only = &model.buffers[&2004];
     assert_eq!(
-        (
-            mapped_only.size,
-            mapped_only.size_from_maps,
-            mapped_only.exporter.as_deref()
-        ),
+        (mapped_only.size, mapped_only.size_from_maps, mapped_only.exporter.as_deref()),
         (8192, true, None)
     );
 }
 
 #[test]
 fn sysfs_stats_stand_in_for_debugfs() {
-    let opts = ScanOptions {
-        debugfs_bufinfo: None,
-        ..ScanOptions::under_root(&system_root())
-    };
+    let opts = ScanOptions { debugfs_bufinfo: None, ..ScanOptions::under_root(&system_root()) };
     let model = scan(&opts).expect("scans");
     assert_eq!(model.exported_bytes, Some(1_138_688));
     let kernel = &model.buffers[&2005];
     assert_eq!(
-        (
-            kernel.size,
-            kernel.exporter.as_deref(),
-            kernel.name.as_deref()
-        ),
+        (kernel.size, kernel.exporter.as_deref(), kernel.name.as_deref()),
         (1_048_576, Some("reserved"), None)
     );
     assert_eq!(model.buffers[&2004].exporter.as_deref(), Some("system"));

@@ -32,12 +32,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn alloc(name: &str, size: u64) -> OwnedFd {
     Allocator::new()
-        .allocate(&AllocRequest {
-            heap: "system",
-            size,
-            name: name.as_bytes(),
-            heap_flags: 0,
-        })
+        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
         .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
         .into_owned_fd()
 }
@@ -47,15 +42,7 @@ fn inode(fd: BorrowedFd<'_>) -> u64 {
 }
 
 fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
-    fcntl_setfd(
-        fd,
-        if yes {
-            FdFlags::empty()
-        } else {
-            FdFlags::CLOEXEC
-        },
-    )
-    .expect("fcntl");
+    fcntl_setfd(fd, if yes { FdFlags::empty() } else { FdFlags::CLOEXEC }).expect("fcntl");
 }
 
 /// A shared read-only mapping, unmapped on drop.
@@ -65,14 +52,7 @@ impl Map {
     fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Map {
         // SAFETY: a fresh mapping at a kernel-chosen address; nothing else refers to it.
         let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len as usize,
-                ProtFlags::READ,
-                MapFlags::SHARED,
-                fd,
-                offset,
-            )
+            mmap(std::ptr::null_mut(), len as usize, ProtFlags::READ, MapFlags::SHARED, fd, offset)
         }
         .expect("mmap");
         Map(ptr, len as usize)
@@ -98,13 +78,8 @@ fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut cmsg = RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0u8; 1];
-    recvmsg(
-        sock,
-        &mut [IoSliceMut::new(&mut byte)],
-        &mut cmsg,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
+    recvmsg(sock, &mut [IoSliceMut::new(&mut byte)], &mut cmsg, RecvFlags::CMSG_CLOEXEC)
+        .expect("recvmsg");
     let fd = cmsg.drain().find_map(|m| match m {
         RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
         _ => None,
@@ -129,16 +104,11 @@ fn child_role() {
         received.push(recv_fd(sock.as_fd()));
     }
     let mut maps = Vec::new();
-    for spec in std::env::var("DMABUFD_ACCT_MAP")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
+    for spec in
+        std::env::var("DMABUFD_ACCT_MAP").unwrap_or_default().split(',').filter(|s| !s.is_empty())
     {
         let parts: Vec<&str> = spec.split(':').collect();
-        let (offset, len) = (
-            parts[1].parse().expect("offset"),
-            parts[2].parse().expect("len"),
-        );
+        let (offset, len) = (parts[1].parse().expect("offset"), parts[2].parse().expect("len"));
         let fd = if parts[0] == "recv" {
             received[0].as_fd()
         } else {
@@ -187,10 +157,7 @@ fn wait_until_ready(child: &mut Child) {
     let mut line = String::new();
     while !line.trim_end().ends_with("ready") {
         line.clear();
-        assert!(
-            reader.read_line(&mut line).expect("read") > 0,
-            "holder died before it was ready"
-        );
+        assert!(reader.read_line(&mut line).expect("read") > 0, "holder died before it was ready");
     }
 }
 
@@ -208,10 +175,7 @@ fn share(size: u64, holders: &[i32], pid: i32) -> u64 {
 }
 
 fn full_scan() -> Report {
-    Report::build(
-        &scan(&ScanOptions::default()).expect("scan"),
-        &Filter::default(),
-    )
+    Report::build(&scan(&ScanOptions::default()).expect("scan"), &Filter::default())
 }
 
 #[test]
@@ -224,10 +188,7 @@ fn workload_exact_per_process_app_and_name() {
     // B: dup'd and mapped twice here.
     let b = alloc("acct dup", 2 * PAGE);
     let b2 = b.try_clone().expect("dup");
-    let (_b_map1, _b_map2) = (
-        Map::new(b.as_fd(), 0, 2 * PAGE),
-        Map::new(b.as_fd(), PAGE, PAGE),
-    );
+    let (_b_map1, _b_map2) = (Map::new(b.as_fd(), 0, 2 * PAGE), Map::new(b.as_fd(), PAGE, PAGE));
     // C: passed over a unix socket to a child of uid 10057, which maps it; our fd closed.
     let c = alloc("acct passed", 4 * PAGE);
     // D: held here and mapped partially (one page at offset 1 page).
@@ -238,17 +199,11 @@ fn workload_exact_per_process_app_and_name() {
     let _e_map = Map::new(e.as_fd(), 0, PAGE);
     // K: in flight in a unix socket, held by no process: kernel-only.
     let k = alloc("acct in flight", 3 * PAGE);
-    let inodes: BTreeMap<&str, u64> = [
-        ("a", &a),
-        ("b", &b),
-        ("c", &c),
-        ("d", &d),
-        ("e", &e),
-        ("k", &k),
-    ]
-    .into_iter()
-    .map(|(n, fd)| (n, inode(fd.as_fd())))
-    .collect();
+    let inodes: BTreeMap<&str, u64> =
+        [("a", &a), ("b", &b), ("c", &c), ("d", &d), ("e", &e), ("k", &k)]
+            .into_iter()
+            .map(|(n, fd)| (n, inode(fd.as_fd())))
+            .collect();
     drop(e);
     let (k_tx, _k_rx) = UnixStream::pair().expect("socketpair");
     send_fd(&k_tx, k.as_fd());
@@ -258,10 +213,7 @@ fn workload_exact_per_process_app_and_name() {
     let c1 = spawn_holder(1000, &[], true);
     let c2 = spawn_holder(
         1000,
-        &[(
-            "DMABUFD_ACCT_MAP",
-            format!("{}:0:{}", a.as_raw_fd(), 5 * PAGE),
-        )],
+        &[("DMABUFD_ACCT_MAP", format!("{}:0:{}", a.as_raw_fd(), 5 * PAGE))],
         true,
     );
     inheritable(a.as_fd(), false);
@@ -284,18 +236,10 @@ fn workload_exact_per_process_app_and_name() {
 
     let report = full_scan();
     let by_inode = |i: u64| {
-        report
-            .buffers
-            .iter()
-            .find(|b| b.inode == i)
-            .unwrap_or_else(|| panic!("inode {i} missing"))
+        report.buffers.iter().find(|b| b.inode == i).unwrap_or_else(|| panic!("inode {i} missing"))
     };
     let by_pid = |p: i32| {
-        report
-            .processes
-            .iter()
-            .find(|v| v.pid == p)
-            .unwrap_or_else(|| panic!("pid {p} missing"))
+        report.processes.iter().find(|v| v.pid == p).unwrap_or_else(|| panic!("pid {p} missing"))
     };
 
     let ba = by_inode(inodes["a"]);
@@ -325,18 +269,12 @@ fn workload_exact_per_process_app_and_name() {
     assert!(be.fd_refs.is_empty());
     let bk = by_inode(inodes["k"]);
     assert!(bk.fd_refs.is_empty() && bk.map_refs.is_empty());
-    assert_eq!(
-        (bk.size, bk.name.as_deref()),
-        (3 * PAGE, Some("acct in flight"))
-    );
+    assert_eq!((bk.size, bk.name.as_deref()), (3 * PAGE, Some("acct in flight")));
 
     let holders_a = [me, p1, p2];
     let mine = by_pid(me);
     assert_eq!(mine.rss, 5 * PAGE + 2 * PAGE + 4 * PAGE + 2 * PAGE);
-    assert_eq!(
-        mine.pss,
-        share(5 * PAGE, &holders_a, me) + 2 * PAGE + 4 * PAGE + 2 * PAGE
-    );
+    assert_eq!(mine.pss, share(5 * PAGE, &holders_a, me) + 2 * PAGE + 4 * PAGE + 2 * PAGE);
     assert_eq!((mine.fd_bytes, mine.map_only_bytes), (11 * PAGE, 2 * PAGE));
     for p in [p1, p2] {
         let v = by_pid(p);
@@ -353,24 +291,8 @@ fn workload_exact_per_process_app_and_name() {
 
     let app = |uid: u32| report.apps.iter().find(|a| a.uid == uid).cloned();
     let pss_1000 = share(5 * PAGE, &holders_a, p1) + share(5 * PAGE, &holders_a, p2);
-    assert_eq!(
-        app(1000),
-        Some(AppView {
-            uid: 1000,
-            rss: 5 * PAGE,
-            pss: pss_1000,
-            buffers: 1
-        })
-    );
-    assert_eq!(
-        app(10057),
-        Some(AppView {
-            uid: 10057,
-            rss: 4 * PAGE,
-            pss: 4 * PAGE,
-            buffers: 1
-        })
-    );
+    assert_eq!(app(1000), Some(AppView { uid: 1000, rss: 5 * PAGE, pss: pss_1000, buffers: 1 }));
+    assert_eq!(app(10057), Some(AppView { uid: 10057, rss: 4 * PAGE, pss: 4 * PAGE, buffers: 1 }));
     let name = |n: &str| report.names.iter().find(|v| v.name == n).cloned();
     for (n, pages) in [
         ("acct GL", 5),
@@ -382,32 +304,19 @@ fn workload_exact_per_process_app_and_name() {
     ] {
         assert_eq!(
             name(n),
-            Some(NameView {
-                name: n.into(),
-                bytes: pages * PAGE,
-                buffers: 1
-            }),
+            Some(NameView { name: n.into(), bytes: pages * PAGE, buffers: 1 }),
             "{n}"
         );
     }
     assert!(report.totals.kernel_only_bytes >= 3 * PAGE);
     assert_eq!(report.totals.userspace_pss, report.totals.userspace_rss);
-    let exported = report
-        .totals
-        .exported_bytes
-        .expect("debugfs bufinfo readable as root");
-    assert_eq!(
-        exported,
-        report.totals.userspace_rss + report.totals.kernel_only_bytes
-    );
+    let exported = report.totals.exported_bytes.expect("debugfs bufinfo readable as root");
+    assert_eq!(exported, report.totals.userspace_rss + report.totals.kernel_only_bytes);
 
     // A uid filter keeps the global shares.
     let only = Report::build(
         &scan(&ScanOptions::default()).expect("scan"),
-        &Filter {
-            uid: Some(1000),
-            pid: None,
-        },
+        &Filter { uid: Some(1000), pid: None },
     );
     assert_eq!(only.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), {
         let mut v = vec![p1, p2];
@@ -419,11 +328,7 @@ fn workload_exact_per_process_app_and_name() {
     // The CLI agrees, in exact bytes, with dmabuf_dump's row layout.
     let built = std::path::Path::new(env!("CARGO_BIN_EXE_dmabufctl"));
     // The runner puts the project's binaries on the guest's PATH.
-    let exe = if built.exists() {
-        built
-    } else {
-        std::path::Path::new("dmabufctl")
-    };
+    let exe = if built.exists() { built } else { std::path::Path::new("dmabufctl") };
     let out = Command::new(exe)
         .args(["dump", "--bytes", &me.to_string()])
         .output()
@@ -435,14 +340,7 @@ fn workload_exact_per_process_app_and_name() {
         .unwrap_or_else(|| panic!("no total row in {text}"));
     assert_eq!(
         total.split_whitespace().collect::<Vec<_>>(),
-        [
-            "PROCESS",
-            "TOTAL",
-            &mine.rss.to_string(),
-            "B",
-            &mine.pss.to_string(),
-            "B"
-        ]
+        ["PROCESS", "TOTAL", &mine.rss.to_string(), "B", &mine.pss.to_string(), "B"]
     );
     assert!(text.contains("acct mapped only"), "{text}");
 
@@ -475,31 +373,20 @@ fn processes_exiting_during_scans() {
             let buf = alloc("acct churn", PAGE);
             inheritable(buf.as_fd(), true);
             let ms = 5 + (churn.len() as u64 * 37 + scans as u64 * 11) % 120;
-            churn.push(spawn_holder(
-                10062,
-                &[("DMABUFD_ACCT_LIFETIME_MS", ms.to_string())],
-                false,
-            ));
+            churn.push(spawn_holder(10062, &[("DMABUFD_ACCT_LIFETIME_MS", ms.to_string())], false));
             drop(buf);
         }
         let r = full_scan();
         scans += 1;
-        let stable_view = r
-            .buffers
-            .iter()
-            .find(|b| b.inode == stable_inode)
-            .expect("stable buffer");
+        let stable_view =
+            r.buffers.iter().find(|b| b.inode == stable_inode).expect("stable buffer");
         assert_eq!(stable_view.holders().into_iter().collect::<Vec<_>>(), {
             let mut h = holders.to_vec();
             h.sort_unstable();
             h
         });
         for &p in &holders {
-            let v = r
-                .processes
-                .iter()
-                .find(|v| v.pid == p)
-                .expect("stable holder");
+            let v = r.processes.iter().find(|v| v.pid == p).expect("stable holder");
             assert_eq!((v.rss, v.pss), (3 * PAGE, share(3 * PAGE, &holders, p)));
         }
         // Whatever subset of churn processes was caught: each exact, and Pss still adds up.
@@ -507,22 +394,13 @@ fn processes_exiting_during_scans() {
             assert_eq!((v.rss, v.pss, v.fd_bytes), (PAGE, PAGE, PAGE));
             seen_churn += 1;
         }
+        assert_eq!(r.processes.iter().map(|p| p.pss).sum::<u64>(), r.totals.userspace_rss);
         assert_eq!(
-            r.processes.iter().map(|p| p.pss).sum::<u64>(),
-            r.totals.userspace_rss
-        );
-        assert_eq!(
-            r.apps
-                .iter()
-                .find(|a| a.uid == 10061)
-                .map(|a| (a.rss, a.pss)),
+            r.apps.iter().find(|a| a.uid == 10061).map(|a| (a.rss, a.pss)),
             Some((3 * PAGE, 3 * PAGE))
         );
     }
-    assert!(
-        seen_churn > 0,
-        "no churn process was ever caught by {scans} scans"
-    );
+    assert!(seen_churn > 0, "no churn process was ever caught by {scans} scans");
     for c in churn {
         stop(c);
     }

@@ -10,10 +10,7 @@ use crate::scan::{self, ScanOptions};
 
 pub fn dump(args: &DumpArgs) -> crate::Result<()> {
     let model = scan::scan(&scan_options(&args.proc_root))?;
-    let filter = Filter {
-        uid: args.uid,
-        pid: args.pid,
-    };
+    let filter = Filter { uid: args.uid, pid: args.pid };
     let report = Report::build(&model, &filter);
     print(&report, args, !filter.is_empty())
 }
@@ -22,9 +19,7 @@ pub fn dump(args: &DumpArgs) -> crate::Result<()> {
 pub(super) fn print(report: &Report, args: &DumpArgs, filtered: bool) -> crate::Result<()> {
     let text = render(report, args, filtered)?;
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .map_err(|e| crate::Error::io("writing the report", e))?;
+    stdout.write_all(text.as_bytes()).map_err(|e| crate::Error::io("writing the report", e))?;
     if report.totals.unreadable_processes > 0 && args.format == Format::Table {
         eprintln!(
             "dmabufctl: {} processes skipped (exited during the scan, or not readable by this user)",
@@ -38,10 +33,9 @@ pub(super) fn print(report: &Report, args: &DumpArgs, filtered: bool) -> crate::
 /// lists are looked up under `<dir>/sys` too, so one directory holds a whole fixture.
 fn scan_options(proc_root: &Path) -> ScanOptions {
     match proc_root.parent() {
-        Some(root) if proc_root != Path::new("/proc") => ScanOptions {
-            proc_root: proc_root.to_path_buf(),
-            ..ScanOptions::under_root(root)
-        },
+        Some(root) if proc_root != Path::new("/proc") => {
+            ScanOptions { proc_root: proc_root.to_path_buf(), ..ScanOptions::under_root(root) }
+        }
         _ => ScanOptions::default(),
     }
 }
@@ -64,11 +58,7 @@ fn render(report: &Report, args: &DumpArgs, filtered: bool) -> crate::Result<Str
         Format::Csv => report::csv(report, view),
         Format::Table => match report::empty_message(report, filtered) {
             Some(message) => message,
-            None => report::table(
-                report,
-                view,
-                if args.bytes { Units::Bytes } else { Units::KiB },
-            ),
+            None => report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB }),
         },
     })
 }

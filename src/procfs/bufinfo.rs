@@ -36,8 +36,7 @@ pub struct BufInfo {
 impl BufInfo {
     /// Bytes of all exported buffers: the kernel's total line, else the sum of rows.
     pub fn exported_bytes(&self) -> u64 {
-        self.total_bytes
-            .unwrap_or_else(|| self.rows.iter().map(|r| r.size).sum())
+        self.total_bytes.unwrap_or_else(|| self.rows.iter().map(|r| r.size).sum())
     }
 }
 
@@ -74,15 +73,6 @@ fn parse_row(line: &[u8]) -> Option<BufInfoRow> {
     let count = parse_u64(fields.next()?.trim_ascii());
     let exporter = lossy(fields.next()?.trim_ascii());
     let inode = fields.next().and_then(|f| parse_u64(f.trim_ascii()));
-    let name = fields
-        .next()
-        .filter(|n| !n.is_empty() && *n != b"<none>")
-        .map(lossy);
-    Some(BufInfoRow {
-        size,
-        count,
-        exporter,
-        inode,
-        name,
-    })
+    let name = fields.next().filter(|n| !n.is_empty() && *n != b"<none>").map(lossy);
+    Some(BufInfoRow { size, count, exporter, inode, name })
 }

@@ -38,9 +38,7 @@ mod tests {
     fn links() {
         assert_eq!(
             classify_link(b"/dmabuf:CAMERA preview"),
-            Some(Link::DmaBuf {
-                name: b"CAMERA preview"
-            })
+            Some(Link::DmaBuf { name: b"CAMERA preview" })
         );
         assert_eq!(classify_link(b"/dmabuf:"), Some(Link::DmaBuf { name: b"" }));
         assert_eq!(classify_link(b"anon_inode:dmabuf"), Some(Link::AnonDmaBuf));

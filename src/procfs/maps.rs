@@ -74,11 +74,5 @@ pub fn parse_line(line: &[u8]) -> Option<DmaBufMap<'_>> {
     let (start, end) = (parse_hex(&range[..dash])?, parse_hex(&range[dash + 1..])?);
     let path_start = rest.iter().position(|&b| b != b' ')?;
     let name = rest[path_start..].strip_prefix(PATH_PREFIX)?;
-    Some(DmaBufMap {
-        start,
-        end,
-        offset,
-        inode,
-        name,
-    })
+    Some(DmaBufMap { start, end, offset, inode, name })
 }

@@ -29,8 +29,5 @@ pub fn parse(bytes: &[u8]) -> Option<Status> {
             break;
         }
     }
-    Some(Status {
-        comm: comm?,
-        uid: uid?,
-    })
+    Some(Status { comm: comm?, uid: uid? })
 }
