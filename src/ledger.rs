@@ -242,7 +242,10 @@ mod tests {
         let mut l = Ledger::new();
         l.reserve(10, 4096, Some(8192)).unwrap();
         l.reserve(10, 4096, Some(8192)).unwrap();
-        assert_eq!(l.reserve(10, 1, Some(8192)), Err(OverQuota { outstanding: 8192 }));
+        assert_eq!(
+            l.reserve(10, 1, Some(8192)),
+            Err(OverQuota { outstanding: 8192 })
+        );
         l.release(10, 4096);
         assert_eq!(l.outstanding(10), 4096);
         // The kernel rounded 4000 up to 4096: the entry's size wins.
@@ -250,14 +253,26 @@ mod tests {
         assert_eq!(l.outstanding(10), 96 + 4096);
         l.release(10, 96);
         assert_eq!(l.outstanding(10), 4096);
-        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 1, bytes: 4096 }]);
+        assert_eq!(
+            l.usage_by_uid(),
+            vec![UidUsage {
+                uid: 10,
+                buffers: 1,
+                bytes: 4096
+            }]
+        );
     }
 
     #[test]
     fn no_limit_and_overflow() {
         let mut l = Ledger::new();
         l.reserve(1, u64::MAX, None).unwrap();
-        assert_eq!(l.reserve(1, 1, None), Err(OverQuota { outstanding: u64::MAX }));
+        assert_eq!(
+            l.reserve(1, 1, None),
+            Err(OverQuota {
+                outstanding: u64::MAX
+            })
+        );
     }
 
     #[test]
@@ -274,14 +289,27 @@ mod tests {
         assert_eq!(l.entries(Some(30)).len(), 1);
         assert_eq!(l.retain_live(l.generation(), |i| i != 2 && i != 9), 1);
         assert_eq!(l.outstanding(10), 100);
-        assert_eq!(l.entries(Some(10)).iter().map(|e| e.inode).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            l.entries(Some(10))
+                .iter()
+                .map(|e| e.inode)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         // Inode 3 died unnoticed and the kernel reused it for uid 10.
         l.reserve(10, 50, None).unwrap();
         l.commit(50, entry(3, 10, 50));
         assert_eq!(l.outstanding(20), 0);
         assert_eq!(l.outstanding(10), 150);
         assert_eq!(l.entries(None).len(), 2);
-        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 2, bytes: 150 }]);
+        assert_eq!(
+            l.usage_by_uid(),
+            vec![UidUsage {
+                uid: 10,
+                buffers: 2,
+                bytes: 150
+            }]
+        );
     }
 
     #[test]

@@ -66,9 +66,10 @@ impl LiveBuffers {
                 }
                 Ok(live)
             }
-            LiveBuffers::Scan => {
-                Ok(scan::scan(&ScanOptions::default())?.buffers.into_keys().collect())
-            }
+            LiveBuffers::Scan => Ok(scan::scan(&ScanOptions::default())?
+                .buffers
+                .into_keys()
+                .collect()),
         }
     }
 }
