@@ -37,6 +37,7 @@ fn main() {
         Some("scan-ours-1t") => scanner(Scanner::OursOneThread, arg(1)),
         Some("scan-ours-kernel") => scanner(Scanner::OursWithKernelList, arg(1)),
         Some("scan-baseline") => scanner(Scanner::Baseline, arg(1)),
+        Some("ops") => ops(arg(1) as i32),
         _ => driver(&args),
     }
 }
@@ -119,16 +120,21 @@ fn driver(args: &[String]) {
         eprintln!("bench: {n} holders up in {:.1}s", start.elapsed().as_secs_f64());
         let (procs, fds) = count_fds();
         let dmabuf_fds = n * cfg.bufs;
-        let mut results = Vec::new();
-        for scanner in ["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel"] {
-            let out = Command::new(&exe)
-                .args([scanner, &cfg.runs.to_string()])
-                .output()
-                .expect("scanner");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let r = ScanResult::parse(&text).unwrap_or_else(|| panic!("{scanner} failed: {text}"));
-            results.push((scanner, r));
+        // Interleaved rounds, one scan per scanner process and round (after one untimed warm-up
+        // scan in the same process), so load changes on the host hit every scanner alike.
+        let scanners = ["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel"];
+        let mut samples: Vec<Vec<ScanResult>> = vec![Vec::new(); scanners.len()];
+        for _ in 0..cfg.runs {
+            for (i, scanner) in scanners.iter().enumerate() {
+                let out = Command::new(&exe).args([scanner, "1"]).output().expect("scanner");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let r =
+                    ScanResult::parse(&text).unwrap_or_else(|| panic!("{scanner} failed: {text}"));
+                samples[i].push(r);
+            }
         }
+        let results: Vec<(&str, ScanResult)> =
+            scanners.iter().copied().zip(samples.into_iter().map(ScanResult::median)).collect();
         let base = results[0].1.clone();
         for (name, r) in &results {
             assert!(
@@ -153,10 +159,62 @@ fn driver(args: &[String]) {
             );
         }
     }
+    if let Some(first) = children.first() {
+        let out = Command::new(&exe).args(["ops", &first.id().to_string()]).output().expect("ops");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
     drop(stop_tx);
     for mut c in children {
         let _ = c.wait();
     }
+}
+
+/// Cost of each /proc operation the scanners use, on one holder's fds: what the totals are
+/// made of.
+fn ops(pid: i32) {
+    use rustix::fs::{openat, readlinkat, statat, AtFlags, Mode, OFlags, CWD};
+    let fd_dir =
+        openat(CWD, format!("/proc/{pid}/fd"), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .expect("fd dir");
+    let (mut dmabuf, mut pipe) = (None, None);
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").filter_map(|e| e.ok()) {
+        let name = e.file_name().into_string().unwrap_or_default();
+        let link = std::fs::read_link(e.path()).unwrap_or_default();
+        let link = link.to_string_lossy();
+        if link.starts_with("/dmabuf:") && dmabuf.is_none() {
+            dmabuf = Some(name);
+        } else if link.starts_with("pipe:") {
+            pipe = Some(name);
+        }
+    }
+    let (Some(dmabuf), Some(pipe)) = (dmabuf, pipe) else { return };
+    let fdinfo = |fd: &str| {
+        let mut buf = [0u8; 4096];
+        let f = openat(CWD, format!("/proc/{pid}/fdinfo/{fd}"), OFlags::RDONLY, Mode::empty())
+            .expect("fdinfo");
+        let _ = rustix::io::read(&f, &mut buf);
+    };
+    let time = |what: &str, op: &dyn Fn()| {
+        let n = 2000;
+        let start = Instant::now();
+        for _ in 0..n {
+            op();
+        }
+        println!("| {what} | {:.1} |", start.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    };
+    println!();
+    println!("| operation (one holder's fd) | us |");
+    println!("|---|---:|");
+    time("readlink fd/N, pipe", &|| drop(readlinkat(&fd_dir, pipe.as_str(), Vec::new())));
+    time("readlink fd/N, dma-buf", &|| drop(readlinkat(&fd_dir, dmabuf.as_str(), Vec::new())));
+    time("stat fd/N, dma-buf", &|| {
+        let _ = statat(&fd_dir, dmabuf.as_str(), AtFlags::empty());
+    });
+    time("open+read+close fdinfo/N, pipe", &|| fdinfo(&pipe));
+    time("open+read+close fdinfo/N, dma-buf", &|| fdinfo(&dmabuf));
+    time("read whole maps (open, reads, close)", &|| {
+        drop(std::fs::read(format!("/proc/{pid}/maps")))
+    });
 }
 
 /// Processes and fds in /proc right now (what every scanner has to walk).
@@ -237,6 +295,13 @@ struct ScanResult {
 }
 
 impl ScanResult {
+    /// Median time of the samples, largest peak RSS (references are equal in every sample).
+    fn median(mut samples: Vec<ScanResult>) -> ScanResult {
+        samples.sort_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
+        let peak = samples.iter().map(|s| s.peak_kib).max().unwrap_or(0);
+        ScanResult { peak_kib: peak, ..samples[samples.len() / 2].clone() }
+    }
+
     fn parse(text: &str) -> Option<ScanResult> {
         let line = text.lines().find(|l| l.starts_with("result "))?;
         let v: Vec<&str> = line.split_whitespace().collect();
@@ -261,7 +326,8 @@ enum Scanner {
 fn scanner(which: Scanner, runs: usize) {
     let mut times = Vec::new();
     let mut refs = (0, 0);
-    for _ in 0..runs.max(1) {
+    // One untimed warm-up scan: the first lookups of each /proc entry populate the dcache.
+    for run in 0..=runs.max(1) {
         let start = Instant::now();
         refs = match which {
             Scanner::Ours | Scanner::OursOneThread | Scanner::OursWithKernelList => {
@@ -290,7 +356,9 @@ fn scanner(which: Scanner, runs: usize) {
             }
             Scanner::Baseline => baseline::scan(),
         };
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        if run > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
     }
     times.sort_by(f64::total_cmp);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
