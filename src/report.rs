@@ -8,6 +8,7 @@
 //! 0.318 kB, not 0 kB), and [`Units::Bytes`] prints exact bytes everywhere. CSV and JSON always
 //! carry exact bytes. Renderers return strings; printing is the caller's job.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::account::{BufferView, Report};
@@ -109,6 +110,7 @@ pub fn table(report: &Report, view: View, units: Units) -> String {
 fn processes_table(report: &Report, units: Units) -> String {
     let u = units.suffix();
     let mut out = String::new();
+    let by_pid = buffers_by_pid(report);
     for p in &report.processes {
         let _ = writeln!(out, "{:>16}:{:<5}", p.comm, p.pid);
         let _ = writeln!(
@@ -116,11 +118,7 @@ fn processes_table(report: &Report, units: Units) -> String {
             "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
         );
-        for b in report
-            .buffers
-            .iter()
-            .filter(|b| b.fd_refs.contains_key(&p.pid) || b.map_refs.contains_key(&p.pid))
-        {
+        for b in by_pid.get(&p.pid).into_iter().flatten() {
             let _ = writeln!(
                 out,
                 "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}",
@@ -320,20 +318,20 @@ pub fn csv(report: &Report, view: View) -> String {
                 "fd_refs",
                 "map_refs",
             ],
-            report
-                .processes
-                .iter()
-                .flat_map(|p| {
-                    report.buffers.iter().filter_map(move |b| {
-                        let (fds, maps) = (
-                            b.fd_refs.get(&p.pid).copied().unwrap_or(0),
-                            b.map_refs.get(&p.pid).copied().unwrap_or(0),
-                        );
-                        (fds + maps > 0)
-                            .then(|| process_csv_row(p.pid, &p.comm, p.uid, b, fds, maps))
+            {
+                let by_pid = buffers_by_pid(report);
+                report
+                    .processes
+                    .iter()
+                    .flat_map(|p| {
+                        by_pid.get(&p.pid).into_iter().flatten().map(move |b| {
+                            let fds = b.fd_refs.get(&p.pid).copied().unwrap_or(0);
+                            let maps = b.map_refs.get(&p.pid).copied().unwrap_or(0);
+                            process_csv_row(p.pid, &p.comm, p.uid, b, fds, maps)
+                        })
                     })
-                })
-                .collect(),
+                    .collect()
+            },
         ),
         View::Grid => {
             let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
@@ -386,6 +384,18 @@ pub fn csv(report: &Report, view: View) -> String {
         View::Heaps => (vec!["exporter", "bytes", "buffers"], heap_rows(report, bytes)),
     };
     render_csv(&headers, &rows)
+}
+
+/// The buffers each pid references, in report order: one pass over the buffers instead of one
+/// per process, which matters with thousands of both.
+fn buffers_by_pid(report: &Report) -> HashMap<i32, Vec<&BufferView>> {
+    let mut out: HashMap<i32, Vec<&BufferView>> = HashMap::new();
+    for b in &report.buffers {
+        for pid in b.holders() {
+            out.entry(pid).or_default().push(b);
+        }
+    }
+    out
 }
 
 fn process_csv_row(
