@@ -98,7 +98,8 @@ impl Allocator {
         let path = self.dir.join(heap);
         let heap_fd = match sys::open_heap(&path) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(self.unknown_heap(heap)),
+            // A name longer than NAME_MAX cannot be a heap either.
+            Err(Errno::NOENT | Errno::NAMETOOLONG) => return Err(self.unknown_heap(heap)),
             Err(Errno::ACCESS | Errno::PERM) => {
                 return Err(Error::PermissionDenied(format!(
                     "opening {}",
@@ -252,6 +253,20 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown heap \"carveout\"; available heaps: reserved, system"
+        );
+    }
+
+    #[test]
+    fn a_name_longer_than_name_max_is_an_unknown_heap() {
+        let dir = FakeHeaps::new("long", &["system"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        let long = "h".repeat(4096);
+        let err = alloc
+            .allocate(&req(&long, 4096, "X"))
+            .expect_err("no such heap");
+        assert!(
+            matches!(&err, Error::UnknownHeap { heap, available } if *heap == long && available == &["system"]),
+            "{err:?}"
         );
     }
 

@@ -10,159 +10,30 @@
 //! started with a uid set), since a client and the service in one process would not cross the
 //! kernel. Prints libtest's `test result:` line for the runner.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod vm_support;
+
+use std::io::{BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dmabufd::buffer::DmaBuf;
-use dmabufd::service::compat::aidl::{
-    AllocationRequest::AllocationRequest,
-    IAccounting::{IAccounting, ALL},
-    IAllocator::{self as codes, IAllocator},
-};
-use dmabufd::service::compat::{
-    self, Status, Strong, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE,
-};
-use dmabufd::service::errors::from_status;
+use dmabufd::service::compat::aidl::IAccounting::ALL;
+use dmabufd::service::compat::aidl::IAllocator as codes;
+use dmabufd::service::compat::ALLOCATOR_INSTANCE;
 use dmabufd::sys::SyncAccess;
-use dmabufd::Error;
+use vm_support::{
+    accounting, allocator, bufinfo, bufinfo_inodes, client, code, fd_targets, read_line, request,
+    served_heaps, service_rss_kib, Config, Reaped, Stack, Test, DEVICE,
+};
 
-const DEVICE: &str = "/dev/vndbinder";
-const HEAP_DIR: &str = "/tmp/vm_service-heaps";
 /// Outstanding bytes per uid in the service under test.
 const QUOTA: u64 = 48 << 20;
 
-fn transport() -> Transport {
-    Transport::Kernel(Some(DEVICE.into()))
-}
-
-fn allocator() -> Strong<dyn IAllocator> {
-    compat::connect(&transport(), ALLOCATOR_INSTANCE, Duration::from_secs(10)).expect("IAllocator")
-}
-
-fn accounting() -> Strong<dyn IAccounting> {
-    compat::connect(&transport(), ACCOUNTING_INSTANCE, Duration::from_secs(10))
-        .expect("IAccounting")
-}
-
-fn request(heap: &str, size: u64, name: &str) -> AllocationRequest {
-    AllocationRequest {
-        heap: heap.into(),
-        size: size as i64,
-        name: name.into(),
-        heapFlags: 0,
-    }
-}
-
-fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> i32 {
-    match from_status(&result.expect_err("the call must fail")) {
-        Error::Service { code, .. } => code,
-        other => panic!("not a service-specific error: {other}"),
-    }
-}
-
-fn real_heaps() -> Vec<String> {
-    let mut heaps: Vec<String> = std::fs::read_dir("/dev/dma_heap")
-        .expect("/dev/dma_heap")
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    heaps.sort();
-    heaps
-}
-
-/// Kills a child on drop (and reaps it).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The service manager and the service under test.
-struct Stack {
-    _hub: Reaped,
-    service: Reaped,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        let _ = std::fs::remove_dir_all(HEAP_DIR);
-        std::fs::create_dir_all(HEAP_DIR).expect("heap dir");
-        for heap in real_heaps() {
-            std::os::unix::fs::symlink(
-                Path::new("/dev/dma_heap").join(&heap),
-                Path::new(HEAP_DIR).join(&heap),
-            )
-            .expect("heap link");
-        }
-        std::os::unix::fs::symlink("loop", Path::new(HEAP_DIR).join("loop")).expect("loop link");
-
-        let hub = Reaped(
-            Command::new("rsb_hub")
-                .args(["--device", "vndbinder", "--insecure-allow-all"])
-                .spawn()
-                .expect("rsb_hub on PATH (tests/vm/run puts rsbinder-tools in the guest)"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Command::new("rsb_service")
-            .args(["--device", "vndbinder", "list"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "rsb_hub did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let service = Reaped(
-            Command::new(env!("CARGO_BIN_EXE_dmabufd"))
-                .args([
-                    "--device",
-                    DEVICE,
-                    "--heap-dir",
-                    HEAP_DIR,
-                    "--max-size",
-                    "1G",
-                ])
-                .args(["--quota", &QUOTA.to_string()])
-                .spawn()
-                .expect("start dmabufd"),
-        );
-        allocator();
-        Stack { _hub: hub, service }
-    }
-
-    fn pid(&self) -> u32 {
-        self.service.0.id()
-    }
-}
-
-/// Starts this binary as a client with `uid`; its stdin is a pipe that keeps it alive.
-fn client(uid: u32, role: &str, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-        .arg("client")
-        .arg(role)
-        .args(args)
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start client");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    (child, stdout)
-}
-
-fn read_line(r: &mut impl BufRead) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read client output");
-    line.trim_end().to_owned()
-}
+const CONFIG: Config = Config {
+    heap_dir: "/tmp/vm_service-heaps",
+    quota: QUOTA,
+};
 
 /// Client role `alloc HEAP SIZE NAME`: allocate through the service, check the fd works and is
 /// named, print `inode size`, then hold the buffer until stdin closes.
@@ -253,42 +124,9 @@ fn client_spam(args: &[String]) {
     }
 }
 
-fn fd_targets(pid: u32) -> Vec<String> {
-    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("service fds")
-        .flatten()
-        .map(|e| {
-            std::fs::read_link(e.path()).map_or_else(|e| e.to_string(), |t| t.display().to_string())
-        })
-        .collect();
-    targets.sort();
-    targets
-}
-
-fn service_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS kB")
-}
-
-fn bufinfo() -> dmabufd::procfs::bufinfo::BufInfo {
-    let text = std::fs::read("/sys/kernel/debug/dma_buf/bufinfo").expect("bufinfo");
-    dmabufd::procfs::bufinfo::parse(&text)
-}
-
-fn bufinfo_inodes() -> Vec<u64> {
-    bufinfo().rows.iter().filter_map(|r| r.inode).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 
-fn non_root_client_gets_a_working_named_attributed_buffer(_: &Stack) {
+fn non_root_client_gets_a_working_named_attributed_buffer(_: &mut Stack) {
     let uid = 10_001;
     let (mut child, mut out) = client(uid, "alloc", &["system", "65536", "CAMERA preview"]);
     let line = read_line(&mut out);
@@ -350,13 +188,13 @@ fn non_root_client_gets_a_working_named_attributed_buffer(_: &Stack) {
     );
 }
 
-fn uid_off_the_allowlist_sees_only_its_own(_: &Stack) {
+fn uid_off_the_allowlist_sees_only_its_own(_: &mut Stack) {
     let (mut child, mut out) = client(10_002, "queries", &[]);
     assert_eq!(read_line(&mut out), "ok");
     assert!(child.wait().expect("client").success());
 }
 
-fn every_error_code_reaches_the_client(_: &Stack) {
+fn every_error_code_reaches_the_client(_: &mut Stack) {
     let alloc = allocator();
     assert_eq!(
         code(alloc.allocate(&request("system", 0, "GL"))),
@@ -414,7 +252,7 @@ fn every_error_code_reaches_the_client(_: &Stack) {
     // system heap calls the OOM killer instead of failing); their mapping is unit-tested.
 }
 
-fn quota_refusal_code(_: &Stack) {
+fn quota_refusal_code(_: &mut Stack) {
     // The refusal above is seen by the client process; check the code itself from root, whose
     // quota is the same.
     let alloc = allocator();
@@ -435,7 +273,7 @@ fn quota_refusal_code(_: &Stack) {
         .expect("quota freed with the buffers");
 }
 
-fn service_survives_clients_killed_mid_call(stack: &Stack) {
+fn service_survives_clients_killed_mid_call(stack: &mut Stack) {
     for delay_ms in [0, 3, 10, 30, 100] {
         let (mut child, mut out) = client(10_004, "spam", &[&(8u64 << 20).to_string()]);
         assert_eq!(read_line(&mut out), "started");
@@ -447,12 +285,7 @@ fn service_survives_clients_killed_mid_call(stack: &Stack) {
         std::fs::metadata(format!("/proc/{}", stack.pid())).is_ok(),
         "dmabufd died"
     );
-    assert_eq!(allocator().getHeaps().expect("getHeaps"), {
-        let mut h = real_heaps();
-        h.push("loop".into());
-        h.sort();
-        h
-    });
+    assert_eq!(allocator().getHeaps().expect("getHeaps"), served_heaps());
     // Nothing leaked: no buffer of the killed clients survives, in the kernel or the ledger.
     std::thread::sleep(Duration::from_millis(200));
     let spam = bufinfo()
@@ -464,7 +297,7 @@ fn service_survives_clients_killed_mid_call(stack: &Stack) {
     assert!(accounting().getLedger(10_004).expect("ledger").is_empty());
 }
 
-fn fd_count_and_memory_stable_after_1000_allocations(stack: &Stack) {
+fn fd_count_and_memory_stable_after_1000_allocations(stack: &mut Stack) {
     let alloc = allocator();
     let once = || {
         drop(
@@ -490,7 +323,7 @@ fn fd_count_and_memory_stable_after_1000_allocations(stack: &Stack) {
     );
 }
 
-fn dump_for_dumpsys(_: &Stack) {
+fn dump_for_dumpsys(_: &mut Stack) {
     let out = Command::new("rsb_service")
         .args(["--device", "vndbinder", "dump", ALLOCATOR_INSTANCE])
         .output()
@@ -508,7 +341,7 @@ fn dump_for_dumpsys(_: &Stack) {
     );
 }
 
-fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
+fn dmabufctl_alloc_hold_through_the_service(_: &mut Stack) {
     let uid = 10_005;
     let mut child = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
         .args([
@@ -610,7 +443,7 @@ fn bench() {
         maximum: Some(20_000),
     };
     rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile).expect("RLIMIT_NOFILE");
-    let stack = Stack::start();
+    let stack = Stack::start(CONFIG);
     std::thread::sleep(Duration::from_millis(500));
     let idle_kib = service_rss_kib(stack.pid());
     let alloc = allocator();
@@ -696,8 +529,6 @@ fn bench() {
     );
 }
 
-type Test = fn(&Stack);
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("client") {
@@ -742,22 +573,5 @@ fn main() {
             dmabufctl_alloc_hold_through_the_service,
         ),
     ];
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let stack = Stack::start();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&stack))).is_ok();
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        if ok {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
-    drop(stack);
-    std::process::exit(i32::from(failed > 0));
+    vm_support::run_suite(&tests, CONFIG);
 }
