@@ -472,34 +472,30 @@ fn settled_fds(pid: u32) -> Vec<String> {
     fd_targets(pid)
 }
 
-fn churn_with_random_kills(stack: &mut Stack) {
-    let seconds: f64 = std::env::var("DMABUFD_LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20.0);
-    let mut rng = Rng::from_env("DMABUFD_LOAD_SEED");
-    let counters = Counters::open(true);
-    let before: BTreeSet<u64> = bufinfo_inodes().into_iter().collect();
-    let pid = stack.pid();
+/// What one phase of churn did.
+struct Phase {
+    kills: u32,
+    elapsed: f64,
+    /// The service's getReport, its getLedger, the library's scan.
+    scans: [(&'static str, Scans); 3],
+    peak_rss: u64,
+}
 
-    // Warm-up without kills: every binder thread and allocator arena of the service in use, so
-    // that the baseline is the service's steady state, not its freshly started one.
-    run_workers(3.0, &mut rng, false);
-    assert_eq!(
-        wait_back_to(&before, Duration::from_secs(10)),
-        Vec::<u64>::new()
-    );
-    let (base_fds, base_rss) = (settled_fds(pid), service_rss_kib(pid));
-    counters.reset();
-
+/// `seconds` of churn by [`CLIENTS`] workers (with random kills if `kill`) while the accounting
+/// scans run back to back. Panics if a scan failed or none ran.
+fn phase(seconds: f64, rng: &mut Rng, kill: bool, pid: u32) -> Phase {
     let stop = AtomicBool::new(false);
-    let (report, ledger, library) = (Scans::default(), Scans::default(), Scans::default());
-    let peak_rss = AtomicU64::new(base_rss);
+    let scans = [
+        ("service getReport(ALL, ALL)", Scans::default()),
+        ("service getLedger(ALL)", Scans::default()),
+        ("library scan + report", Scans::default()),
+    ];
+    let peak_rss = AtomicU64::new(service_rss_kib(pid));
     let start = Instant::now();
     let kills = std::thread::scope(|s| {
         s.spawn(|| {
             let acct = accounting();
-            report.run(&stop, || {
+            scans[0].1.run(&stop, || {
                 peak_rss.fetch_max(service_rss_kib(pid), Ordering::Relaxed);
                 acct.getReport(ALL, ALL)
                     .map(drop)
@@ -508,14 +504,14 @@ fn churn_with_random_kills(stack: &mut Stack) {
         });
         s.spawn(|| {
             let acct = accounting();
-            ledger.run(&stop, || {
+            scans[1].1.run(&stop, || {
                 acct.getLedger(ALL)
                     .map(drop)
                     .map_err(|e| format!("getLedger: {e:?}"))
             })
         });
         s.spawn(|| {
-            library.run(&stop, || {
+            scans[2].1.run(&stop, || {
                 let model = scan::scan(&ScanOptions::default()).map_err(|e| e.to_string())?;
                 let report = dmabufd::account::Report::build(&model, &Default::default());
                 // Every buffer is counted once: per-process Pss adds up to the bytes referenced.
@@ -526,26 +522,68 @@ fn churn_with_random_kills(stack: &mut Stack) {
                 Ok(())
             })
         });
-        let kills = run_workers(seconds, &mut rng, true);
+        let kills = run_workers(seconds, rng, kill);
         stop.store(true, Ordering::Relaxed);
         kills
     });
     let elapsed = start.elapsed().as_secs_f64();
-
-    for (what, scans) in [
-        ("getReport", &report),
-        ("getLedger", &ledger),
-        ("library scan", &library),
-    ] {
+    for (what, scans) in &scans {
         let failures = scans.failures.lock().expect("lock");
         assert!(failures.is_empty(), "{what} failed: {failures:?}");
         assert!(scans.ok.load(Ordering::Relaxed) > 0, "no {what} ran");
     }
+    Phase {
+        kills,
+        elapsed,
+        scans,
+        peak_rss: peak_rss.load(Ordering::Relaxed),
+    }
+}
+
+fn service_threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads:")
+}
+
+fn churn_with_random_kills(stack: &mut Stack) {
+    let seconds: f64 = std::env::var("DMABUFD_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20.0);
+    let mut rng = Rng::from_env("DMABUFD_LOAD_SEED");
+    let counters = Counters::open(true);
+    let before: BTreeSet<u64> = bufinfo_inodes().into_iter().collect();
+    let pid = stack.pid();
+
+    // Warm-up, the same load without kills: brings up every binder thread of the service (each
+    // with its stack and malloc arena), so that the baseline is the service's steady state
+    // rather than its freshly started one.
+    phase(5.0, &mut rng, false, pid);
+    assert_eq!(
+        wait_back_to(&before, Duration::from_secs(10)),
+        Vec::<u64>::new()
+    );
+    let (base_fds, base_rss, base_threads) =
+        (settled_fds(pid), service_rss_kib(pid), service_threads(pid));
+    counters.reset();
+
+    let Phase {
+        kills,
+        elapsed,
+        scans,
+        peak_rss,
+    } = phase(seconds, &mut rng, true, pid);
+
     let leftover = wait_back_to(&before, Duration::from_secs(10));
     assert_eq!(leftover, Vec::<u64>::new(), "buffers outlived every client");
     let entries = accounting().getLedger(ALL).expect("ledger");
     assert!(entries.is_empty(), "ledger not empty: {entries:?}");
-    let (end_fds, end_rss) = (settled_fds(pid), service_rss_kib(pid));
+    let (end_fds, end_rss, end_threads) =
+        (settled_fds(pid), service_rss_kib(pid), service_threads(pid));
     assert_eq!(end_fds, base_fds, "the service's fds changed");
     assert!(
         end_rss <= base_rss + RSS_MARGIN_KIB,
@@ -567,11 +605,7 @@ fn churn_with_random_kills(stack: &mut Stack) {
     println!("| **all** | {total} | {:.0} |", total as f64 / elapsed);
     println!("\n| concurrent accounting scan | completed | failed | slowest |");
     println!("|---|---|---|---|");
-    for (label, scans) in [
-        ("service getReport(ALL, ALL)", &report),
-        ("service getLedger(ALL)", &ledger),
-        ("library scan + report", &library),
-    ] {
+    for (label, scans) in &scans {
         println!(
             "| {label} | {} | 0 | {:.1} ms |",
             scans.ok.load(Ordering::Relaxed),
@@ -580,11 +614,11 @@ fn churn_with_random_kills(stack: &mut Stack) {
     }
     println!(
         "\nService after the run: {} fds (baseline {}, must be equal); RSS {end_rss} KiB \
-         (baseline {base_rss} KiB, peak {} KiB, allowed baseline + {RSS_MARGIN_KIB} KiB); \
-         buffers left in bufinfo: 0; ledger entries: 0.",
+         (baseline {base_rss} KiB, peak {peak_rss} KiB, allowed baseline + {RSS_MARGIN_KIB} \
+         KiB); {end_threads} threads (baseline {base_threads}); buffers left in bufinfo: 0; \
+         ledger entries: 0.",
         end_fds.len(),
         base_fds.len(),
-        peak_rss.load(Ordering::Relaxed)
     );
     println!("<!-- end vm_load figures -->\n");
 }
