@@ -675,10 +675,12 @@ fn latency(
                     .expect("service");
                 let elapsed = t.elapsed();
                 drop(allocation);
+                let deadline = Instant::now() + Duration::from_secs(10);
                 while fd_targets(service_pid)
                     .iter()
                     .any(|fd| fd.starts_with("/dmabuf:"))
                 {
+                    assert!(Instant::now() < deadline, "the service kept a buffer");
                     rustix::thread::sched_yield();
                 }
                 elapsed
