@@ -28,6 +28,8 @@ use dmabufd::service::compat::{
 use dmabufd::service::errors::from_status;
 use dmabufd::sys::SyncAccess;
 use dmabufd::Error;
+use rustix::process::Pid;
+use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
 const DEVICE: &str = "/dev/vndbinder";
 const HEAP_DIR: &str = "/tmp/vm_service-heaps";
@@ -603,6 +605,141 @@ fn percentile(samples: &mut [Duration], p: usize) -> f64 {
     samples[(samples.len() - 1) * p / 100].as_secs_f64() * 1e6
 }
 
+/// Median and interquartile range, in µs.
+fn spread(samples: &mut [Duration]) -> (f64, f64, f64) {
+    (
+        percentile(samples, 50),
+        percentile(samples, 25),
+        percentile(samples, 75),
+    )
+}
+
+/// Sets the CPU affinity of this process and of every thread of process `pid` (threads started
+/// later inherit it from their creator).
+fn pin(pid: u32, cpus: &CpuSet) {
+    sched_setaffinity(None, cpus).expect("own affinity");
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("service threads")
+        .flatten()
+    {
+        let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+        sched_setaffinity(Pid::from_raw(tid.expect("tid")), cpus).expect("thread affinity");
+    }
+}
+
+/// What the latency benchmark times.
+#[derive(Clone, Copy)]
+enum Op {
+    /// `heap::Allocator::allocate` in this process: allocate and name.
+    Direct,
+    /// `IAllocator.allocate`: the same plus binder, quota, ledger and the fd in the reply.
+    Service,
+    /// A binder ping of the service: the round-trip floor of any call.
+    Ping,
+}
+
+/// Times each [`Op`] `iters` times at `size` bytes, after a tenth as many untimed warm-up rounds.
+/// The three take turns in a rotating order, so each follows the others equally often (the
+/// state one leaves behind, e.g. an idle vCPU, is what the next one starts from). Each sample
+/// ends when the named buffer's fd is in hand. Freeing the buffer is outside every sample on
+/// both paths: the direct fd is closed (freeing the buffer) after its sample; on the service
+/// path the service closes its copy of the fd just after replying, so the client's close
+/// rarely frees anything, and the untimed wait for the service's copy to go keeps that free
+/// from landing in the next sample (on one CPU it would, as the service thread runs next).
+fn latency(
+    alloc: &Strong<dyn IAllocator>,
+    service_pid: u32,
+    size: u64,
+    iters: usize,
+) -> [Vec<Duration>; 3] {
+    // The service's heap directory, so both open the same path.
+    let direct = dmabufd::heap::Allocator::with_dir(HEAP_DIR, dmabufd::heap::DEFAULT_MAX_SIZE);
+    let req = dmabufd::heap::AllocRequest {
+        heap: "system",
+        size,
+        name: b"bench",
+        heap_flags: 0,
+    };
+    let time = |op: Op| {
+        let t = Instant::now();
+        match op {
+            Op::Direct => {
+                let buf = direct.allocate(&req).expect("direct");
+                let elapsed = t.elapsed();
+                drop(buf);
+                elapsed
+            }
+            Op::Service => {
+                let allocation = alloc
+                    .allocate(&request("system", size, "bench"))
+                    .expect("service");
+                let elapsed = t.elapsed();
+                drop(allocation);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while fd_targets(service_pid)
+                    .iter()
+                    .any(|fd| fd.starts_with("/dmabuf:"))
+                {
+                    assert!(Instant::now() < deadline, "the service kept a buffer");
+                    rustix::thread::sched_yield();
+                }
+                elapsed
+            }
+            Op::Ping => {
+                alloc.as_binder().ping_binder().expect("ping");
+                t.elapsed()
+            }
+        }
+    };
+    let ops = [Op::Direct, Op::Service, Op::Ping];
+    let warm_up = iters / 10;
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for round in 0..warm_up + iters {
+        for k in 0..ops.len() {
+            let i = (round + k) % ops.len();
+            let elapsed = time(ops[i]);
+            if round >= warm_up {
+                samples[i].push(elapsed);
+            }
+        }
+    }
+    samples
+}
+
+/// The latency table, as Markdown.
+fn latency_table(alloc: &Strong<dyn IAllocator>, service_pid: u32) {
+    println!("| size | direct median [IQR] | service median [IQR] | binder ping median | service − direct | service / direct |");
+    println!("|---|---|---|---|---|---|");
+    for (label, size, iters) in [
+        ("4 KiB", 4u64 << 10, 400),
+        ("64 KiB", 64 << 10, 400),
+        ("1 MiB", 1 << 20, 200),
+        ("8 MiB", 8 << 20, 60),
+    ] {
+        let [mut d, mut v, mut p] = latency(alloc, service_pid, size, iters);
+        let ((dm, d25, d75), (vm, v25, v75)) = (spread(&mut d), spread(&mut v));
+        println!(
+            "| {label} | {dm:.0} µs [{d25:.0}–{d75:.0}] | {vm:.0} µs [{v25:.0}–{v75:.0}] | {:.0} µs | {:.0} µs | {:.2}x |",
+            percentile(&mut p, 50),
+            vm - dm,
+            vm / dm
+        );
+    }
+}
+
+/// Binder ping latency when the caller slept `idle` first (so every vCPU could go idle).
+fn ping_after_idle(alloc: &Strong<dyn IAllocator>, idle: Duration) -> (f64, f64, f64) {
+    let mut samples: Vec<Duration> = (0..40)
+        .map(|_| {
+            std::thread::sleep(idle);
+            let t = Instant::now();
+            alloc.as_binder().ping_binder().expect("ping");
+            t.elapsed()
+        })
+        .collect();
+    spread(&mut samples)
+}
+
 /// `vm_service bench`: the numbers of BENCHMARKS.md (service section), as Markdown.
 fn bench() {
     let nofile = rustix::process::Rlimit {
@@ -614,46 +751,28 @@ fn bench() {
     std::thread::sleep(Duration::from_millis(500));
     let idle_kib = service_rss_kib(stack.pid());
     let alloc = allocator();
-    let direct = dmabufd::heap::Allocator::new();
+    let all_cpus = sched_getaffinity(None).expect("affinity");
+    let mut cpu0 = CpuSet::new();
+    cpu0.set(0);
 
-    println!(
-        "Allocation latency, allocate + name (+ ledger and reply for the service), then close:\n"
-    );
-    println!("| size | direct median | service median | direct p90 | service p90 | service / direct (median) |");
-    println!("|---|---|---|---|---|---|");
-    for (label, size, iters) in [
-        ("4 KiB", 4u64 << 10, 400),
-        ("64 KiB", 64 << 10, 400),
-        ("1 MiB", 1 << 20, 200),
-        ("8 MiB", 8 << 20, 60),
-    ] {
-        let (mut d, mut v) = (Vec::new(), Vec::new());
-        let req = dmabufd::heap::AllocRequest {
-            heap: "system",
-            size,
-            name: b"bench",
-            heap_flags: 0,
-        };
-        for _ in 0..iters {
-            let t = Instant::now();
-            drop(direct.allocate(&req).expect("direct"));
-            d.push(t.elapsed());
-            let t = Instant::now();
-            drop(
-                alloc
-                    .allocate(&request("system", size, "bench"))
-                    .expect("service"),
-            );
-            v.push(t.elapsed());
-        }
-        let (dm, vm) = (percentile(&mut d, 50), percentile(&mut v, 50));
-        println!(
-            "| {label} | {dm:.0} µs | {vm:.0} µs | {:.0} µs | {:.0} µs | {:.2}x |",
-            percentile(&mut d, 90),
-            percentile(&mut v, 90),
-            vm / dm
-        );
+    println!("Allocation latency to a named buffer in hand, default scheduling:\n");
+    latency_table(&alloc, stack.pid());
+    println!("\nThe same with this process and every service thread pinned to CPU 0:\n");
+    pin(stack.pid(), &cpu0);
+    latency_table(&alloc, stack.pid());
+
+    println!("\nBinder ping after the caller slept, median [IQR]:\n");
+    println!("| sleep before each ping | default scheduling | pinned to CPU 0 |");
+    println!("|---|---|---|");
+    for ms in [0, 5] {
+        let idle = Duration::from_millis(ms);
+        pin(stack.pid(), &all_cpus);
+        let (fm, f25, f75) = ping_after_idle(&alloc, idle);
+        pin(stack.pid(), &cpu0);
+        let (pm, p25, p75) = ping_after_idle(&alloc, idle);
+        println!("| {ms} ms | {fm:.0} µs [{f25:.0}–{f75:.0}] | {pm:.0} µs [{p25:.0}–{p75:.0}] |");
     }
+    pin(stack.pid(), &all_cpus);
 
     println!("\nThroughput, 64 KiB buffers, each client process allocating and closing 300:\n");
     println!("| clients | allocations/s | per client |");
