@@ -34,10 +34,7 @@ const QUOTA: u64 = 32 << 20;
 /// The service's --max-size (see vm_support).
 const MAX_SIZE: i64 = 1 << 30;
 
-const CONFIG: Config = Config {
-    heap_dir: "/tmp/vm_hostile-heaps",
-    quota: QUOTA,
-};
+const CONFIG: Config = Config { heap_dir: "/tmp/vm_hostile-heaps", quota: QUOTA };
 
 /// What a case must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,29 +46,19 @@ enum Expect {
 }
 
 fn req(heap: &str, size: i64, name: &str, heap_flags: i64) -> AllocationRequest {
-    AllocationRequest {
-        heap: heap.into(),
-        size,
-        name: name.into(),
-        heapFlags: heap_flags,
-    }
+    AllocationRequest { heap: heap.into(), size, name: name.into(), heapFlags: heap_flags }
 }
 
 fn fdinfo_name(fd: &OwnedFd) -> Option<String> {
     let text =
         std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).expect("fdinfo");
-    text.lines()
-        .find_map(|l| l.strip_prefix("name:\t"))
-        .map(str::to_owned)
+    text.lines().find_map(|l| l.strip_prefix("name:\t")).map(str::to_owned)
 }
 
 /// The service that answered the first case is the one answering now, and it still allocates.
 fn still_serves(stack: &Stack, pid: u32, after: &str) {
     assert_eq!(stack.pid(), pid, "after {after}: dmabufd was restarted");
-    assert!(
-        std::fs::metadata(format!("/proc/{pid}")).is_ok(),
-        "after {after}: dmabufd died"
-    );
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_ok(), "after {after}: dmabufd died");
     let a = allocator()
         .allocate(&request("system", 4096, "after"))
         .unwrap_or_else(|s| panic!("after {after}: a normal allocation failed: {s:?}"));
@@ -89,17 +76,9 @@ fn check_cases(stack: &Stack, cases: &[(&str, AllocationRequest, Expect)]) {
             (Ok(a), Expect::Size(size)) => {
                 assert_eq!(a.size, *size, "{label}");
                 let fd: OwnedFd = a.fd.expect("fd").into();
-                assert_eq!(
-                    fdinfo_name(&fd).as_deref(),
-                    Some(request.name.as_str()),
-                    "{label}"
-                );
+                assert_eq!(fdinfo_name(&fd).as_deref(), Some(request.name.as_str()), "{label}");
                 let buf = DmaBuf::from_fd(fd).expect("a dma-buf");
-                assert_eq!(
-                    (buf.inode() as i64, buf.size() as i64),
-                    (a.inode, *size),
-                    "{label}"
-                );
+                assert_eq!((buf.inode() as i64, buf.size() as i64), (a.inode, *size), "{label}");
                 drop(buf);
                 wait_freed(a.inode as u64);
             }
@@ -131,18 +110,10 @@ fn sizes(stack: &mut Stack) {
             ("size i64::MIN", req("system", i64::MIN, "GL", 0), invalid),
             ("size i64::MAX", req("system", i64::MAX, "GL", 0), invalid),
             // Wraps to 0 if rounded up to a page without a check.
-            (
-                "size i64::MAX-4094",
-                req("system", i64::MAX - 4094, "GL", 0),
-                invalid,
-            ),
+            ("size i64::MAX-4094", req("system", i64::MAX - 4094, "GL", 0), invalid),
             ("size max+1", req("system", MAX_SIZE + 1, "GL", 0), invalid),
             // Within --max-size but beyond any uid's quota: quota, not a malformed request.
-            (
-                "size quota+1",
-                req("system", quota + 1, "GL", 0),
-                Code(codes::ERROR_QUOTA_EXCEEDED),
-            ),
+            ("size quota+1", req("system", quota + 1, "GL", 0), Code(codes::ERROR_QUOTA_EXCEEDED)),
             // Exactly the quota is allowed.
             ("size quota", req("system", quota, "GL", 0), Size(quota)),
         ],
@@ -153,14 +124,9 @@ fn over_quota_while_holding(stack: &mut Stack) {
     let pid = stack.pid();
     let alloc = allocator();
     let half = req("system", (QUOTA / 2) as i64, "held", 0);
-    let held = [
-        alloc.allocate(&half).expect("first half"),
-        alloc.allocate(&half).expect("second half"),
-    ];
-    assert_eq!(
-        code(alloc.allocate(&req("system", 1, "GL", 0))),
-        codes::ERROR_QUOTA_EXCEEDED
-    );
+    let held =
+        [alloc.allocate(&half).expect("first half"), alloc.allocate(&half).expect("second half")];
+    assert_eq!(code(alloc.allocate(&req("system", 1, "GL", 0))), codes::ERROR_QUOTA_EXCEEDED);
     let inodes = held.each_ref().map(|a| a.inode as u64);
     drop(held);
     inodes.into_iter().for_each(wait_freed);
@@ -192,21 +158,9 @@ fn names(stack: &mut Stack) {
             ("name with tab", req("system", 4096, "a\tb", 0), invalid),
             ("name with ESC", req("system", 4096, "\x1b[31m", 0), invalid),
             ("name with DEL", req("system", 4096, "a\x7f", 0), invalid),
-            (
-                "name with space",
-                req("system", 4096, "CAMERA preview", 0),
-                Size(4096),
-            ),
-            (
-                "name 30 bytes of €",
-                req("system", 4096, &euro10, 0),
-                Size(4096),
-            ),
-            (
-                "name 33 bytes of €",
-                req("system", 4096, &euro11, 0),
-                invalid,
-            ),
+            ("name with space", req("system", 4096, "CAMERA preview", 0), Size(4096)),
+            ("name 30 bytes of €", req("system", 4096, &euro10, 0), Size(4096)),
+            ("name 33 bytes of €", req("system", 4096, &euro11, 0), invalid),
         ],
     );
 }
@@ -223,38 +177,18 @@ fn heap_names(stack: &mut Stack) {
             ("heap .", req(".", 4096, "GL", 0), invalid),
             ("heap ..", req("..", 4096, "GL", 0), invalid),
             ("heap ../", req("../", 4096, "GL", 0), invalid),
-            (
-                "heap system/../x",
-                req("system/../x", 4096, "GL", 0),
-                invalid,
-            ),
+            ("heap system/../x", req("system/../x", 4096, "GL", 0), invalid),
             ("heap system/", req("system/", 4096, "GL", 0), invalid),
-            (
-                "heap /dev/dma_heap/system",
-                req("/dev/dma_heap/system", 4096, "GL", 0),
-                invalid,
-            ),
-            (
-                "heap ../../../dev/zero",
-                req("../../../dev/zero", 4096, "GL", 0),
-                invalid,
-            ),
+            ("heap /dev/dma_heap/system", req("/dev/dma_heap/system", 4096, "GL", 0), invalid),
+            ("heap ../../../dev/zero", req("../../../dev/zero", 4096, "GL", 0), invalid),
             ("heap with NUL", req("system\0", 4096, "GL", 0), invalid),
             ("heap unknown", req("nope", 4096, "GL", 0), unknown),
             ("heap SYSTEM", req("SYSTEM", 4096, "GL", 0), unknown),
-            (
-                "heap system with space",
-                req("system ", 4096, "GL", 0),
-                unknown,
-            ),
+            ("heap system with space", req("system ", 4096, "GL", 0), unknown),
             // Longer than NAME_MAX: no such heap can exist.
             ("heap 4096 bytes", req(&long, 4096, "GL", 0), unknown),
             // Exists, but opening it fails in the kernel (ELOOP).
-            (
-                "heap loop",
-                req("loop", 4096, "GL", 0),
-                Code(codes::ERROR_IO),
-            ),
+            ("heap loop", req("loop", 4096, "GL", 0), Code(codes::ERROR_IO)),
         ],
     );
     assert_eq!(allocator().getHeaps().expect("getHeaps"), served_heaps());
@@ -268,17 +202,9 @@ fn heap_flags(stack: &mut Stack) {
         &[
             // Passed through; the mainline system heap answers EINVAL.
             ("heapFlags 1", req("system", 4096, "GL", 1), invalid),
-            (
-                "heapFlags 1<<62",
-                req("system", 4096, "GL", 1 << 62),
-                invalid,
-            ),
+            ("heapFlags 1<<62", req("system", 4096, "GL", 1 << 62), invalid),
             ("heapFlags -1", req("system", 4096, "GL", -1), invalid),
-            (
-                "heapFlags i64::MIN",
-                req("system", 4096, "GL", i64::MIN),
-                invalid,
-            ),
+            ("heapFlags i64::MIN", req("system", 4096, "GL", i64::MIN), invalid),
         ],
     );
     // Refusals after the quota reservation give it back: 64 refused requests for half the
@@ -300,9 +226,7 @@ fn heap_flags(stack: &mut Stack) {
 fn queries_for_nobody(stack: &mut Stack) {
     let pid = stack.pid();
     // Held by this process, so that an unfiltered report is not empty.
-    let held = allocator()
-        .allocate(&request("system", 65536, "held"))
-        .expect("allocate");
+    let held = allocator().allocate(&request("system", 65536, "held")).expect("allocate");
     let acct = accounting();
     let all = acct.getReport(ALL, ALL).expect("report");
     assert!(all.buffers.iter().any(|b| b.inode == held.inode));
@@ -320,9 +244,8 @@ fn queries_for_nobody(stack: &mut Stack) {
         (0, i32::MAX),
         (77_777, std::process::id() as i32),
     ] {
-        let r = acct
-            .getReport(uid, pid)
-            .unwrap_or_else(|s| panic!("getReport({uid}, {pid}): {s:?}"));
+        let r =
+            acct.getReport(uid, pid).unwrap_or_else(|s| panic!("getReport({uid}, {pid}): {s:?}"));
         let shape = (
             r.buffers.len(),
             r.processes.len(),
@@ -337,13 +260,7 @@ fn queries_for_nobody(stack: &mut Stack) {
     for uid in [77_777, i32::MAX] {
         assert_eq!(acct.getLedger(uid).expect("ledger").len(), 0, "uid {uid}");
     }
-    for (uid, pid) in [
-        (-2, ALL),
-        (ALL, -2),
-        (i32::MIN, ALL),
-        (ALL, i32::MIN),
-        (-3, -3),
-    ] {
+    for (uid, pid) in [(-2, ALL), (ALL, -2), (i32::MIN, ALL), (ALL, i32::MIN), (-3, -3)] {
         assert_eq!(
             code(acct.getReport(uid, pid)),
             codes::ERROR_INVALID_ARGUMENT,
@@ -351,11 +268,7 @@ fn queries_for_nobody(stack: &mut Stack) {
         );
     }
     for uid in [-2, i32::MIN] {
-        assert_eq!(
-            code(acct.getLedger(uid)),
-            codes::ERROR_INVALID_ARGUMENT,
-            "getLedger({uid})"
-        );
+        assert_eq!(code(acct.getLedger(uid)), codes::ERROR_INVALID_ARGUMENT, "getLedger({uid})");
     }
     drop(held);
     still_serves(stack, pid, "queries");

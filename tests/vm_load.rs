@@ -49,10 +49,7 @@ use vm_support::{
 /// be a bug), low enough to check the restart's charges against it.
 const QUOTA: u64 = 256 << 20;
 
-const CONFIG: Config = Config {
-    heap_dir: "/tmp/vm_load-heaps",
-    quota: QUOTA,
-};
+const CONFIG: Config = Config { heap_dir: "/tmp/vm_load-heaps", quota: QUOTA };
 
 /// Clients of the load test, and how many uids they are spread over.
 const CLIENTS: u32 = 16;
@@ -82,10 +79,7 @@ fn fill(bytes: &mut [u8], inode: u64) {
 }
 
 fn holds_pattern(bytes: &[u8], inode: u64) -> bool {
-    bytes
-        .chunks_exact(8)
-        .enumerate()
-        .all(|(i, w)| w == word(inode, i).to_ne_bytes())
+    bytes.chunks_exact(8).enumerate().all(|(i, w)| w == word(inode, i).to_ne_bytes())
 }
 
 fn fill_buf(buf: &DmaBuf) {
@@ -232,9 +226,7 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 /// checks every buffer it holds, prints `held N`, then `INODE SIZE` per buffer and `checked`,
 /// and holds them until stdin closes.
 fn client_worker(args: &[String]) {
-    let [index, seconds, seed, mode] = args else {
-        panic!("worker INDEX SECONDS SEED MODE")
-    };
+    let [index, seconds, seed, mode] = args else { panic!("worker INDEX SECONDS SEED MODE") };
     let index: u64 = index.parse().expect("index");
     let deadline = Instant::now() + Duration::from_secs_f64(seconds.parse().expect("seconds"));
     let mut rng = Rng::new(seed.parse().expect("seed"));
@@ -275,10 +267,7 @@ fn client_worker(args: &[String]) {
                 }
             }
             4..=5 if !held.is_empty() => {
-                assert!(
-                    check_buf(&held[pick(&mut rng, held.len())]),
-                    "contents lost"
-                );
+                assert!(check_buf(&held[pick(&mut rng, held.len())]), "contents lost");
                 counters.add(Op::Check);
             }
             6..=7 if !held.is_empty() && passing => {
@@ -317,9 +306,7 @@ fn survive(held: Vec<DmaBuf>) {
 /// only a mapping (close the fd). Prints `INODE SIZE`; on each stdin line checks the contents
 /// and prints `ok`; exits when stdin closes.
 fn client_hold(args: &[String]) {
-    let [size, name, map_only] = args else {
-        panic!("hold SIZE NAME MAPONLY")
-    };
+    let [size, name, map_only] = args else { panic!("hold SIZE NAME MAPONLY") };
     let a = allocator()
         .allocate(&request("system", size.parse().expect("size"), name))
         .expect("allocate");
@@ -386,12 +373,7 @@ fn spawn_worker(index: u32, seconds: f64, seed: u64, mode: &str) -> Worker {
     client(
         load_uid(index),
         "worker",
-        &[
-            &index.to_string(),
-            &format!("{seconds:.3}"),
-            &seed.to_string(),
-            mode,
-        ],
+        &[&index.to_string(), &format!("{seconds:.3}"), &seed.to_string(), mode],
     )
 }
 
@@ -399,10 +381,8 @@ fn spawn_worker(index: u32, seconds: f64, seed: u64, mode: &str) -> Worker {
 fn wait_back_to(before: &BTreeSet<u64>, within: Duration) -> Vec<u64> {
     let deadline = Instant::now() + within;
     loop {
-        let extra: Vec<u64> = bufinfo_inodes()
-            .into_iter()
-            .filter(|i| !before.contains(i))
-            .collect();
+        let extra: Vec<u64> =
+            bufinfo_inodes().into_iter().filter(|i| !before.contains(i)).collect();
         if extra.is_empty() || Instant::now() >= deadline {
             return extra;
         }
@@ -415,9 +395,8 @@ fn wait_back_to(before: &BTreeSet<u64>, within: Duration) -> Vec<u64> {
 fn run_workers(seconds: f64, rng: &mut Rng, kill: bool) -> u32 {
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
-    let mut workers: Vec<Worker> = (0..CLIENTS)
-        .map(|i| spawn_worker(i, seconds, rng.next(), "pass"))
-        .collect();
+    let mut workers: Vec<Worker> =
+        (0..CLIENTS).map(|i| spawn_worker(i, seconds, rng.next(), "pass")).collect();
     let mut kills = 0;
     loop {
         std::thread::sleep(Duration::from_millis(50 + rng.below(350)));
@@ -458,8 +437,7 @@ impl Scans {
             match scan() {
                 Ok(()) => {
                     self.ok.fetch_add(1, Ordering::Relaxed);
-                    self.slowest_us
-                        .fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    self.slowest_us.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
                 Err(e) => self.failures.lock().expect("lock").push(e),
             }
@@ -497,17 +475,13 @@ fn phase(seconds: f64, rng: &mut Rng, kill: bool, pid: u32) -> Phase {
             let acct = accounting();
             scans[0].1.run(&stop, || {
                 peak_rss.fetch_max(service_rss_kib(pid), Ordering::Relaxed);
-                acct.getReport(ALL, ALL)
-                    .map(drop)
-                    .map_err(|e| format!("getReport: {e:?}"))
+                acct.getReport(ALL, ALL).map(drop).map_err(|e| format!("getReport: {e:?}"))
             })
         });
         s.spawn(|| {
             let acct = accounting();
             scans[1].1.run(&stop, || {
-                acct.getLedger(ALL)
-                    .map(drop)
-                    .map_err(|e| format!("getLedger: {e:?}"))
+                acct.getLedger(ALL).map(drop).map_err(|e| format!("getLedger: {e:?}"))
             })
         });
         s.spawn(|| {
@@ -532,12 +506,7 @@ fn phase(seconds: f64, rng: &mut Rng, kill: bool, pid: u32) -> Phase {
         assert!(failures.is_empty(), "{what} failed: {failures:?}");
         assert!(scans.ok.load(Ordering::Relaxed) > 0, "no {what} ran");
     }
-    Phase {
-        kills,
-        elapsed,
-        scans,
-        peak_rss: peak_rss.load(Ordering::Relaxed),
-    }
+    Phase { kills, elapsed, scans, peak_rss: peak_rss.load(Ordering::Relaxed) }
 }
 
 fn service_threads(pid: u32) -> u64 {
@@ -550,10 +519,8 @@ fn service_threads(pid: u32) -> u64 {
 }
 
 fn churn_with_random_kills(stack: &mut Stack) {
-    let seconds: f64 = std::env::var("DMABUFD_LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20.0);
+    let seconds: f64 =
+        std::env::var("DMABUFD_LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0);
     let mut rng = Rng::from_env("DMABUFD_LOAD_SEED");
     let counters = Counters::open(true);
     let before: BTreeSet<u64> = bufinfo_inodes().into_iter().collect();
@@ -563,20 +530,12 @@ fn churn_with_random_kills(stack: &mut Stack) {
     // with its stack and malloc arena), so that the baseline is the service's steady state
     // rather than its freshly started one.
     phase(5.0, &mut rng, false, pid);
-    assert_eq!(
-        wait_back_to(&before, Duration::from_secs(10)),
-        Vec::<u64>::new()
-    );
+    assert_eq!(wait_back_to(&before, Duration::from_secs(10)), Vec::<u64>::new());
     let (base_fds, base_rss, base_threads) =
         (settled_fds(pid), service_rss_kib(pid), service_threads(pid));
     counters.reset();
 
-    let Phase {
-        kills,
-        elapsed,
-        scans,
-        peak_rss,
-    } = phase(seconds, &mut rng, true, pid);
+    let Phase { kills, elapsed, scans, peak_rss } = phase(seconds, &mut rng, true, pid);
 
     let leftover = wait_back_to(&before, Duration::from_secs(10));
     assert_eq!(leftover, Vec::<u64>::new(), "buffers outlived every client");
@@ -636,11 +595,7 @@ fn dump_usage() -> Vec<(u32, u64, u64)> {
             let (uid, rest) = rest.split_once(": ")?;
             let (buffers, rest) = rest.split_once(" buffers, ")?;
             let bytes = rest.strip_suffix(" bytes")?;
-            Some((
-                uid.parse().ok()?,
-                buffers.parse().ok()?,
-                bytes.parse().ok()?,
-            ))
+            Some((uid.parse().ok()?, buffers.parse().ok()?, bytes.parse().ok()?))
         })
         .collect()
 }
@@ -659,11 +614,7 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
     let mut expected: BTreeSet<Rebuilt> = BTreeSet::new();
     let mut charged: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut expect = |inode: u64, size: u64, name: &str, charge: Option<u32>| {
-        expected.insert(Rebuilt {
-            inode: inode as i64,
-            size: size as i64,
-            name: name.into(),
-        });
+        expected.insert(Rebuilt { inode: inode as i64, size: size as i64, name: name.into() });
         if let Some(uid) = charge {
             let c = charged.entry(uid).or_default();
             *c = (c.0 + 1, c.1 + size);
@@ -676,19 +627,14 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
 
     // Holders of one uid: one by fd, one by mapping only.
     let mut holders = Vec::new();
-    for (size, name, map_only) in [
-        ("1000000", "held by fd", "0"),
-        ("65536", "mapped only", "1"),
-    ] {
+    for (size, name, map_only) in [("1000000", "held by fd", "0"), ("65536", "mapped only", "1")] {
         let (child, mut out) = client(10_700, "hold", &[size, name, map_only]);
         let (inode, size) = parse_pair(&read_line(&mut out));
         expect(inode, size, name, Some(10_700));
         holders.push((child, out));
     }
     // Shared by two uids (root, this process, and 10_701): charged to nobody.
-    let shared = allocator()
-        .allocate(&request("system", 8192, "shared"))
-        .expect("allocate");
+    let shared = allocator().allocate(&request("system", 8192, "shared")).expect("allocate");
     let shared_buf = DmaBuf::from_fd(shared.fd.expect("fd").into()).expect("dma-buf");
     fill_buf(&shared_buf);
     let inheritable = rustix::io::dup(&shared_buf).expect("dup");
@@ -698,12 +644,7 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
     expect(shared_buf.inode(), 8192, "shared", None);
     // Allocated straight from the heap, named: indistinguishable, rebuilt and charged to root.
     let direct = Allocator::new()
-        .allocate(&AllocRequest {
-            heap: "system",
-            size: 12288,
-            name: b"direct",
-            heap_flags: 0,
-        })
+        .allocate(&AllocRequest { heap: "system", size: 12288, name: b"direct", heap_flags: 0 })
         .expect("direct allocation");
     fill_buf(&direct);
     expect(direct.inode(), 12288, "direct", Some(0));
@@ -718,12 +659,7 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
             let (child, out) = client(
                 uid,
                 "worker",
-                &[
-                    &(100 + i).to_string(),
-                    "120",
-                    &(i + 1).to_string(),
-                    "survive",
-                ],
+                &[&(100 + i).to_string(), "120", &(i + 1).to_string(), "survive"],
             );
             (uid, child, out)
         })
@@ -764,11 +700,7 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
             ("system", -1, -1, 0, false),
             "{e:?}"
         );
-        got.insert(Rebuilt {
-            inode: e.inode,
-            size: e.size,
-            name: e.name,
-        });
+        got.insert(Rebuilt { inode: e.inode, size: e.size, name: e.name });
     }
     assert_eq!(got, expected, "rebuilt ledger");
     let usage: Vec<(u32, u64, u64)> = dump_usage();
@@ -776,11 +708,7 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
     assert_eq!(usage, want, "quota charges");
     // The charge is a real quota charge: uid 10_700 may allocate exactly what is left.
     let held_by_10700 = charged[&10_700].1;
-    let (mut t, mut out) = client(
-        10_700,
-        "try",
-        &[&(QUOTA - held_by_10700 + 4096).to_string()],
-    );
+    let (mut t, mut out) = client(10_700, "try", &[&(QUOTA - held_by_10700 + 4096).to_string()]);
     assert_eq!(
         read_line(&mut out),
         format!(
@@ -803,15 +731,9 @@ fn restart_keeps_client_buffers_and_rebuilds_the_ledger(stack: &mut Stack) {
     drop(adopter.stdin.take());
     assert!(adopter.wait().expect("adopter").success());
     drop((shared_buf, direct, unnamed));
-    assert_eq!(
-        wait_back_to(&before, Duration::from_secs(10)),
-        Vec::<u64>::new()
-    );
+    assert_eq!(wait_back_to(&before, Duration::from_secs(10)), Vec::<u64>::new());
     let left = accounting().getLedger(ALL).expect("ledger");
-    assert!(
-        left.iter().all(|e| before.contains(&(e.inode as u64))),
-        "{left:?}"
-    );
+    assert!(left.iter().all(|e| before.contains(&(e.inode as u64))), "{left:?}");
     assert_eq!(dump_usage(), vec![]);
     assert!(fd_targets(stack.pid()).iter().any(|t| t == DEVICE));
 }

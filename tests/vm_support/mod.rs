@@ -42,12 +42,7 @@ pub fn accounting() -> Strong<dyn IAccounting> {
 }
 
 pub fn request(heap: &str, size: u64, name: &str) -> AllocationRequest {
-    AllocationRequest {
-        heap: heap.into(),
-        size: size as i64,
-        name: name.into(),
-        heapFlags: 0,
-    }
+    AllocationRequest { heap: heap.into(), size: size as i64, name: name.into(), heapFlags: 0 }
 }
 
 /// The `ERROR_*` code of a call that must fail with a service-specific error.
@@ -131,11 +126,7 @@ impl Stack {
             assert!(Instant::now() < deadline, "rsb_hub did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let mut stack = Stack {
-            _hub: hub,
-            service: None,
-            config,
-        };
+        let mut stack = Stack { _hub: hub, service: None, config };
         stack.start_service();
         stack
     }
@@ -221,14 +212,8 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
 
 pub fn service_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS kB")
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS kB")
 }
 
 pub const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
@@ -297,14 +282,11 @@ pub struct Rng(u64);
 impl Rng {
     /// Seeded from `env` if set, else from the clock; prints the seed.
     pub fn from_env(env: &str) -> Rng {
-        let seed = std::env::var(env)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
+        let seed = std::env::var(env).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
         println!("{env}={seed}");
         Rng::new(seed)
     }
