@@ -1,1 +1,366 @@
-//! TODO(heap)
+//! dma-buf heaps: discovery and named allocation.
+//!
+//! [`Allocator::allocate`] validates everything it can before touching the kernel (so callers get
+//! a precise reason rather than a bare EINVAL), allocates, and names the buffer before returning
+//! it: a buffer never exists unnamed outside this function, which is what makes the purpose name
+//! trustworthy for accounting.
+//!
+//! Heap flags are passed through unchanged. Mainline heaps accept only 0 and answer anything else
+//! with EINVAL (reported as [`Error::InvalidArgument`]), but vendor heaps on Android define their
+//! own flags, and only the heap knows which ones it takes.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use crate::buffer::DmaBuf;
+use crate::error::SizeError;
+use crate::name::BufName;
+use crate::sys::{self, Errno};
+use crate::{units, Error, Result};
+
+/// Where the kernel puts heap devices.
+pub const HEAP_DIR: &str = "/dev/dma_heap";
+
+/// Default largest single allocation, 1 GiB. Larger than any one graphics, camera or codec
+/// buffer in practice, yet small enough that a typo (`--size 64G`) cannot drive the system heap,
+/// which allocates page by page, into the OOM killer. Use [`Allocator::with_dir`] to change it.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
+/// One allocation: from which heap, how many bytes, under which purpose name.
+#[derive(Debug, Clone, Copy)]
+pub struct AllocRequest<'a> {
+    /// Heap name, a plain file name under the heap directory (`system`, `reserved`, ...).
+    pub heap: &'a str,
+    /// Requested bytes; rounded up to whole pages by the kernel.
+    pub size: u64,
+    /// Purpose name as raw bytes (validated by [`crate::name::validate`]), so front ends can pass
+    /// along whatever they received without converting it first.
+    pub name: &'a [u8],
+    /// Heap-specific flags (0 on mainline heaps).
+    pub heap_flags: u64,
+}
+
+/// Allocates named dma-bufs from the heaps in one directory.
+#[derive(Debug, Clone)]
+pub struct Allocator {
+    dir: PathBuf,
+    max_size: u64,
+}
+
+impl Default for Allocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Allocator {
+    /// The system's heaps ([`HEAP_DIR`]) with [`DEFAULT_MAX_SIZE`].
+    pub fn new() -> Self {
+        Self::with_dir(HEAP_DIR, DEFAULT_MAX_SIZE)
+    }
+
+    /// Heaps in `dir` (tests use a directory of fake heap files), refusing sizes above `max_size`.
+    pub fn with_dir(dir: impl Into<PathBuf>, max_size: u64) -> Self {
+        Allocator {
+            dir: dir.into(),
+            max_size,
+        }
+    }
+
+    /// Names of the available heaps, sorted. A missing heap directory means a kernel without
+    /// heaps: no heaps, not an error.
+    pub fn heaps(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("reading {}", self.dir.display()), e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading {}", self.dir.display()), e))?;
+            // A non-UTF-8 heap name could not be asked for by name anyway.
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Validates the request, allocates from the heap and names the buffer.
+    pub fn allocate(&self, req: &AllocRequest<'_>) -> Result<DmaBuf> {
+        let heap = validate_heap_name(req.heap)?;
+        let name = BufName::new(req.name)?;
+        self.check_size(req.size)?;
+
+        let path = self.dir.join(heap);
+        let heap_fd = match sys::open_heap(&path) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(self.unknown_heap(heap)),
+            Err(Errno::ACCESS | Errno::PERM) => {
+                return Err(Error::PermissionDenied(format!(
+                    "opening {}",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        let fd =
+            sys::heap_alloc(heap_fd.as_fd(), req.size, req.heap_flags).map_err(|e| match e {
+                // The file exists but is no heap (a stray file in a test directory, a new kind of
+                // device node): as far as allocation goes, there is no such heap.
+                Errno::NOTTY => self.unknown_heap(heap),
+                other => alloc_error(other, heap, req.size, req.heap_flags),
+            })?;
+        let buf = DmaBuf::from_kernel(fd)?;
+        buf.set_name(&name)?;
+        Ok(buf)
+    }
+
+    /// Size rules, cheapest first. Rounding is checked with this system's page size because that
+    /// is what the kernel rounds to; a size that would wrap must never reach it (it would wrap to
+    /// 0 there).
+    fn check_size(&self, size: u64) -> std::result::Result<(), SizeError> {
+        if size == 0 {
+            return Err(SizeError::Zero);
+        }
+        let rounded = units::round_up_to_page(size)?;
+        if rounded > self.max_size {
+            return Err(SizeError::TooLarge {
+                size,
+                max: self.max_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn unknown_heap(&self, heap: &str) -> Error {
+        // Listing is best effort: the error is about the heap, not about the directory.
+        let available = self.heaps().unwrap_or_default();
+        Error::UnknownHeap {
+            heap: heap.to_string(),
+            available,
+        }
+    }
+}
+
+/// Maps a `DMA_HEAP_IOCTL_ALLOC` errno to the library's error. ENOMEM is what heaps that can fail
+/// cleanly report (CMA, carveouts); the system heap on 6.12 never does: a request beyond what it
+/// can find invokes the OOM killer on the caller instead, which is why sizes are capped.
+pub fn alloc_error(errno: Errno, heap: &str, size: u64, heap_flags: u64) -> Error {
+    match errno {
+        Errno::NOMEM => Error::OutOfMemory {
+            heap: heap.to_string(),
+            size,
+        },
+        Errno::INVAL => Error::InvalidArgument(format!(
+            "heap {heap:?} refused {size} bytes with heap flags {heap_flags:#x}"
+        )),
+        other => Error::io(format!("DMA_HEAP_IOCTL_ALLOC on heap {heap:?}"), other),
+    }
+}
+
+/// A heap name must be a plain file name, so that no request can reach outside the heap
+/// directory (`../../dev/mem`) or open the directory itself.
+pub fn validate_heap_name(heap: &str) -> Result<&str> {
+    if heap.is_empty() || heap == "." || heap == ".." || heap.contains('/') || heap.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "heap name {heap:?} is not a plain file name"
+        )));
+    }
+    Ok(heap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::NameError;
+
+    /// A directory with fake heap files, removed on drop.
+    struct FakeHeaps(PathBuf);
+
+    impl FakeHeaps {
+        fn new(tag: &str, heaps: &[&str]) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("dmabufd-heap-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create fake heap dir");
+            for heap in heaps {
+                std::fs::write(dir.join(heap), b"").expect("create fake heap");
+            }
+            FakeHeaps(dir)
+        }
+    }
+
+    impl Drop for FakeHeaps {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn req<'a>(heap: &'a str, size: u64, name: &'a str) -> AllocRequest<'a> {
+        AllocRequest {
+            heap,
+            size,
+            name: name.as_bytes(),
+            heap_flags: 0,
+        }
+    }
+
+    #[test]
+    fn heaps_are_listed_sorted() {
+        let dir = FakeHeaps::new("list", &["system", "reserved", "system-uncached"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        assert_eq!(
+            alloc.heaps().expect("list"),
+            ["reserved", "system", "system-uncached"]
+        );
+    }
+
+    #[test]
+    fn missing_heap_dir_means_no_heaps() {
+        let alloc = Allocator::with_dir("/nonexistent/dma_heap", DEFAULT_MAX_SIZE);
+        assert_eq!(alloc.heaps().expect("list"), Vec::<String>::new());
+        let err = alloc
+            .allocate(&req("system", 4096, "X"))
+            .expect_err("no heaps");
+        assert!(
+            matches!(err, Error::UnknownHeap { ref heap, ref available } if heap == "system" && available.is_empty())
+        );
+        assert_eq!(
+            err.to_string(),
+            "unknown heap \"system\"; available heaps: none"
+        );
+    }
+
+    #[test]
+    fn unknown_heap_lists_available_heaps() {
+        let dir = FakeHeaps::new("unknown", &["system", "reserved"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        let err = alloc
+            .allocate(&req("carveout", 4096, "X"))
+            .expect_err("unknown heap");
+        match &err {
+            Error::UnknownHeap { heap, available } => {
+                assert_eq!(heap, "carveout");
+                assert_eq!(available, &["reserved", "system"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "unknown heap \"carveout\"; available heaps: reserved, system"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_no_heap_device_is_an_unknown_heap() {
+        let dir = FakeHeaps::new("notty", &["system"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        let err = alloc
+            .allocate(&req("system", 4096, "X"))
+            .expect_err("regular file");
+        assert!(matches!(err, Error::UnknownHeap { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn heap_names_must_be_plain_file_names() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../system",
+            "/dev/dma_heap/system",
+            "a/b",
+            "system/",
+            "a\0b",
+        ] {
+            assert!(
+                matches!(validate_heap_name(bad), Err(Error::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "system",
+            "system-uncached",
+            "reserved",
+            "...",
+            ".hidden",
+            "linux,cma",
+        ] {
+            assert_eq!(validate_heap_name(good).ok(), Some(good));
+        }
+        // Checked before anything is opened: even an existing directory entry cannot be escaped to.
+        let dir = FakeHeaps::new("escape", &["system"]);
+        let alloc = Allocator::with_dir(dir.0.join("sub"), DEFAULT_MAX_SIZE);
+        assert!(matches!(
+            alloc.allocate(&req("../system", 4096, "X")),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn size_rules() {
+        let page = units::page_size();
+        let alloc = Allocator::with_dir("/nonexistent", 1 << 20);
+        let size_err = |size| match alloc.allocate(&req("system", size, "X")) {
+            Err(Error::Size(e)) => Some(e),
+            _ => None,
+        };
+        assert_eq!(size_err(0), Some(SizeError::Zero));
+        assert_eq!(
+            size_err((1 << 20) + 1),
+            Some(SizeError::TooLarge {
+                size: (1 << 20) + 1,
+                max: 1 << 20
+            })
+        );
+        assert_eq!(size_err(u64::MAX), Some(SizeError::Overflow(u64::MAX)));
+        assert_eq!(
+            size_err(u64::MAX - page + 2),
+            Some(SizeError::Overflow(u64::MAX - page + 2))
+        );
+        // At the limit, and rounding up to it: past validation (the heap does not exist).
+        assert_eq!(size_err(1 << 20), None);
+        assert_eq!(size_err((1 << 20) - page + 1), None);
+        let unlimited = Allocator::with_dir("/nonexistent", u64::MAX);
+        assert!(matches!(
+            unlimited.allocate(&req("system", u64::MAX - page + 1, "X")),
+            Err(Error::UnknownHeap { .. })
+        ));
+    }
+
+    #[test]
+    fn alloc_errno_mapping() {
+        assert!(matches!(
+            alloc_error(Errno::NOMEM, "system", 4096, 0),
+            Error::OutOfMemory { ref heap, size: 4096 } if heap == "system"
+        ));
+        assert_eq!(
+            alloc_error(Errno::INVAL, "system", 4096, 1).to_string(),
+            "invalid argument: heap \"system\" refused 4096 bytes with heap flags 0x1"
+        );
+        assert!(matches!(
+            alloc_error(Errno::INTR, "system", 4096, 0),
+            Error::Io { .. }
+        ));
+    }
+
+    #[test]
+    fn names_are_validated_before_the_heap_is_opened() {
+        let alloc = Allocator::with_dir("/nonexistent", DEFAULT_MAX_SIZE);
+        assert!(matches!(
+            alloc.allocate(&req("system", 4096, "")),
+            Err(Error::Name(NameError::Empty))
+        ));
+        assert!(matches!(
+            alloc.allocate(&req("system", 4096, "a\nb")),
+            Err(Error::Name(NameError::Control {
+                offset: 1,
+                byte: b'\n'
+            }))
+        ));
+    }
+}

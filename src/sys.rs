@@ -1,1 +1,395 @@
-//! TODO(sys)
+//! The one module that talks to the kernel: dma-buf heap and dma-buf ioctls, `fstat`, `fstatfs`,
+//! shared mappings.
+//!
+//! Everything here is a thin, safe wrapper that returns the kernel's own [`Errno`]: the callers
+//! ([`crate::heap`], [`crate::name`], [`crate::buffer`]) know what was being attempted and turn an
+//! errno into the right [`crate::Error`]; kernel tests use these wrappers directly to observe the
+//! exact errno the kernel produced.
+//!
+//! Ioctl numbers are computed by pure `const fn`s over the generic `_IOC` layout (shared by x86,
+//! arm, riscv and the other "asm-generic" architectures) so that host tests can check the exact
+//! values for both pointer widths, not just the one the tests were built for.
+
+use std::ffi::{c_void, CStr};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::ioctl::{ioctl, IntegerSetter, Opcode, Setter, Updater};
+use rustix::mm::{MapFlags, ProtFlags};
+
+pub use rustix::io::Errno;
+
+/// Result of a raw kernel call: the value or the kernel's errno.
+pub type SysResult<T> = std::result::Result<T, Errno>;
+
+/// `f_type` reported by `fstatfs` for a dma-buf fd (`DMA_BUF_MAGIC`, "DMAB").
+pub const DMA_BUF_MAGIC: u64 = 0x444d_4142;
+
+/// `DMA_BUF_NAME_LEN`: the kernel's name buffer, including the terminating NUL.
+pub const DMA_BUF_NAME_LEN: usize = 32;
+
+/// `_IOC` direction bit: userspace writes to the kernel.
+const IOC_WRITE: u32 = 1;
+/// `_IOC` direction bit: userspace reads from the kernel.
+const IOC_READ: u32 = 2;
+
+/// `_IOC(dir, ty, nr, size)` for the asm-generic layout: nr bits 0-7, type bits 8-15, size bits
+/// 16-29, direction bits 30-31. `size` is masked to 14 bits exactly as the C macro does.
+pub const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
+    (dir << 30) | (((size as u32) & 0x3fff) << 16) | ((ty as u32) << 8) | nr as u32
+}
+
+/// `_IOW(ty, nr, T)` where `size_of::<T>() == size`.
+pub const fn iow(ty: u8, nr: u8, size: usize) -> u32 {
+    ioc(IOC_WRITE, ty, nr, size)
+}
+
+/// `_IOWR(ty, nr, T)` where `size_of::<T>() == size`.
+pub const fn iowr(ty: u8, nr: u8, size: usize) -> u32 {
+    ioc(IOC_READ | IOC_WRITE, ty, nr, size)
+}
+
+/// `struct dma_heap_allocation_data` from `<linux/dma-heap.h>`. Same 24-byte layout on 32- and
+/// 64-bit userspace (all fields are fixed width, no padding).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct DmaHeapAllocationData {
+    len: u64,
+    fd: u32,
+    fd_flags: u32,
+    heap_flags: u64,
+}
+
+/// `struct dma_buf_sync` from `<linux/dma-buf.h>`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct DmaBufSync {
+    flags: u64,
+}
+
+/// `DMA_HEAP_IOCTL_ALLOC = _IOWR('H', 0, struct dma_heap_allocation_data)`.
+pub const DMA_HEAP_IOCTL_ALLOC: u32 = iowr(b'H', 0, size_of::<DmaHeapAllocationData>());
+
+/// `DMA_BUF_IOCTL_SYNC = _IOW('b', 0, struct dma_buf_sync)`.
+pub const DMA_BUF_IOCTL_SYNC: u32 = iow(b'b', 0, size_of::<DmaBufSync>());
+
+/// `DMA_BUF_SET_NAME_A = _IOW('b', 1, u32)`: what 32-bit userspace computes for the original
+/// `_IOW('b', 1, const char *)`.
+pub const DMA_BUF_SET_NAME_A: u32 = iow(b'b', 1, size_of::<u32>());
+
+/// `DMA_BUF_SET_NAME_B = _IOW('b', 1, u64)`: what 64-bit userspace computes for the original
+/// `_IOW('b', 1, const char *)`.
+pub const DMA_BUF_SET_NAME_B: u32 = iow(b'b', 1, size_of::<u64>());
+
+/// The `DMA_BUF_SET_NAME` number a userspace with `pointer_bytes`-wide pointers uses: the
+/// original definition encodes `sizeof(const char *)`, so it is A on 32-bit and B on 64-bit.
+/// Kernels since 5.10 accept both; 5.3 to 5.9 accept only the native one.
+pub const fn set_name_opcode(pointer_bytes: usize) -> u32 {
+    iow(b'b', 1, pointer_bytes)
+}
+
+/// `DMA_BUF_SET_NAME` for this build's pointer width.
+pub const DMA_BUF_SET_NAME: u32 = set_name_opcode(size_of::<*const u8>());
+
+/// `DMA_BUF_SYNC_READ`: the CPU will read.
+pub const DMA_BUF_SYNC_READ: u64 = 1;
+/// `DMA_BUF_SYNC_WRITE`: the CPU will write.
+pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+/// `DMA_BUF_SYNC_RW`.
+pub const DMA_BUF_SYNC_RW: u64 = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE;
+/// `DMA_BUF_SYNC_START`: begin of a CPU access window.
+pub const DMA_BUF_SYNC_START: u64 = 0;
+/// `DMA_BUF_SYNC_END`: end of a CPU access window.
+pub const DMA_BUF_SYNC_END: u64 = 4;
+
+/// Which `DMA_BUF_SET_NAME` number to issue. Only kernel tests need the non-native one (to show
+/// the kernel accepts both); everything else uses [`set_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetNameIoctl {
+    /// [`DMA_BUF_SET_NAME_A`].
+    A,
+    /// [`DMA_BUF_SET_NAME_B`].
+    B,
+}
+
+impl SetNameIoctl {
+    /// The number this build's pointer width implies ([`DMA_BUF_SET_NAME`]).
+    pub const NATIVE: SetNameIoctl = if DMA_BUF_SET_NAME == DMA_BUF_SET_NAME_A {
+        SetNameIoctl::A
+    } else {
+        SetNameIoctl::B
+    };
+}
+
+/// Direction of CPU access announced with `DMA_BUF_IOCTL_SYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncAccess {
+    /// [`DMA_BUF_SYNC_READ`].
+    Read,
+    /// [`DMA_BUF_SYNC_WRITE`].
+    Write,
+    /// [`DMA_BUF_SYNC_RW`].
+    ReadWrite,
+}
+
+impl SyncAccess {
+    /// The `DMA_BUF_SYNC_*` access bits.
+    pub const fn bits(self) -> u64 {
+        match self {
+            SyncAccess::Read => DMA_BUF_SYNC_READ,
+            SyncAccess::Write => DMA_BUF_SYNC_WRITE,
+            SyncAccess::ReadWrite => DMA_BUF_SYNC_RW,
+        }
+    }
+}
+
+/// Whether a sync marks the start or the end of a CPU access window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPhase {
+    /// [`DMA_BUF_SYNC_START`].
+    Start,
+    /// [`DMA_BUF_SYNC_END`].
+    End,
+}
+
+/// Opens a heap device. Read-only is enough for `DMA_HEAP_IOCTL_ALLOC` and is what Android's
+/// libdmabufheap does; `O_CLOEXEC` so a forking service never leaks heap fds.
+pub fn open_heap(path: &Path) -> SysResult<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// `DMA_HEAP_IOCTL_ALLOC` of `len` bytes with `fd_flags = O_RDWR | O_CLOEXEC`: read-write so the
+/// buffer can be mapped writable, close-on-exec so it never leaks into children by accident.
+/// `heap_flags` are passed through unchanged (mainline heaps accept only 0).
+pub fn heap_alloc(heap: BorrowedFd<'_>, len: u64, heap_flags: u64) -> SysResult<OwnedFd> {
+    let mut data = DmaHeapAllocationData {
+        len,
+        fd: 0,
+        fd_flags: (OFlags::RDWR | OFlags::CLOEXEC).bits(),
+        heap_flags,
+    };
+    // SAFETY: the opcode is `_IOWR('H', 0, struct dma_heap_allocation_data)` and `data` has that
+    // struct's exact layout; the kernel reads and writes only within it.
+    unsafe {
+        ioctl(
+            heap,
+            Updater::<{ DMA_HEAP_IOCTL_ALLOC as Opcode }, _>::new(&mut data),
+        )?
+    };
+    let raw = i32::try_from(data.fd).map_err(|_| Errno::BADF)?;
+    // SAFETY: on success the kernel installed a new fd in our table and handed ownership to us;
+    // nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `DMA_BUF_SET_NAME` with this build's native number.
+pub fn set_name(buf: BorrowedFd<'_>, name: &CStr) -> SysResult<()> {
+    set_name_using(buf, name, SetNameIoctl::NATIVE)
+}
+
+/// `DMA_BUF_SET_NAME_A` or `_B`. The name is not validated here: kernel tests pass names the
+/// library would refuse to see what the kernel itself does.
+pub fn set_name_using(buf: BorrowedFd<'_>, name: &CStr, which: SetNameIoctl) -> SysResult<()> {
+    let ptr = name.as_ptr().cast_mut().cast::<c_void>();
+    // SAFETY: both numbers take a pointer to a NUL-terminated string that the kernel only reads
+    // (strndup_user), and `name` outlives the call.
+    unsafe {
+        match which {
+            SetNameIoctl::A => ioctl(
+                buf,
+                IntegerSetter::<{ DMA_BUF_SET_NAME_A as Opcode }>::new_pointer(ptr),
+            ),
+            SetNameIoctl::B => ioctl(
+                buf,
+                IntegerSetter::<{ DMA_BUF_SET_NAME_B as Opcode }>::new_pointer(ptr),
+            ),
+        }
+    }
+}
+
+/// `DMA_BUF_IOCTL_SYNC`: brackets CPU access so the exporter can flush or invalidate caches.
+pub fn sync(buf: BorrowedFd<'_>, phase: SyncPhase, access: SyncAccess) -> SysResult<()> {
+    let phase = match phase {
+        SyncPhase::Start => DMA_BUF_SYNC_START,
+        SyncPhase::End => DMA_BUF_SYNC_END,
+    };
+    let arg = DmaBufSync {
+        flags: phase | access.bits(),
+    };
+    // SAFETY: the opcode is `_IOW('b', 0, struct dma_buf_sync)` and `arg` has its layout; the
+    // kernel only reads it.
+    unsafe { ioctl(buf, Setter::<{ DMA_BUF_IOCTL_SYNC as Opcode }, _>::new(arg)) }
+}
+
+/// Identity of an open file as the dma-buf code needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// `st_ino`: for a dma-buf, the buffer's unique inode (the key in fdinfo, maps, bufinfo).
+    pub inode: u64,
+    /// `st_size`: for a dma-buf, the buffer size after the kernel's page rounding.
+    pub size: u64,
+}
+
+/// `fstat`, reduced to inode and size.
+pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
+    let st = rustix::fs::fstat(fd)?;
+    // A negative size never comes from a real file; treat it as a broken fd.
+    let size = u64::try_from(st.st_size).map_err(|_| Errno::INVAL)?;
+    Ok(FileStat {
+        inode: st.st_ino,
+        size,
+    })
+}
+
+/// Whether `fd` is a dma-buf: its file system is the dma-buf pseudo file system.
+pub fn is_dma_buf(fd: BorrowedFd<'_>) -> SysResult<bool> {
+    let st = rustix::fs::fstatfs(fd)?;
+    #[allow(clippy::useless_conversion)] // `f_type`'s width differs by architecture.
+    let fs_type = i128::from(st.f_type);
+    Ok(fs_type == i128::from(DMA_BUF_MAGIC))
+}
+
+/// A `MAP_SHARED` mapping, unmapped on drop. Owning the address range is all it does; access and
+/// CPU sync belong to [`crate::buffer::Mapping`].
+#[derive(Debug)]
+pub struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` bytes of `fd` from offset 0, readable and writable, shared with every other
+    /// mapping of the buffer (that is what makes the pages count in everyone's Rss).
+    pub fn new(fd: BorrowedFd<'_>, len: usize) -> SysResult<Self> {
+        if len == 0 {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks cannot alias any Rust object.
+        let addr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or(Errno::INVAL)?;
+        Ok(SharedMap { ptr, len })
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty mappings are refused by [`SharedMap::new`]; here for API symmetry with
+    /// `len` (clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned, and this is the only owner.
+        // munmap of a valid range cannot fail; nothing useful to do if it did.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn set_name_numbers_per_pointer_width() {
+        assert_eq!(DMA_BUF_SET_NAME_A, 0x4004_6201);
+        assert_eq!(DMA_BUF_SET_NAME_B, 0x4008_6201);
+        assert_eq!(set_name_opcode(4), 0x4004_6201);
+        assert_eq!(set_name_opcode(8), 0x4008_6201);
+    }
+
+    #[test]
+    fn native_set_name_matches_pointer_width() {
+        let expected = if cfg!(target_pointer_width = "64") {
+            0x4008_6201
+        } else {
+            0x4004_6201
+        };
+        assert_eq!(DMA_BUF_SET_NAME, expected);
+        let native = if cfg!(target_pointer_width = "64") {
+            SetNameIoctl::B
+        } else {
+            SetNameIoctl::A
+        };
+        assert_eq!(SetNameIoctl::NATIVE, native);
+    }
+
+    #[test]
+    fn heap_alloc_and_sync_numbers() {
+        assert_eq!(size_of::<DmaHeapAllocationData>(), 24);
+        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
+        assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
+    }
+
+    #[test]
+    fn sync_flag_values() {
+        assert_eq!(SyncAccess::Read.bits(), 1);
+        assert_eq!(SyncAccess::Write.bits(), 2);
+        assert_eq!(SyncAccess::ReadWrite.bits(), 3);
+        assert_eq!(DMA_BUF_SYNC_START, 0);
+        assert_eq!(DMA_BUF_SYNC_END, 4);
+    }
+
+    /// Our own `_IOC` must agree with rustix's for this platform, or the pure function would be
+    /// testing a model of the kernel rather than what is really issued.
+    #[test]
+    fn ioc_agrees_with_rustix() {
+        use rustix::ioctl::opcode;
+        assert_eq!(
+            DMA_HEAP_IOCTL_ALLOC as Opcode,
+            opcode::read_write::<DmaHeapAllocationData>(b'H', 0)
+        );
+        assert_eq!(
+            DMA_BUF_IOCTL_SYNC as Opcode,
+            opcode::write::<DmaBufSync>(b'b', 0)
+        );
+        assert_eq!(
+            DMA_BUF_SET_NAME as Opcode,
+            opcode::write::<*const u8>(b'b', 1)
+        );
+    }
+
+    #[test]
+    fn ordinary_files_are_not_dma_bufs() {
+        let file = std::fs::File::open("Cargo.toml").expect("open Cargo.toml");
+        assert_eq!(is_dma_buf(file.as_fd()), Ok(false));
+    }
+
+    #[test]
+    fn fstat_reports_inode_and_size() {
+        let file = std::fs::File::open("Cargo.toml").expect("open Cargo.toml");
+        let meta = file.metadata().expect("metadata");
+        let st = fstat(file.as_fd()).expect("fstat");
+        assert_eq!(st.size, meta.len());
+        assert_eq!(st.inode, std::os::unix::fs::MetadataExt::ino(&meta));
+    }
+
+    #[test]
+    fn set_name_on_a_memfd_is_enotty() {
+        let memfd = rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd");
+        assert_eq!(set_name(memfd.as_fd(), c"X"), Err(Errno::NOTTY));
+    }
+}

@@ -1,11 +1,84 @@
 //! `dmabufctl heaps` and `dmabufctl alloc`, straight against the kernel.
+//!
+//! `alloc` prints one line per buffer, stable for scripts:
+//! `inode=<ino> size=<bytes> heap=<heap> name=<name as a quoted, escaped string>`
+//! (the name is quoted because names may contain spaces).
+
+use std::io::Write;
+use std::time::Duration;
 
 use super::AllocArgs;
+use crate::buffer::{DmaBuf, Mapping};
+use crate::heap::{AllocRequest, Allocator};
+use crate::sys::SyncAccess;
+use crate::{units, Error, Result};
 
-pub fn heaps() -> crate::Result<()> {
-    Err(crate::Error::Unsupported("TODO heaps"))
+/// Prints the available heaps, one per line.
+pub fn heaps() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for heap in Allocator::new().heaps()? {
+        writeln!(out, "{heap}").map_err(|e| Error::io("writing to stdout", e))?;
+    }
+    Ok(())
 }
 
-pub fn alloc(_args: &AllocArgs) -> crate::Result<()> {
-    Err(crate::Error::Unsupported("TODO alloc"))
+/// Allocates, optionally maps and touches, prints, then holds the buffers.
+pub fn alloc(args: &AllocArgs) -> Result<()> {
+    if args.count == 0 {
+        return Err(Error::InvalidArgument("--count must be at least 1".into()));
+    }
+    let req = AllocRequest {
+        heap: &args.heap,
+        size: units::parse_size(&args.size)?,
+        name: args.name.as_bytes(),
+        heap_flags: args.flags,
+    };
+    let allocator = Allocator::new();
+    let buffers = (0..args.count)
+        .map(|_| allocator.allocate(&req))
+        .collect::<Result<Vec<DmaBuf>>>()?;
+    let mappings = if args.map {
+        buffers
+            .iter()
+            .map(map_and_touch)
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+
+    let mut out = std::io::stdout().lock();
+    for buf in &buffers {
+        writeln!(
+            out,
+            "inode={} size={} heap={} name={:?}",
+            buf.inode(),
+            buf.size(),
+            req.heap,
+            args.name
+        )
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    }
+    // Whoever waits on our output (a test, `| head`) must see it before the hold starts.
+    out.flush().map_err(|e| Error::io("writing to stdout", e))?;
+    drop(out);
+
+    if let Some(seconds) = args.hold {
+        std::thread::sleep(Duration::from_secs(seconds));
+    }
+    drop(mappings);
+    Ok(())
+}
+
+/// Maps a buffer and writes one byte per page inside a CPU-access window, so heaps that populate
+/// mappings lazily have every page in place, and the buffer is shown to be usable. (The system
+/// heap maps every page up front as VM_PFNMAP, which smaps never counts as Rss.)
+fn map_and_touch(buf: &DmaBuf) -> Result<Mapping<'_>> {
+    let mut mapping = buf.map()?;
+    let page = usize::try_from(units::page_size()).unwrap_or(4096);
+    let mut access = mapping.cpu_access(SyncAccess::Write)?;
+    for byte in access.iter_mut().step_by(page) {
+        *byte = 0xa5;
+    }
+    access.end()?;
+    Ok(mapping)
 }
