@@ -392,7 +392,13 @@ mod tests {
             })
             .expect("valid");
         assert_eq!(
-            (ok.heap, ok.size, ok.charged, ok.name.as_str(), ok.heap_flags),
+            (
+                ok.heap,
+                ok.size,
+                ok.charged,
+                ok.name.as_str(),
+                ok.heap_flags
+            ),
             ("system", page + 1, 2 * page, "CAM", 7)
         );
         assert!(matches!(
