@@ -193,9 +193,19 @@ pub fn alloc_error(errno: Errno, heap: &str, size: u64, heap_flags: u64) -> Erro
     }
 }
 
+/// Longest file name Linux accepts (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
 /// A heap name must be a plain file name, so that no request can reach outside the heap
-/// directory (`../../dev/mem`) or open the directory itself.
+/// directory (`../../dev/mem`) or open the directory itself, and no longer than a file name can
+/// be: otherwise opening it fails with ENAMETOOLONG, an I/O error instead of a refused argument.
 pub fn validate_heap_name(heap: &str) -> Result<&str> {
+    if heap.len() > NAME_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "heap name is {} bytes; file names are at most {NAME_MAX}",
+            heap.len()
+        )));
+    }
     if heap.is_empty() || heap == "." || heap == ".." || heap.contains('/') || heap.contains('\0') {
         return Err(Error::InvalidArgument(format!(
             "heap name {heap:?} is not a plain file name"
@@ -322,6 +332,19 @@ mod tests {
             "linux,cma",
         ] {
             assert_eq!(validate_heap_name(good).ok(), Some(good));
+        }
+        let longest = "h".repeat(NAME_MAX);
+        assert_eq!(validate_heap_name(&longest).ok(), Some(longest.as_str()));
+        // Found by the alloc_request fuzz target: one byte more made opening fail with
+        // ENAMETOOLONG, reported as an I/O error.
+        let dir = FakeHeaps::new("long", &["system"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        let too_long = "h".repeat(NAME_MAX + 1);
+        match alloc.allocate(&req(&too_long, 4096, "X")) {
+            Err(Error::InvalidArgument(msg)) => {
+                assert_eq!(msg, "heap name is 256 bytes; file names are at most 255")
+            }
+            other => panic!("unexpected {other:?}"),
         }
         // Checked before anything is opened: even an existing directory entry cannot be escaped to.
         let dir = FakeHeaps::new("escape", &["system"]);
