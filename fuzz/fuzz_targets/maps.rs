@@ -25,6 +25,6 @@ fuzz_target!(|data: &[u8]| {
         );
         let line = [line.as_bytes(), m.name].concat();
         assert_eq!(maps::parse_line(&line).as_ref(), Some(m));
-        assert!(m.len() <= m.end && m.is_empty() == (m.len() == 0));
+        assert!(m.len() <= m.end && m.is_empty() == (m.end <= m.start));
     }
 });
