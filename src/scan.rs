@@ -3,7 +3,8 @@
 //! The only module of the accounting path that does I/O. Cost model (see BENCHMARKS.md): a phone
 //! process holds far more pipes, sockets and files than dma-bufs, so each fd costs one
 //! `readlink` into a reused buffer and is dropped unless the link says dma-buf; a dma-buf fd
-//! costs one `stat` (inode, size), and its fdinfo (exporter) is read once per inode, not per fd.
+//! costs one `stat` (inode, size), and its fdinfo (exporter) is read once per inode, not per fd,
+//! and not at all when the kernel's buffer list (debugfs bufinfo, read first) names the exporter.
 //! `maps` is read whole into a reused buffer and only lines containing `/dmabuf:` are parsed.
 //! Processes are handed out one at a time to `threads` workers (`std::thread::scope`), so the
 //! cost is linear in fds and spread over every core. Directory fds are opened relative to their
@@ -79,7 +80,15 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
     let root = openat(CWD, &opts.proc_root, dir_flags(), Mode::empty())
         .map_err(|e| Error::io(format!("opening {}", opts.proc_root.display()), e))?;
     let next = AtomicUsize::new(0);
-    let claimed = Mutex::new(HashSet::new());
+    // Read before the walk: buffers the kernel already named an exporter for need no fdinfo.
+    let kernel = read_kernel_list(opts);
+    let known: HashSet<u64> = kernel
+        .iter()
+        .flat_map(|k| &k.rows)
+        .filter(|r| r.2.is_some())
+        .map(|r| r.0)
+        .collect();
+    let claimed = Mutex::new(known);
     let workers = opts.worker_count(pids.len());
     let partials: Vec<Partial> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -100,7 +109,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
             .collect()
     });
     let mut model = merge(partials);
-    add_kernel_list(&mut model, opts);
+    apply_kernel_list(&mut model, kernel);
     Ok(model)
 }
 
@@ -239,6 +248,8 @@ impl<'a> Worker<'a> {
         let fd_dir = openat(dir, c"fd", dir_flags(), Mode::empty())?;
         let mut dirents = std::mem::take(&mut self.dirents);
         let mut entries = RawDir::new(&fd_dir, &mut dirents);
+        // The directory buffer is taken out of `self` for the loop so that `self` stays free
+        // for the per-fd work.
         let result = loop {
             let entry = match entries.next() {
                 None => break Ok(()),
@@ -261,7 +272,6 @@ impl<'a> Worker<'a> {
                 self.fd_hits.push(inode);
             }
         };
-        drop(entries);
         self.dirents = dirents;
         result
     }
@@ -433,35 +443,47 @@ fn merge(partials: Vec<Partial>) -> Model {
     model
 }
 
-/// Adds what only the kernel knows: true sizes and exporters of map-only buffers, and buffers no
-/// process holds. debugfs first (it has names), sysfs stats as the fallback.
-fn add_kernel_list(model: &mut Model, opts: &ScanOptions) {
-    let rows = opts
+/// The kernel's own list of every exported buffer.
+struct KernelList {
+    rows: Vec<KernelRow>,
+    exported: u64,
+}
+
+/// debugfs first (it has names), sysfs stats as the fallback; `None` when neither is readable.
+fn read_kernel_list(opts: &ScanOptions) -> Option<KernelList> {
+    let bufinfo = opts
         .debugfs_bufinfo
         .as_deref()
         .and_then(|p| std::fs::read(p).ok())
         .map(|bytes| procfs::bufinfo::parse(&bytes))
         .filter(|info| !info.rows.is_empty() || info.total_bytes.is_some());
-    let (rows, exported) = match rows {
-        Some(info) => {
-            let exported = info.exported_bytes();
-            let rows = info
-                .rows
-                .into_iter()
-                .filter_map(|r| Some((r.inode?, r.size, Some(r.exporter), r.name)))
-                .collect();
-            (rows, Some(exported))
-        }
-        None => match opts.sysfs_buffers.as_deref().and_then(read_sysfs) {
-            Some(rows) => {
-                let exported = rows.iter().map(|r: &KernelRow| r.1).sum();
-                (rows, Some(exported))
-            }
-            None => (Vec::new(), None),
-        },
-    };
-    model.exported_bytes = exported;
-    for (inode, size, exporter, name) in rows {
+    if let Some(info) = bufinfo {
+        let exported = info.exported_bytes();
+        let rows = info
+            .rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.inode?,
+                    r.size,
+                    Some(r.exporter).filter(|e| !e.is_empty()),
+                    r.name,
+                ))
+            })
+            .collect();
+        return Some(KernelList { rows, exported });
+    }
+    let rows = opts.sysfs_buffers.as_deref().and_then(read_sysfs)?;
+    let exported = rows.iter().map(|r| r.1).sum();
+    Some(KernelList { rows, exported })
+}
+
+/// Adds what only the kernel knows: true sizes and exporters of map-only buffers, and buffers no
+/// process holds.
+fn apply_kernel_list(model: &mut Model, list: Option<KernelList>) {
+    let Some(list) = list else { return };
+    model.exported_bytes = Some(list.exported);
+    for (inode, size, exporter, name) in list.rows {
         let b = model.buffers.entry(inode).or_insert_with(|| Buffer {
             inode,
             size,
@@ -472,7 +494,7 @@ fn add_kernel_list(model: &mut Model, opts: &ScanOptions) {
             b.size_from_maps = false;
         }
         if b.exporter.is_none() {
-            b.exporter = exporter.filter(|e| !e.is_empty());
+            b.exporter = exporter;
         }
         if b.name.is_none() {
             b.name = name;

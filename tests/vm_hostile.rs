@@ -185,8 +185,8 @@ fn heap_names(stack: &mut Stack) {
             ("heap unknown", req("nope", 4096, "GL", 0), unknown),
             ("heap SYSTEM", req("SYSTEM", 4096, "GL", 0), unknown),
             ("heap system with space", req("system ", 4096, "GL", 0), unknown),
-            // Longer than NAME_MAX: no such heap can exist.
-            ("heap 4096 bytes", req(&long, 4096, "GL", 0), unknown),
+            // Longer than NAME_MAX: not a file name at all.
+            ("heap 4096 bytes", req(&long, 4096, "GL", 0), invalid),
             // Exists, but opening it fails in the kernel (ELOOP).
             ("heap loop", req("loop", 4096, "GL", 0), Code(codes::ERROR_IO)),
         ],

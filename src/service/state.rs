@@ -97,17 +97,12 @@ impl Shared {
         let heap_flags = u64::try_from(req.heap_flags).map_err(|_| {
             Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags))
         })?;
-        // A request too large for any quota is malformed, whatever the caller holds.
-        self.heaps.check_size(size)?;
-        // What the kernel will charge, so that the quota counts what is really held.
-        let charged = units::round_up_to_page(size)?;
+        let request = AllocRequest { heap: req.heap, size, name: req.name.as_bytes(), heap_flags };
+        // A malformed request (too large for any quota, say) is refused as such, whatever the
+        // caller holds; what it would be charged is what the kernel will really allocate.
+        let charged = self.heaps.check(&request)?.charged;
         self.reserve(caller.uid, charged)?;
-        let result = self.heaps.allocate(&AllocRequest {
-            heap: req.heap,
-            size,
-            name: req.name.as_bytes(),
-            heap_flags,
-        });
+        let result = self.heaps.allocate(&request);
         let mut ledger = self.ledger();
         let buf = match result {
             Ok(buf) => buf,

@@ -1,0 +1,362 @@
+//! Scan benchmark: dmabufd's scanner against a port of AOSP dmabuf_dump's strategy, in the VM.
+//!
+//! Run with `bench/run-scan-bench` (boots the VM, see BENCHMARKS.md). The driver starts
+//! holder processes (this binary in the `holder` role), each holding M dma-bufs by fd and by
+//! mapping among K other fds (pipes, sockets, files), then times full scans at each process count
+//! in scanner subprocesses (`scan-ours`, `scan-ours-kernel`, `scan-baseline`) so that each one's
+//! peak RSS (VmHWM) is its own. Both scanners must find the same fd and map references.
+//!
+//! The baseline follows libdmabufinfo as dmabuf_dump uses it: for every fd of every process,
+//! open and read `fdinfo` line by line and keep it if it has `exp_name:`; find the buffer by a
+//! linear search of a vector; then read `maps` line by line, parse every line, keep `/dmabuf`
+//! paths, and search again. One thread.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use dmabufd::heap::{AllocRequest, Allocator};
+use dmabufd::scan::{scan, ScanOptions};
+use rustix::io::{fcntl_setfd, FdFlags};
+use rustix::mm::{mmap, MapFlags, ProtFlags};
+
+const BUF_SIZE: u64 = 4096;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> usize { args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()) };
+    match args.first().map(String::as_str) {
+        Some("holder") => holder(arg(1) as i32, arg(2) as i32, arg(3), arg(4)),
+        Some("scan-ours") => scanner(Scanner::Ours, arg(1)),
+        Some("scan-ours-kernel") => scanner(Scanner::OursWithKernelList, arg(1)),
+        Some("scan-baseline") => scanner(Scanner::Baseline, arg(1)),
+        _ => driver(&args),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: dmabufd-bench-scan [--procs 50,200,1000] [--bufs 24] [--other 64] [--runs 5]");
+    std::process::exit(2)
+}
+
+struct Config {
+    procs: Vec<usize>,
+    bufs: usize,
+    other: usize,
+    runs: usize,
+}
+
+fn parse_config(args: &[String]) -> Config {
+    let mut c = Config { procs: vec![50, 200, 1000], bufs: 24, other: 64, runs: 5 };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--procs" => c.procs = value.split(',').map(|v| v.parse().unwrap_or_else(|_| usage())).collect(),
+            "--bufs" => c.bufs = value.parse().unwrap_or_else(|_| usage()),
+            "--other" => c.other = value.parse().unwrap_or_else(|_| usage()),
+            "--runs" => c.runs = value.parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+    }
+    c
+}
+
+fn inheritable(fd: BorrowedFd<'_>) {
+    fcntl_setfd(fd, FdFlags::empty()).expect("fcntl");
+}
+
+fn driver(args: &[String]) {
+    let cfg = parse_config(args);
+    let exe = std::env::current_exe().expect("current exe");
+    let (ready_rx, ready_tx) = std::io::pipe().expect("pipe");
+    let (stop_rx, stop_tx) = std::io::pipe().expect("pipe");
+    inheritable(ready_tx.as_fd());
+    inheritable(stop_rx.as_fd());
+    let mut ready_rx = ready_rx;
+    let mut children = Vec::new();
+    println!(
+        "dmabufd scan benchmark: M={} dma-bufs of {} bytes per process (fd + mapping), K={} other fds, {} runs, {} CPUs",
+        cfg.bufs,
+        BUF_SIZE,
+        cfg.other,
+        cfg.runs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!("| procs | fds | dma-buf fds | scanner | median ms | us/proc | us/fd | peak RSS KiB | speedup |");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    for &n in &cfg.procs {
+        let start = Instant::now();
+        while children.len() < n {
+            let child = Command::new(&exe)
+                .args([
+                    "holder",
+                    &ready_tx.as_raw_fd().to_string(),
+                    &stop_rx.as_raw_fd().to_string(),
+                    &cfg.bufs.to_string(),
+                    &cfg.other.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn holder");
+            children.push(child);
+            let mut byte = [0u8];
+            ready_rx.read_exact(&mut byte).expect("holder ready");
+        }
+        eprintln!("bench: {n} holders up in {:.1}s", start.elapsed().as_secs_f64());
+        let (procs, fds) = count_fds();
+        let dmabuf_fds = n * cfg.bufs;
+        let mut results = Vec::new();
+        for scanner in ["scan-baseline", "scan-ours", "scan-ours-kernel"] {
+            let out = Command::new(&exe).args([scanner, &cfg.runs.to_string()]).output().expect("scanner");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let r = ScanResult::parse(&text).unwrap_or_else(|| panic!("{scanner} failed: {text}"));
+            results.push((scanner, r));
+        }
+        let base = results[0].1.clone();
+        for (name, r) in &results {
+            assert!(
+                r.fd_refs >= dmabuf_fds as u64 && r.fd_refs == base.fd_refs && r.map_refs == base.map_refs,
+                "{name} disagrees with the baseline: {r:?} vs {base:?}"
+            );
+            let label = match *name {
+                "scan-baseline" => "dmabuf_dump strategy",
+                "scan-ours" => "dmabufd (fds + maps)",
+                _ => "dmabufd + debugfs bufinfo",
+            };
+            println!(
+                "| {procs} | {fds} | {dmabuf_fds} | {label} | {:.1} | {:.1} | {:.2} | {} | {:.1}x |",
+                r.median_ms,
+                r.median_ms * 1000.0 / procs as f64,
+                r.median_ms * 1000.0 / fds as f64,
+                r.peak_kib,
+                base.median_ms / r.median_ms
+            );
+        }
+    }
+    drop(stop_tx);
+    for mut c in children {
+        let _ = c.wait();
+    }
+}
+
+/// Processes and fds in /proc right now (what every scanner has to walk).
+fn count_fds() -> (usize, usize) {
+    let mut procs = 0;
+    let mut fds = 0;
+    for e in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
+        if e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
+            procs += 1;
+            fds += std::fs::read_dir(e.path().join("fd")).map_or(0, |d| d.count());
+        }
+    }
+    (procs, fds)
+}
+
+/// Holder role: M named dma-bufs, each held by fd and mapped, plus K other fds; then wait.
+fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
+    // SAFETY: the driver passed these inherited fd numbers; nothing else in this process owns them.
+    let (ready, stop) = unsafe { (OwnedFd::from_raw_fd(ready), OwnedFd::from_raw_fd(stop)) };
+    let alloc = Allocator::new();
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    for i in 0..bufs {
+        let name = format!("bench {i}");
+        let buf = alloc
+            .allocate(&AllocRequest { heap: "system", size: BUF_SIZE, name: name.as_bytes(), heap_flags: 0 })
+            .expect("allocate")
+            .into_owned_fd();
+        // SAFETY: a fresh shared mapping, kept until the process exits.
+        unsafe { mmap(std::ptr::null_mut(), BUF_SIZE as usize, ProtFlags::READ, MapFlags::SHARED, &buf, 0) }.expect("mmap");
+        keep.push(buf);
+    }
+    // K other fds, a phone-like mix: pipes, stream and datagram sockets, files.
+    let mut other_fds: Vec<OwnedFd> = Vec::new();
+    while other_fds.len() < other {
+        match other_fds.len() % 4 {
+            0 => {
+                let (r, w) = std::io::pipe().expect("pipe");
+                other_fds.push(r.into());
+                other_fds.push(w.into());
+            }
+            1 => {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                other_fds.push(a.into());
+                other_fds.push(b.into());
+            }
+            2 => other_fds.push(UnixDatagram::unbound().expect("socket").into()),
+            _ => other_fds.push(File::open("/proc/self/status").expect("open").into()),
+        }
+    }
+    other_fds.truncate(other);
+    let mut ready = File::from(ready);
+    ready.write_all(b"r").expect("ready");
+    let _ = File::from(stop).read(&mut [0u8]);
+    drop((keep, other_fds));
+}
+
+#[derive(Debug, Clone)]
+struct ScanResult {
+    median_ms: f64,
+    fd_refs: u64,
+    map_refs: u64,
+    peak_kib: u64,
+}
+
+impl ScanResult {
+    fn parse(text: &str) -> Option<ScanResult> {
+        let line = text.lines().find(|l| l.starts_with("result "))?;
+        let v: Vec<&str> = line.split_whitespace().collect();
+        Some(ScanResult {
+            median_ms: v.get(1)?.parse().ok()?,
+            fd_refs: v.get(2)?.parse().ok()?,
+            map_refs: v.get(3)?.parse().ok()?,
+            peak_kib: v.get(4)?.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scanner {
+    Ours,
+    OursWithKernelList,
+    Baseline,
+}
+
+/// Scanner role: `runs` full scans, then `result <median ms> <fd refs> <map refs> <VmHWM KiB>`.
+fn scanner(which: Scanner, runs: usize) {
+    let mut times = Vec::new();
+    let mut refs = (0, 0);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        refs = match which {
+            Scanner::Ours | Scanner::OursWithKernelList => {
+                let mut opts = ScanOptions::default();
+                if matches!(which, Scanner::Ours) {
+                    opts.debugfs_bufinfo = None;
+                    opts.sysfs_buffers = None;
+                }
+                let model = scan(&opts).expect("scan");
+                let fds = model.buffers.values().flat_map(|b| b.fd_refs.values()).map(|&n| u64::from(n)).sum();
+                let maps = model.buffers.values().flat_map(|b| b.map_refs.values()).map(|&n| u64::from(n)).sum();
+                (fds, maps)
+            }
+            Scanner::Baseline => baseline::scan(),
+        };
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    println!("result {:.3} {} {} {}", times[times.len() / 2], refs.0, refs.1, hwm);
+}
+
+/// A port of libdmabufinfo's ReadDmaBufFdRefs + ReadDmaBufMapRefs, as dmabuf_dump runs them.
+mod baseline {
+    use super::*;
+
+    struct DmaBuffer {
+        inode: u64,
+        #[allow(dead_code)] // Kept, as dmabuf_dump keeps them, to do the same work.
+        meta: (u64, u64, String, String),
+        fdrefs: HashMap<i32, u32>,
+        maprefs: HashMap<i32, u32>,
+    }
+
+    /// Returns (fd refs, map refs) summed over all buffers.
+    pub fn scan() -> (u64, u64) {
+        let mut bufs: Vec<DmaBuffer> = Vec::new();
+        for dent in std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()) {
+            let Some(pid) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            read_fd_refs(pid, &mut bufs);
+            read_map_refs(pid, &mut bufs);
+        }
+        let fds = bufs.iter().flat_map(|b| b.fdrefs.values()).map(|&n| u64::from(n)).sum();
+        let maps = bufs.iter().flat_map(|b| b.maprefs.values()).map(|&n| u64::from(n)).sum();
+        (fds, maps)
+    }
+
+    fn read_fd_refs(pid: i32, bufs: &mut Vec<DmaBuffer>) {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return };
+        for dent in dir.filter_map(|e| e.ok()) {
+            let Some(fd) = dent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            let Ok(file) = File::open(format!("/proc/{pid}/fdinfo/{fd}")) else { continue };
+            let (mut name, mut exporter) = ("<unknown>".to_string(), "<unknown>".to_string());
+            let (mut count, mut size, mut inode) = (0u64, 0u64, None);
+            let mut is_dmabuf = false;
+            for line in BufReader::new(file).lines().map_while(Result::ok) {
+                let value = |prefix: &str| line.strip_prefix(prefix).map(|v| v.trim().to_string());
+                if let Some(v) = value("count:") {
+                    count = v.parse().unwrap_or(0);
+                } else if let Some(v) = value("exp_name:") {
+                    exporter = v;
+                    is_dmabuf = true;
+                } else if let Some(v) = value("name:") {
+                    name = v;
+                } else if let Some(v) = value("size:") {
+                    size = v.parse().unwrap_or(0);
+                } else if let Some(v) = value("ino:") {
+                    inode = v.parse().ok();
+                }
+            }
+            if !is_dmabuf {
+                continue;
+            }
+            let inode = match inode {
+                Some(i) => i,
+                None => match std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) {
+                    Ok(m) => std::os::unix::fs::MetadataExt::ino(&m),
+                    Err(_) => continue,
+                },
+            };
+            match bufs.iter_mut().find(|b| b.inode == inode) {
+                Some(b) => *b.fdrefs.entry(pid).or_default() += 1,
+                None => bufs.push(DmaBuffer {
+                    inode,
+                    meta: (size, count, exporter, name),
+                    fdrefs: HashMap::from([(pid, 1)]),
+                    maprefs: HashMap::new(),
+                }),
+            }
+        }
+    }
+
+    /// libprocinfo parses every maps line into a struct with an owned name, then the callback
+    /// filters on the `/dmabuf` prefix.
+    fn read_map_refs(pid: i32, bufs: &mut Vec<DmaBuffer>) {
+        let Ok(file) = File::open(format!("/proc/{pid}/maps")) else { return };
+        for line in BufReader::new(file).lines().map_while(Result::ok) {
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next().unwrap_or("");
+            let _perms = fields.next();
+            let _offset = fields.next().and_then(|o| u64::from_str_radix(o, 16).ok());
+            let _dev = fields.next();
+            let inode: u64 = fields.next().and_then(|i| i.parse().ok()).unwrap_or(0);
+            let name = fields.next().unwrap_or("").trim_start().to_string();
+            let (start, end) = range.split_once('-').map_or((0, 0), |(s, e)| {
+                (u64::from_str_radix(s, 16).unwrap_or(0), u64::from_str_radix(e, 16).unwrap_or(0))
+            });
+            if !name.starts_with("/dmabuf") {
+                continue;
+            }
+            match bufs.iter_mut().find(|b| b.inode == inode) {
+                Some(b) => *b.maprefs.entry(pid).or_default() += 1,
+                None => bufs.push(DmaBuffer {
+                    inode,
+                    meta: (end - start, 0, "<unknown>".into(), name),
+                    fdrefs: HashMap::new(),
+                    maprefs: HashMap::from([(pid, 1)]),
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Parser tests over fixture files of each kernel era, and property tests that no input makes a
+//! parser panic.
+
+use dmabufd::procfs::{bufinfo, fd, fdinfo, maps, status, sysfs};
+use proptest::prelude::*;
+
+fn fixture(path: &str) -> Vec<u8> {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+#[test]
+fn fdinfo_6_12_named() {
+    let info = fdinfo::parse(&fixture("fdinfo/6.12-named.txt"));
+    assert_eq!(info.ino, Some(1042));
+    assert_eq!(info.size, Some(8192));
+    assert_eq!(info.count, Some(1));
+    assert_eq!(info.exporter.as_deref(), Some("system"));
+    assert_eq!(info.name.as_deref(), Some("CAMERA preview"));
+}
+
+#[test]
+fn fdinfo_6_12_unnamed_has_no_name() {
+    let info = fdinfo::parse(&fixture("fdinfo/6.12-unnamed.txt"));
+    assert_eq!(
+        (info.ino, info.size, info.count),
+        (Some(1043), Some(16384), Some(2))
+    );
+    assert_eq!(info.name, None);
+}
+
+#[test]
+fn fdinfo_without_ino_keeps_trailing_space_in_name() {
+    let info = fdinfo::parse(&fixture("fdinfo/5.10-no-ino.txt"));
+    assert_eq!(info.ino, None);
+    assert_eq!(info.size, Some(4096));
+    assert_eq!(info.exporter.as_deref(), Some("qcom,system"));
+    assert_eq!(info.name.as_deref(), Some("GL trailing "));
+}
+
+#[test]
+fn fdinfo_generic_only() {
+    assert_eq!(
+        fdinfo::parse(&fixture("fdinfo/4.19-generic-only.txt")),
+        fdinfo::FdInfo::default()
+    );
+}
+
+#[test]
+fn maps_odd_shapes() {
+    let bytes = fixture("maps/odd.txt");
+    let mut seen = Vec::new();
+    maps::for_each_dmabuf(&bytes, |m| {
+        seen.push((
+            m.inode,
+            m.offset,
+            m.len(),
+            String::from_utf8_lossy(m.name).into_owned(),
+        ))
+    });
+    assert_eq!(
+        seen,
+        vec![
+            (1042, 0, 0x2000, "CAMERA preview".to_string()),
+            (1042, 0x1000, 0x1000, "CAMERA preview".to_string()),
+            (1043, 0, 0x4000, String::new()),
+            (1044, 0x2000, 0x1000, "  two  spaces  ".to_string()),
+            (1046, 0, 0x2000, "last, no newline".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn bufinfo_6_12() {
+    let info = bufinfo::parse(&fixture("bufinfo/6.12.txt"));
+    let rows: Vec<_> = info
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.size,
+                r.count,
+                r.exporter.as_str(),
+                r.inode,
+                r.name.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (8192, Some(3), "system", Some(1042), Some("CAMERA preview")),
+            (16384, Some(2), "system", Some(1043), None),
+            (12288, Some(1), "reserved", Some(1047), Some("kernel only")),
+        ]
+    );
+    assert_eq!(info.total_bytes, Some(36864));
+    assert_eq!(info.exported_bytes(), 36864);
+}
+
+#[test]
+fn bufinfo_4_19_without_inode_column() {
+    let info = bufinfo::parse(&fixture("bufinfo/4.19.txt"));
+    assert_eq!(info.rows.len(), 2);
+    assert!(info
+        .rows
+        .iter()
+        .all(|r| r.inode.is_none() && r.name.is_none() && r.exporter == "ion"));
+    assert_eq!(info.exported_bytes(), 69632);
+}
+
+#[test]
+fn bufinfo_without_total_line_sums_rows() {
+    let info =
+        bufinfo::parse(b"00004096\t0\t0\t1\tsystem\t7\tx\n00008192\t0\t0\t1\tsystem\t8\ty\n");
+    assert_eq!(info.total_bytes, None);
+    assert_eq!(info.exported_bytes(), 12288);
+}
+
+#[test]
+fn status_uid_and_comm() {
+    let s = status::parse(&fixture("status/normal.txt")).expect("parses");
+    assert_eq!((s.comm.as_str(), s.uid), ("surfaceflinger", 1000));
+    let s = status::parse(&fixture("status/odd-name.txt")).expect("parses");
+    assert_eq!((s.comm.as_str(), s.uid), ("cam era\\nx", 10057));
+    assert_eq!(status::parse(b"Name:\tx\n"), None);
+    assert_eq!(status::parse(b"Uid:\t1\t1\t1\t1\n"), None);
+}
+
+#[test]
+fn sysfs_attributes() {
+    assert_eq!(sysfs::parse_size(b"65536\n"), Some(65536));
+    assert_eq!(sysfs::parse_size(b"-1\n"), None);
+    assert_eq!(
+        sysfs::parse_exporter(b"system\n").as_deref(),
+        Some("system")
+    );
+    assert_eq!(sysfs::parse_exporter(b"\n"), None);
+    assert_eq!(sysfs::parse_inode_dir(b"2001"), Some(2001));
+    assert_eq!(sysfs::parse_inode_dir(b"uevent"), None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = fd::classify_link(&bytes);
+        let _ = fdinfo::parse(&bytes);
+        let _ = status::parse(&bytes);
+        let _ = bufinfo::parse(&bytes).exported_bytes();
+        let _ = sysfs::parse_size(&bytes);
+        let _ = sysfs::parse_exporter(&bytes);
+        maps::for_each_dmabuf(&bytes, |m| { let _ = m.len(); });
+    }
+
+    /// Random lines built from the formats' own tokens reach deeper paths than random bytes.
+    #[test]
+    fn parsers_never_panic_on_near_valid_input(parts in proptest::collection::vec(
+        prop_oneof![
+            Just("/dmabuf:".to_string()), Just("\t".to_string()), Just(" ".to_string()), Just("\n".to_string()),
+            Just("-".to_string()), Just("ino:".to_string()), Just("name:".to_string()), Just("Total ".to_string()),
+            Just(" bytes".to_string()), Just("Uid:".to_string()), Just("Name:".to_string()),
+            "[0-9a-f]{1,20}", "[ -~]{0,8}",
+        ], 0..60)) {
+        let bytes = parts.concat().into_bytes();
+        let _ = fdinfo::parse(&bytes);
+        let _ = status::parse(&bytes);
+        let _ = bufinfo::parse(&bytes).exported_bytes();
+        maps::for_each_dmabuf(&bytes, |m| { let _ = m.len(); });
+    }
+
+    /// Any well-formed dma-buf maps line round-trips, whatever the name.
+    #[test]
+    fn maps_line_round_trips(start in 0u64..1 << 47, len in 1u64..1 << 20, offset in 0u64..1 << 30,
+                             inode in 0u64..u64::MAX, name in "[ -~]{0,31}") {
+        let line = format!("{:x}-{:x} rw-s {:08x} 00:0b {inode}          /dmabuf:{name}\n", start, start + len, offset);
+        let mut seen = Vec::new();
+        maps::for_each_dmabuf(line.as_bytes(), |m| seen.push((m.start, m.len(), m.offset, m.inode, m.name.to_vec())));
+        prop_assert_eq!(seen, vec![(start, len, offset, inode, name.into_bytes())]);
+    }
+}
+
+/// Captured from the VM (Debian 6.12): a process that allocated four buffers, mapped two.
+#[test]
+fn captured_6_12_bufinfo_and_maps() {
+    let info = bufinfo::parse(&fixture("bufinfo/6.12-vm-capture.txt"));
+    let rows: Vec<_> = info.rows.iter().map(|r| (r.size, r.count, r.inode, r.name.as_deref())).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (12288, Some(1), Some(4), Some("kernel only")),
+            (4096, Some(1), Some(3), Some("mapped only")),
+            (16384, Some(1), Some(2), None),
+            (8192, Some(3), Some(1), Some("CAMERA preview")),
+        ]
+    );
+    assert!(info.rows.iter().all(|r| r.exporter == "system"));
+    assert_eq!(info.total_bytes, Some(40960));
+    let bytes = fixture("maps/6.12-vm-capture.txt");
+    let mut seen = Vec::new();
+    maps::for_each_dmabuf(&bytes, |m| seen.push((m.inode, m.offset, m.len(), m.name.to_vec())));
+    assert_eq!(
+        seen,
+        vec![
+            (3, 0, 4096, b"mapped only".to_vec()),
+            (1, 4096, 4096, b"CAMERA preview".to_vec()),
+            (1, 0, 8192, b"CAMERA preview".to_vec()),
+        ]
+    );
+}

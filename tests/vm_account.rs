@@ -1,0 +1,351 @@
+//! Accounting against a real kernel (run inside the VM by tests/vm/run, as root).
+//!
+//! Each test builds its own workload, so it knows the exact answer: buffers allocated from the
+//! system heap with unique names, held by this process and by child processes (this test binary
+//! re-executed in the `hold` role, see [`child_role`]) that inherit fds across fork+exec, receive
+//! them over a unix socket (SCM_RIGHTS), run as other uids, map buffers partially, twice, or after
+//! closing the fd, and exit while scans are running. The tests take a common lock: each asserts
+//! per-uid and per-name totals that another test's workload would disturb.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dmabufd::account::{AppView, Filter, NameView, Report};
+use dmabufd::heap::{AllocRequest, Allocator};
+use dmabufd::scan::{scan, ScanOptions};
+use rustix::io::{fcntl_setfd, FdFlags};
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags,
+};
+
+const PAGE: u64 = 4096;
+const ROLE: &str = "DMABUFD_ACCT_ROLE";
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn alloc(name: &str, size: u64) -> OwnedFd {
+    Allocator::new()
+        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
+        .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
+        .into_owned_fd()
+}
+
+fn inode(fd: BorrowedFd<'_>) -> u64 {
+    rustix::fs::fstat(fd).expect("fstat").st_ino
+}
+
+fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
+    fcntl_setfd(fd, if yes { FdFlags::empty() } else { FdFlags::CLOEXEC }).expect("fcntl");
+}
+
+/// A shared read-only mapping, unmapped on drop.
+struct Map(*mut std::ffi::c_void, usize);
+
+impl Map {
+    fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Map {
+        // SAFETY: a fresh mapping at a kernel-chosen address; nothing else refers to it.
+        let ptr = unsafe { mmap(std::ptr::null_mut(), len as usize, ProtFlags::READ, MapFlags::SHARED, fd, offset) }
+            .expect("mmap");
+        Map(ptr, len as usize)
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped, once.
+        let _ = unsafe { munmap(self.0, self.1) };
+    }
+}
+
+fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) {
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    assert!(cmsg.push(SendAncillaryMessage::ScmRights(&fds)));
+    sendmsg(sock, &[IoSlice::new(b"f")], &mut cmsg, SendFlags::empty()).expect("sendmsg");
+}
+
+fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    recvmsg(sock, &mut [IoSliceMut::new(&mut byte)], &mut cmsg, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
+    let fd = cmsg.drain().find_map(|m| match m {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    fd.expect("an fd arrived")
+}
+
+/// Child process entry: a no-op in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
+/// keeps its inherited fds, receives `DMABUFD_ACCT_RECV` fds on that socket fd, maps what
+/// `DMABUFD_ACCT_MAP` lists (`fd:offset:len`, `recv` for a received fd) and then either waits
+/// for EOF on stdin or, with `DMABUFD_ACCT_LIFETIME_MS`, exits after that long.
+#[test]
+fn child_role() {
+    if std::env::var(ROLE).as_deref() != Ok("hold") {
+        return;
+    }
+    let mut received = Vec::new();
+    if let Ok(sock) = std::env::var("DMABUFD_ACCT_RECV") {
+        let sock: RawFd = sock.parse().expect("socket fd");
+        // SAFETY: the parent passed this fd number to us and nothing else in this process owns it.
+        let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+        received.push(recv_fd(sock.as_fd()));
+    }
+    let mut maps = Vec::new();
+    for spec in std::env::var("DMABUFD_ACCT_MAP").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (offset, len) = (parts[1].parse().expect("offset"), parts[2].parse().expect("len"));
+        let fd = if parts[0] == "recv" {
+            received[0].as_fd()
+        } else {
+            // SAFETY: an inherited fd that stays open for the whole life of this process.
+            unsafe { BorrowedFd::borrow_raw(parts[0].parse().expect("fd")) }
+        };
+        maps.push(Map::new(fd, offset, len));
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    match std::env::var("DMABUFD_ACCT_LIFETIME_MS") {
+        Ok(ms) => std::thread::sleep(Duration::from_millis(ms.parse().expect("ms"))),
+        Err(_) => {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        }
+    }
+    drop(maps);
+    std::process::exit(0);
+}
+
+/// Starts this binary in the `hold` role and waits until it has set itself up.
+fn spawn_holder(uid: u32, env: &[(&str, String)], wait_ready: bool) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "hold")
+        .uid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn holder");
+    if wait_ready {
+        let mut line = String::new();
+        let out = child.stdout.as_mut().expect("stdout");
+        let mut reader = BufReader::new(out);
+        // libtest prints "running 1 test" first: skip to our line.
+        while line.trim() != "ready" {
+            line.clear();
+            assert!(reader.read_line(&mut line).expect("read") > 0, "holder died before it was ready");
+        }
+    }
+    child
+}
+
+fn stop(mut child: Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
+fn share(size: u64, holders: &[i32], pid: i32) -> u64 {
+    let mut sorted = holders.to_vec();
+    sorted.sort_unstable();
+    let rank = sorted.iter().position(|&p| p == pid).expect("holder") as u64;
+    let n = sorted.len() as u64;
+    size / n + u64::from(rank < size % n)
+}
+
+fn full_scan() -> Report {
+    Report::build(&scan(&ScanOptions::default()).expect("scan"), &Filter::default())
+}
+
+#[test]
+fn workload_exact_per_process_app_and_name() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let me = std::process::id() as i32;
+
+    // A: inherited by two children of uid 1000, one of which maps it; 5 pages over 3 holders.
+    let a = alloc("acct GL", 5 * PAGE);
+    // B: dup'd and mapped twice here.
+    let b = alloc("acct dup", 2 * PAGE);
+    let b2 = b.try_clone().expect("dup");
+    let (_b_map1, _b_map2) = (Map::new(b.as_fd(), 0, 2 * PAGE), Map::new(b.as_fd(), PAGE, PAGE));
+    // C: passed over a unix socket to a child of uid 10057, which maps it; our fd closed.
+    let c = alloc("acct passed", 4 * PAGE);
+    // D: held here and mapped partially (one page at offset 1 page).
+    let d = alloc("acct partial", 4 * PAGE);
+    let _d_map = Map::new(d.as_fd(), PAGE, PAGE);
+    // E: mapped partially, then the fd closed: only maps know it (name and all).
+    let e = alloc("acct mapped only", 2 * PAGE);
+    let _e_map = Map::new(e.as_fd(), 0, PAGE);
+    // K: in flight in a unix socket, held by no process: kernel-only.
+    let k = alloc("acct in flight", 3 * PAGE);
+    let inodes: BTreeMap<&str, u64> = [("a", &a), ("b", &b), ("c", &c), ("d", &d), ("e", &e), ("k", &k)]
+        .into_iter()
+        .map(|(n, fd)| (n, inode(fd.as_fd())))
+        .collect();
+    drop(e);
+    let (k_tx, _k_rx) = UnixStream::pair().expect("socketpair");
+    send_fd(&k_tx, k.as_fd());
+    drop(k);
+
+    inheritable(a.as_fd(), true);
+    let c1 = spawn_holder(1000, &[], true);
+    let c2 = spawn_holder(1000, &[("DMABUFD_ACCT_MAP", format!("{}:0:{}", a.as_raw_fd(), 5 * PAGE))], true);
+    inheritable(a.as_fd(), false);
+    let (c_tx, c_rx) = UnixStream::pair().expect("socketpair");
+    inheritable(c_rx.as_fd(), true);
+    let c3 = spawn_holder(
+        10057,
+        &[("DMABUFD_ACCT_RECV", c_rx.as_raw_fd().to_string()), ("DMABUFD_ACCT_MAP", format!("recv:0:{}", 4 * PAGE))],
+        false,
+    );
+    drop(c_rx);
+    send_fd(&c_tx, c.as_fd());
+    drop(c);
+    let mut c3 = c3;
+    {
+        let mut reader = BufReader::new(c3.stdout.as_mut().expect("stdout"));
+        let mut line = String::new();
+        while line.trim() != "ready" {
+            line.clear();
+            assert!(reader.read_line(&mut line).expect("read") > 0, "c3 died");
+        }
+    }
+    let (p1, p2, p3) = (c1.id() as i32, c2.id() as i32, c3.id() as i32);
+
+    let report = full_scan();
+    let by_inode = |i: u64| report.buffers.iter().find(|b| b.inode == i).unwrap_or_else(|| panic!("inode {i} missing"));
+    let by_pid = |p: i32| report.processes.iter().find(|v| v.pid == p).unwrap_or_else(|| panic!("pid {p} missing"));
+
+    let ba = by_inode(inodes["a"]);
+    assert_eq!((ba.size, ba.name.as_deref(), ba.exporter.as_deref()), (5 * PAGE, Some("acct GL"), Some("system")));
+    assert_eq!(ba.fd_refs, BTreeMap::from([(me, 1), (p1, 1), (p2, 1)]));
+    assert_eq!(ba.map_refs, BTreeMap::from([(p2, 1)]));
+    let bb = by_inode(inodes["b"]);
+    assert_eq!((bb.fd_refs.clone(), bb.map_refs.clone()), (BTreeMap::from([(me, 2)]), BTreeMap::from([(me, 2)])));
+    let bc = by_inode(inodes["c"]);
+    assert_eq!((bc.fd_refs.clone(), bc.map_refs.clone()), (BTreeMap::from([(p3, 1)]), BTreeMap::from([(p3, 1)])));
+    let bd = by_inode(inodes["d"]);
+    assert_eq!((bd.size, bd.map_refs.get(&me)), (4 * PAGE, Some(&1)));
+    let be = by_inode(inodes["e"]);
+    assert_eq!((be.size, be.name.as_deref(), be.exporter.as_deref()), (2 * PAGE, Some("acct mapped only"), Some("system")));
+    assert!(be.fd_refs.is_empty());
+    let bk = by_inode(inodes["k"]);
+    assert!(bk.fd_refs.is_empty() && bk.map_refs.is_empty());
+    assert_eq!((bk.size, bk.name.as_deref()), (3 * PAGE, Some("acct in flight")));
+
+    let holders_a = [me, p1, p2];
+    let mine = by_pid(me);
+    assert_eq!(mine.rss, 5 * PAGE + 2 * PAGE + 4 * PAGE + 2 * PAGE);
+    assert_eq!(mine.pss, share(5 * PAGE, &holders_a, me) + 2 * PAGE + 4 * PAGE + 2 * PAGE);
+    assert_eq!((mine.fd_bytes, mine.map_only_bytes), (11 * PAGE, 2 * PAGE));
+    for p in [p1, p2] {
+        let v = by_pid(p);
+        assert_eq!((v.uid, v.rss, v.pss, v.fd_bytes), (1000, 5 * PAGE, share(5 * PAGE, &holders_a, p), 5 * PAGE));
+    }
+    let v3 = by_pid(p3);
+    assert_eq!((v3.uid, v3.rss, v3.pss, v3.fd_bytes, v3.map_only_bytes), (10057, 4 * PAGE, 4 * PAGE, 4 * PAGE, 0));
+
+    let app = |uid: u32| report.apps.iter().find(|a| a.uid == uid).cloned();
+    let pss_1000 = share(5 * PAGE, &holders_a, p1) + share(5 * PAGE, &holders_a, p2);
+    assert_eq!(app(1000), Some(AppView { uid: 1000, rss: 5 * PAGE, pss: pss_1000, buffers: 1 }));
+    assert_eq!(app(10057), Some(AppView { uid: 10057, rss: 4 * PAGE, pss: 4 * PAGE, buffers: 1 }));
+    let name = |n: &str| report.names.iter().find(|v| v.name == n).cloned();
+    for (n, pages) in [("acct GL", 5), ("acct dup", 2), ("acct passed", 4), ("acct partial", 4), ("acct mapped only", 2), ("acct in flight", 3)] {
+        assert_eq!(name(n), Some(NameView { name: n.into(), bytes: pages * PAGE, buffers: 1 }), "{n}");
+    }
+    assert!(report.totals.kernel_only_bytes >= 3 * PAGE);
+    assert_eq!(report.totals.userspace_pss, report.totals.userspace_rss);
+    let exported = report.totals.exported_bytes.expect("debugfs bufinfo readable as root");
+    assert_eq!(exported, report.totals.userspace_rss + report.totals.kernel_only_bytes);
+
+    // A uid filter keeps the global shares.
+    let only = Report::build(&scan(&ScanOptions::default()).expect("scan"), &Filter { uid: Some(1000), pid: None });
+    assert_eq!(only.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), {
+        let mut v = vec![p1, p2];
+        v.sort_unstable();
+        v
+    });
+    assert_eq!(only.totals.userspace_pss, pss_1000);
+
+    // The CLI agrees, in exact bytes, with dmabuf_dump's row layout.
+    let out = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
+        .args(["dump", "--bytes", &me.to_string()])
+        .output()
+        .expect("dmabufctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let total = text.lines().find(|l| l.contains("PROCESS TOTAL")).unwrap_or_else(|| panic!("no total row in {text}"));
+    assert_eq!(
+        total.split_whitespace().collect::<Vec<_>>(),
+        ["PROCESS", "TOTAL", &mine.rss.to_string(), "B", &mine.pss.to_string(), "B"]
+    );
+    assert!(text.contains("acct mapped only"), "{text}");
+
+    drop(b2);
+    for child in [c1, c2, c3] {
+        stop(child);
+    }
+}
+
+#[test]
+fn processes_exiting_during_scans() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let stable = alloc("acct stable", 3 * PAGE);
+    inheritable(stable.as_fd(), true);
+    let s1 = spawn_holder(10061, &[], true);
+    let s2 = spawn_holder(10061, &[], true);
+    inheritable(stable.as_fd(), false);
+    let stable_inode = inode(stable.as_fd());
+    drop(stable);
+    let holders = [s1.id() as i32, s2.id() as i32];
+
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut churn: Vec<Child> = Vec::new();
+    let mut scans = 0;
+    let mut seen_churn = 0;
+    while Instant::now() < deadline || scans < 5 {
+        // Keep about eight short-lived holders alive, each exiting on its own timer.
+        churn.retain_mut(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false));
+        while churn.len() < 8 {
+            let buf = alloc("acct churn", PAGE);
+            inheritable(buf.as_fd(), true);
+            let ms = 5 + (churn.len() as u64 * 37 + scans as u64 * 11) % 120;
+            churn.push(spawn_holder(10062, &[("DMABUFD_ACCT_LIFETIME_MS", ms.to_string())], false));
+            drop(buf);
+        }
+        let r = full_scan();
+        scans += 1;
+        let stable_view = r.buffers.iter().find(|b| b.inode == stable_inode).expect("stable buffer");
+        assert_eq!(stable_view.holders().into_iter().collect::<Vec<_>>(), {
+            let mut h = holders.to_vec();
+            h.sort_unstable();
+            h
+        });
+        for &p in &holders {
+            let v = r.processes.iter().find(|v| v.pid == p).expect("stable holder");
+            assert_eq!((v.rss, v.pss), (3 * PAGE, share(3 * PAGE, &holders, p)));
+        }
+        // Whatever subset of churn processes was caught: each exact, and Pss still adds up.
+        for v in r.processes.iter().filter(|v| v.uid == 10062) {
+            assert_eq!((v.rss, v.pss, v.fd_bytes), (PAGE, PAGE, PAGE));
+            seen_churn += 1;
+        }
+        assert_eq!(r.processes.iter().map(|p| p.pss).sum::<u64>(), r.totals.userspace_rss);
+        assert_eq!(r.apps.iter().find(|a| a.uid == 10061).map(|a| (a.rss, a.pss)), Some((3 * PAGE, 3 * PAGE)));
+    }
+    assert!(seen_churn > 0, "no churn process was ever caught by {scans} scans");
+    for c in churn {
+        stop(c);
+    }
+    stop(s1);
+    stop(s2);
+}
