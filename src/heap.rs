@@ -41,6 +41,23 @@ pub struct AllocRequest<'a> {
     pub heap_flags: u64,
 }
 
+/// A request that passed every check that needs no kernel: what [`Allocator::allocate`] hands to
+/// the heap. Front ends get one from [`Allocator::check`] to refuse a bad request with a precise
+/// error, and to know what the kernel will charge, before they spend anything (quota, a syscall).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedRequest<'a> {
+    /// Heap name, a plain file name.
+    pub heap: &'a str,
+    /// Requested bytes, not 0.
+    pub size: u64,
+    /// What the kernel will allocate: `size` rounded up to whole pages, at most the maximum.
+    pub charged: u64,
+    /// The purpose name.
+    pub name: BufName,
+    /// Heap-specific flags, unchanged.
+    pub heap_flags: u64,
+}
+
 /// Allocates named dma-bufs from the heaps in one directory.
 #[derive(Debug, Clone)]
 pub struct Allocator {
@@ -89,12 +106,26 @@ impl Allocator {
         Ok(names)
     }
 
-    /// Validates the request, allocates from the heap and names the buffer.
-    pub fn allocate(&self, req: &AllocRequest<'_>) -> Result<DmaBuf> {
+    /// Checks a request without any I/O. Errors are reported in this order: heap name, purpose
+    /// name, size. [`Allocator::allocate`] starts with this, so a front end that calls it first
+    /// refuses exactly what the allocator would.
+    pub fn check<'a>(&self, req: &AllocRequest<'a>) -> Result<CheckedRequest<'a>> {
         let heap = validate_heap_name(req.heap)?;
         let name = BufName::new(req.name)?;
-        self.check_size(req.size)?;
+        let charged = self.check_size(req.size)?;
+        Ok(CheckedRequest {
+            heap,
+            size: req.size,
+            charged,
+            name,
+            heap_flags: req.heap_flags,
+        })
+    }
 
+    /// Validates the request ([`Allocator::check`]), allocates from the heap and names the buffer.
+    pub fn allocate(&self, req: &AllocRequest<'_>) -> Result<DmaBuf> {
+        let req = self.check(req)?;
+        let heap = req.heap;
         let path = self.dir.join(heap);
         let heap_fd = match sys::open_heap(&path) {
             Ok(fd) => fd,
@@ -115,14 +146,14 @@ impl Allocator {
                 other => alloc_error(other, heap, req.size, req.heap_flags),
             })?;
         let buf = DmaBuf::from_kernel(fd)?;
-        buf.set_name(&name)?;
+        buf.set_name(&req.name)?;
         Ok(buf)
     }
 
     /// Size rules, cheapest first. Rounding is checked with this system's page size because that
     /// is what the kernel rounds to; a size that would wrap must never reach it (it would wrap to
-    /// 0 there).
-    pub fn check_size(&self, size: u64) -> std::result::Result<(), SizeError> {
+    /// 0 there). Returns the rounded size, what the kernel will allocate.
+    fn check_size(&self, size: u64) -> std::result::Result<u64, SizeError> {
         if size == 0 {
             return Err(SizeError::Zero);
         }
@@ -133,7 +164,7 @@ impl Allocator {
                 max: self.max_size,
             });
         }
-        Ok(())
+        Ok(rounded)
     }
 
     fn unknown_heap(&self, heap: &str) -> Error {
@@ -162,9 +193,19 @@ pub fn alloc_error(errno: Errno, heap: &str, size: u64, heap_flags: u64) -> Erro
     }
 }
 
+/// Longest file name Linux accepts (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
 /// A heap name must be a plain file name, so that no request can reach outside the heap
-/// directory (`../../dev/mem`) or open the directory itself.
+/// directory (`../../dev/mem`) or open the directory itself, and no longer than a file name can
+/// be: otherwise opening it fails with ENAMETOOLONG, an I/O error instead of a refused argument.
 pub fn validate_heap_name(heap: &str) -> Result<&str> {
+    if heap.len() > NAME_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "heap name is {} bytes; file names are at most {NAME_MAX}",
+            heap.len()
+        )));
+    }
     if heap.is_empty() || heap == "." || heap == ".." || heap.contains('/') || heap.contains('\0') {
         return Err(Error::InvalidArgument(format!(
             "heap name {heap:?} is not a plain file name"
@@ -292,6 +333,19 @@ mod tests {
         ] {
             assert_eq!(validate_heap_name(good).ok(), Some(good));
         }
+        let longest = "h".repeat(NAME_MAX);
+        assert_eq!(validate_heap_name(&longest).ok(), Some(longest.as_str()));
+        // Found by the alloc_request fuzz target: one byte more made opening fail with
+        // ENAMETOOLONG, reported as an I/O error.
+        let dir = FakeHeaps::new("long", &["system"]);
+        let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
+        let too_long = "h".repeat(NAME_MAX + 1);
+        match alloc.allocate(&req(&too_long, 4096, "X")) {
+            Err(Error::InvalidArgument(msg)) => {
+                assert_eq!(msg, "heap name is 256 bytes; file names are at most 255")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         // Checked before anything is opened: even an existing directory entry cannot be escaped to.
         let dir = FakeHeaps::new("escape", &["system"]);
         let alloc = Allocator::with_dir(dir.0.join("sub"), DEFAULT_MAX_SIZE);
@@ -345,6 +399,42 @@ mod tests {
         assert!(matches!(
             alloc_error(Errno::INTR, "system", 4096, 0),
             Error::Io { .. }
+        ));
+    }
+
+    #[test]
+    fn check_reports_the_first_broken_rule_and_the_charged_size() {
+        let page = units::page_size();
+        let alloc = Allocator::with_dir("/nonexistent", 1 << 20);
+        let ok = alloc
+            .check(&AllocRequest {
+                heap: "system",
+                size: page + 1,
+                name: b"CAM",
+                heap_flags: 7,
+            })
+            .expect("valid");
+        assert_eq!(
+            (
+                ok.heap,
+                ok.size,
+                ok.charged,
+                ok.name.as_str(),
+                ok.heap_flags
+            ),
+            ("system", page + 1, 2 * page, "CAM", 7)
+        );
+        assert!(matches!(
+            alloc.check(&req("../x", 0, "")),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            alloc.check(&req("system", 0, "")),
+            Err(Error::Name(NameError::Empty))
+        ));
+        assert!(matches!(
+            alloc.check(&req("system", 0, "X")),
+            Err(Error::Size(SizeError::Zero))
         ));
     }
 

@@ -9,12 +9,45 @@
 //!
 //! Quota accounting counts bytes per uid, including bytes *reserved* for allocations still in
 //! flight, so that concurrent requests of one uid cannot overshoot the limit together.
+//!
+//! # After a restart
+//!
+//! The ledger lives in the service's memory only, and the buffers it describes outlive the
+//! service (clients hold them). A restarted service therefore [rebuilds](rebuild) what the
+//! kernel still knows: every live buffer it could plausibly have handed out becomes an entry
+//! with `attributed == false`, name, heap and size from the kernel, and [`UNKNOWN_UID`] /
+//! [`UNKNOWN_PID`] / time 0, because who *asked* for it died with the old ledger.
+//!
+//! Plausible means: the exporter is a heap the service allocates from (a name under its heap
+//! directory; dma-heap buffers carry the heap name as exporter), and the buffer has a name (the
+//! service names every buffer before it leaves, so an unnamed one never came from it). Buffers of
+//! other exporters (GPU, camera, udmabuf drivers) are left out. Buffers that a client allocated
+//! straight from `/dev/dma_heap` and named itself are indistinguishable and get rebuilt too;
+//! `attributed == false` is what tells readers not to trust them as the service's.
+//!
+//! Quota: a rebuilt entry is charged to the uid of its holders when exactly one uid holds it (by
+//! fd or mapping), and to nobody when several uids, or only the kernel, hold it. The holder is
+//! the best available stand-in for the requester (a client rarely hands a buffer to another uid
+//! and closes its own reference), and charging keeps the quota meaningful across restarts: a uid
+//! cannot double its allowance by outliving a service crash. The cost: a uid that is the only
+//! holder of a named heap buffer it got elsewhere is charged for it until it frees it. The charge
+//! can exceed the quota (the buffers exist either way); the uid is then refused until it frees
+//! enough.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::account::Model;
 
 /// Below this many entries an amortised prune is not worth a read of the kernel's buffer list.
 const MIN_PRUNE_ENTRIES: usize = 256;
+
+/// Uid of a rebuilt entry: nobody is known to have asked. Linux's "no uid" (`(uid_t)-1`), which
+/// AIDL carries as -1, the value `LedgerEntry.uid` documents for rebuilt entries.
+pub const UNKNOWN_UID: u32 = u32::MAX;
+
+/// Pid of a rebuilt entry (`LedgerEntry.pid` -1).
+pub const UNKNOWN_PID: i32 = -1;
 
 /// One allocation made through the service, as recorded when it was handed out.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -31,8 +64,11 @@ pub struct Entry {
     pub uid: u32,
     /// Binder calling pid (0 when the kernel did not tell, e.g. oneway calls).
     pub pid: i32,
-    /// Allocation time, milliseconds since the Unix epoch.
+    /// Allocation time, milliseconds since the Unix epoch; 0 when unknown (rebuilt).
     pub time_millis: u64,
+    /// True when this service recorded the allocation itself; false for an entry rebuilt from
+    /// the kernel after a restart, whose uid and pid are [`UNKNOWN_UID`] and [`UNKNOWN_PID`].
+    pub attributed: bool,
 }
 
 impl Entry {
@@ -56,18 +92,37 @@ pub struct OverQuota {
 pub struct UidUsage {
     /// The uid.
     pub uid: u32,
-    /// Live entries of the uid.
+    /// Live entries charged to the uid: its allocations, plus rebuilt entries only it holds.
     pub buffers: usize,
     /// Outstanding bytes: live entries plus reservations in flight.
     pub bytes: u64,
+}
+
+/// A rebuilt entry and the uid its size is charged to (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// The entry, `attributed == false`.
+    pub entry: Entry,
+    /// The only uid holding the buffer, if exactly one does.
+    pub charged: Option<u32>,
+}
+
+/// One recorded buffer.
+#[derive(Debug)]
+struct Slot {
+    /// The [`Ledger::generation`] it was recorded in.
+    generation: u64,
+    /// The uid whose outstanding bytes include this entry's size.
+    charged: Option<u32>,
+    entry: Entry,
 }
 
 /// The ledger itself. Not synchronised: the service keeps it behind one mutex and never holds
 /// that lock across an allocation or a read of the kernel's buffer list.
 #[derive(Debug)]
 pub struct Ledger {
-    /// Entries by inode, each with the [`Ledger::generation`] it was committed in.
-    entries: HashMap<u64, (u64, Entry)>,
+    /// Entries by inode.
+    entries: HashMap<u64, Slot>,
     /// Bumped by every commit; see [`Ledger::retain_live`].
     generation: u64,
     /// Outstanding bytes per uid: sizes of its entries plus its reservations.
@@ -134,10 +189,30 @@ impl Ledger {
     /// buffers) and is replaced.
     pub fn commit(&mut self, reserved: u64, entry: Entry) {
         self.sub(entry.uid, reserved);
-        self.add(entry.uid, entry.size);
+        self.insert(Some(entry.uid), entry);
+    }
+
+    /// Records a [rebuilt](rebuild) entry, charging its size to `charged` without a quota check.
+    pub fn adopt(&mut self, rebuilt: Rebuilt) {
+        self.insert(rebuilt.charged, rebuilt.entry);
+    }
+
+    /// Records `entry`, charged to `charged`, replacing any entry of a dead buffer with the same
+    /// inode (inodes are unique among live buffers).
+    fn insert(&mut self, charged: Option<u32>, entry: Entry) {
+        if let Some(uid) = charged {
+            self.add(uid, entry.size);
+        }
         self.generation += 1;
-        if let Some((_, old)) = self.entries.insert(entry.inode, (self.generation, entry)) {
-            self.sub(old.uid, old.size);
+        let slot = Slot {
+            generation: self.generation,
+            charged,
+            entry,
+        };
+        if let Some(old) = self.entries.insert(slot.entry.inode, slot) {
+            if let Some(uid) = old.charged {
+                self.sub(uid, old.entry.size);
+            }
         }
     }
 
@@ -160,10 +235,10 @@ impl Ledger {
     pub fn retain_live(&mut self, seen: u64, is_live: impl Fn(u64) -> bool) -> usize {
         let before = self.entries.len();
         let mut freed: Vec<(u32, u64)> = Vec::new();
-        self.entries.retain(|inode, (generation, e)| {
-            let live = *generation > seen || is_live(*inode);
-            if !live {
-                freed.push((e.uid, e.size));
+        self.entries.retain(|inode, slot| {
+            let live = slot.generation > seen || is_live(*inode);
+            if let (false, Some(uid)) = (live, slot.charged) {
+                freed.push((uid, slot.entry.size));
             }
             live
         });
@@ -179,7 +254,7 @@ impl Ledger {
         let mut out: Vec<Entry> = self
             .entries
             .values()
-            .map(|(_, e)| e)
+            .map(|slot| &slot.entry)
             .filter(|e| uid.is_none_or(|u| e.uid == u))
             .cloned()
             .collect();
@@ -190,8 +265,8 @@ impl Ledger {
     /// Per-uid entry counts and outstanding bytes, by uid.
     pub fn usage_by_uid(&self) -> Vec<UidUsage> {
         let mut counts: HashMap<u32, usize> = HashMap::new();
-        for (_, e) in self.entries.values() {
-            *counts.entry(e.uid).or_default() += 1;
+        for uid in self.entries.values().filter_map(|slot| slot.charged) {
+            *counts.entry(uid).or_default() += 1;
         }
         let mut out: Vec<UidUsage> = self
             .outstanding
@@ -221,9 +296,47 @@ impl Ledger {
     }
 }
 
+/// The entries a restarted service adopts: every buffer in `model` exported by one of `heaps`
+/// and named, with its holders' uid if they share one (see the [module docs](self)). Ordered
+/// by inode.
+pub fn rebuild(model: &Model, heaps: &[String]) -> Vec<Rebuilt> {
+    model
+        .buffers
+        .values()
+        .filter_map(|b| {
+            let heap = b.exporter.as_ref().filter(|e| heaps.contains(e))?;
+            let name = b.name.as_ref().filter(|n| !n.is_empty())?;
+            let uids: BTreeSet<u32> = b
+                .holders()
+                .iter()
+                .filter_map(|pid| model.processes.get(pid).map(|p| p.uid))
+                .collect();
+            let mut uids = uids.into_iter();
+            let charged = match (uids.next(), uids.next()) {
+                (Some(uid), None) => Some(uid),
+                _ => None,
+            };
+            Some(Rebuilt {
+                entry: Entry {
+                    inode: b.inode,
+                    size: b.size,
+                    name: name.clone(),
+                    heap: heap.clone(),
+                    uid: UNKNOWN_UID,
+                    pid: UNKNOWN_PID,
+                    time_millis: 0,
+                    attributed: false,
+                },
+                charged,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::{Buffer, Process};
 
     fn entry(inode: u64, uid: u32, size: u64) -> Entry {
         Entry {
@@ -234,6 +347,7 @@ mod tests {
             uid,
             pid: 42,
             time_millis: inode,
+            attributed: true,
         }
     }
 
@@ -326,5 +440,130 @@ mod tests {
             l.commit(0, entry(1000 + inode, 1, 1));
         }
         assert!(l.needs_prune());
+    }
+
+    fn buffer(inode: u64, exporter: Option<&str>, name: Option<&str>) -> Buffer {
+        Buffer {
+            inode,
+            size: inode * 4096,
+            exporter: exporter.map(Into::into),
+            name: name.map(Into::into),
+            ..Buffer::default()
+        }
+    }
+
+    /// Holders: pid 10 and 11 are uid 100, pid 12 is uid 200.
+    fn restart_model() -> Model {
+        let mut model = Model::default();
+        for (pid, uid) in [(10, 100), (11, 100), (12, 200)] {
+            model.processes.insert(
+                pid,
+                Process {
+                    pid,
+                    uid,
+                    comm: format!("p{pid}"),
+                },
+            );
+        }
+        let mut add = |mut b: Buffer, fds: &[i32], maps: &[i32]| {
+            b.fd_refs = fds.iter().map(|&p| (p, 1)).collect();
+            b.map_refs = maps.iter().map(|&p| (p, 1)).collect();
+            model.buffers.insert(b.inode, b);
+        };
+        add(buffer(1, Some("system"), Some("one uid")), &[10], &[]);
+        add(buffer(2, Some("system"), Some("two pids")), &[10], &[11]);
+        add(buffer(3, Some("system"), Some("two uids")), &[10], &[12]);
+        add(buffer(4, Some("system"), Some("kernel only")), &[], &[]);
+        add(buffer(5, Some("system"), None), &[10], &[]);
+        add(
+            buffer(6, Some("udmabuf"), Some("other exporter")),
+            &[10],
+            &[],
+        );
+        add(buffer(7, None, Some("no exporter")), &[], &[10]);
+        add(buffer(8, Some("system"), Some("")), &[10], &[]);
+        add(buffer(9, Some("reserved"), Some("cma")), &[], &[12]);
+        model
+    }
+
+    #[test]
+    fn rebuild_takes_named_heap_buffers_and_charges_a_sole_holder_uid() {
+        let heaps = ["reserved".to_string(), "system".to_string()];
+        let got: Vec<_> = rebuild(&restart_model(), &heaps)
+            .into_iter()
+            .map(|r| (r.entry.inode, r.entry.name.clone(), r.charged))
+            .collect();
+        let want: Vec<(u64, String, Option<u32>)> = vec![
+            (1, "one uid".into(), Some(100)),
+            (2, "two pids".into(), Some(100)),
+            (3, "two uids".into(), None),
+            (4, "kernel only".into(), None),
+            (9, "cma".into(), Some(200)),
+        ];
+        assert_eq!(got, want);
+        let first = &rebuild(&restart_model(), &heaps)[0].entry;
+        assert_eq!(
+            first,
+            &Entry {
+                inode: 1,
+                size: 4096,
+                name: "one uid".into(),
+                heap: "system".into(),
+                uid: UNKNOWN_UID,
+                pid: UNKNOWN_PID,
+                time_millis: 0,
+                attributed: false,
+            }
+        );
+        // A heap the service does not serve is not its buffer.
+        assert!(rebuild(&restart_model(), &["system".to_string()])
+            .iter()
+            .all(|r| r.entry.inode != 9));
+    }
+
+    #[test]
+    fn adopted_entries_charge_quota_until_pruned_or_replaced() {
+        let mut l = Ledger::new();
+        for r in rebuild(&restart_model(), &["reserved".into(), "system".into()]) {
+            l.adopt(r);
+        }
+        assert_eq!(l.len(), 5);
+        assert_eq!(l.outstanding(100), 4096 + 2 * 4096);
+        assert_eq!(l.outstanding(200), 9 * 4096);
+        assert_eq!(l.outstanding(UNKNOWN_UID), 0);
+        // Rebuilt entries belong to no uid's ledger view, but to the whole one.
+        assert!(l.entries(Some(100)).is_empty());
+        assert_eq!(l.entries(None).len(), 5);
+        // Over quota already: refused until something is freed.
+        assert_eq!(
+            l.reserve(200, 4096, Some(8 * 4096)),
+            Err(OverQuota {
+                outstanding: 9 * 4096
+            })
+        );
+        assert_eq!(
+            l.usage_by_uid(),
+            vec![
+                UidUsage {
+                    uid: 100,
+                    buffers: 2,
+                    bytes: 3 * 4096
+                },
+                UidUsage {
+                    uid: 200,
+                    buffers: 1,
+                    bytes: 9 * 4096
+                }
+            ]
+        );
+        // Buffer 1 died; 3 (uncharged) too.
+        assert_eq!(l.retain_live(l.generation(), |i| i != 1 && i != 3), 2);
+        assert_eq!(l.outstanding(100), 2 * 4096);
+        // Inode 9 died unnoticed and now belongs to a new allocation of uid 300.
+        l.reserve(300, 4096, None).unwrap();
+        l.commit(4096, entry(9, 300, 4096));
+        assert_eq!(l.outstanding(200), 0);
+        assert_eq!(l.outstanding(300), 4096);
+        assert!(l.entries(Some(300))[0].attributed);
     }
 }

@@ -445,6 +445,15 @@ fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 const LEDGER_HEADERS: [&str; 7] = ["Inode", "Size", "Heap", "Uid", "Pid", "TimeMs", "Name"];
 
+/// Uid or pid of who asked; `-` for entries rebuilt after a restart, where nobody is known.
+fn requester(e: &Entry, id: impl ToString) -> String {
+    if e.attributed {
+        id.to_string()
+    } else {
+        "-".into()
+    }
+}
+
 fn ledger_rows(entries: &[Entry]) -> Rows {
     entries
         .iter()
@@ -453,8 +462,8 @@ fn ledger_rows(entries: &[Entry]) -> Rows {
                 e.inode.to_string(),
                 e.size.to_string(),
                 e.heap.clone(),
-                e.uid.to_string(),
-                e.pid.to_string(),
+                requester(e, e.uid),
+                requester(e, e.pid),
                 e.time_millis.to_string(),
                 e.name.clone(),
             ]

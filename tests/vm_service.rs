@@ -10,182 +10,43 @@
 //! started with a uid set), since a client and the service in one process would not cross the
 //! kernel. Prints libtest's `test result:` line for the runner.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod vm_support;
+
+use std::io::{BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dmabufd::buffer::DmaBuf;
-use dmabufd::service::compat::aidl::{
-    AllocationRequest::AllocationRequest,
-    IAccounting::{IAccounting, ALL},
-    IAllocator::{self as codes, IAllocator},
-};
-use dmabufd::service::compat::{
-    self, Status, Strong, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE,
-};
-use dmabufd::service::errors::from_status;
+use dmabufd::service::compat::aidl::IAccounting::ALL;
+use dmabufd::service::compat::aidl::IAllocator::{self as codes, IAllocator};
+use dmabufd::service::compat::{Interface, Strong, ALLOCATOR_INSTANCE};
 use dmabufd::sys::SyncAccess;
-use dmabufd::Error;
+use rustix::process::Pid;
+use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+use vm_support::{
+    accounting, allocator, bufinfo, bufinfo_inodes, client, code, fd_targets, read_line, request,
+    served_heaps, service_rss_kib, Config, Reaped, Stack, Test, DEVICE,
+};
 
-const DEVICE: &str = "/dev/vndbinder";
 const HEAP_DIR: &str = "/tmp/vm_service-heaps";
 /// Outstanding bytes per uid in the service under test.
 const QUOTA: u64 = 48 << 20;
 
-fn transport() -> Transport {
-    Transport::Kernel(Some(DEVICE.into()))
-}
-
-fn allocator() -> Strong<dyn IAllocator> {
-    compat::connect(&transport(), ALLOCATOR_INSTANCE, Duration::from_secs(10)).expect("IAllocator")
-}
-
-fn accounting() -> Strong<dyn IAccounting> {
-    compat::connect(&transport(), ACCOUNTING_INSTANCE, Duration::from_secs(10))
-        .expect("IAccounting")
-}
-
-fn request(heap: &str, size: u64, name: &str) -> AllocationRequest {
-    AllocationRequest {
-        heap: heap.into(),
-        size: size as i64,
-        name: name.into(),
-        heapFlags: 0,
-    }
-}
-
-fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> i32 {
-    match from_status(&result.expect_err("the call must fail")) {
-        Error::Service { code, .. } => code,
-        other => panic!("not a service-specific error: {other}"),
-    }
-}
-
-fn real_heaps() -> Vec<String> {
-    let mut heaps: Vec<String> = std::fs::read_dir("/dev/dma_heap")
-        .expect("/dev/dma_heap")
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    heaps.sort();
-    heaps
-}
-
-/// Kills a child on drop (and reaps it).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The service manager and the service under test.
-struct Stack {
-    _hub: Reaped,
-    service: Reaped,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        let _ = std::fs::remove_dir_all(HEAP_DIR);
-        std::fs::create_dir_all(HEAP_DIR).expect("heap dir");
-        for heap in real_heaps() {
-            std::os::unix::fs::symlink(
-                Path::new("/dev/dma_heap").join(&heap),
-                Path::new(HEAP_DIR).join(&heap),
-            )
-            .expect("heap link");
-        }
-        std::os::unix::fs::symlink("loop", Path::new(HEAP_DIR).join("loop")).expect("loop link");
-
-        let hub = Reaped(
-            Command::new("rsb_hub")
-                .args(["--device", "vndbinder", "--insecure-allow-all"])
-                .spawn()
-                .expect("rsb_hub on PATH (tests/vm/run puts rsbinder-tools in the guest)"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Command::new("rsb_service")
-            .args(["--device", "vndbinder", "list"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "rsb_hub did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let service = Reaped(
-            Command::new(env!("CARGO_BIN_EXE_dmabufd"))
-                .args([
-                    "--device",
-                    DEVICE,
-                    "--heap-dir",
-                    HEAP_DIR,
-                    "--max-size",
-                    "1G",
-                ])
-                .args(["--quota", &QUOTA.to_string()])
-                .spawn()
-                .expect("start dmabufd"),
-        );
-        allocator();
-        Stack { _hub: hub, service }
-    }
-
-    fn pid(&self) -> u32 {
-        self.service.0.id()
-    }
-}
-
-/// Starts this binary as a client with `uid`; its stdin is a pipe that keeps it alive.
-fn client(uid: u32, role: &str, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-        .arg("client")
-        .arg(role)
-        .args(args)
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start client");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    (child, stdout)
-}
-
-fn read_line(r: &mut impl BufRead) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read client output");
-    line.trim_end().to_owned()
-}
+const CONFIG: Config = Config { heap_dir: HEAP_DIR, quota: QUOTA };
 
 /// Client role `alloc HEAP SIZE NAME`: allocate through the service, check the fd works and is
 /// named, print `inode size`, then hold the buffer until stdin closes.
 fn client_alloc(args: &[String]) {
-    let [heap, size, name] = args else {
-        panic!("alloc HEAP SIZE NAME")
-    };
+    let [heap, size, name] = args else { panic!("alloc HEAP SIZE NAME") };
     let size: u64 = size.parse().expect("size");
-    let allocation = allocator()
-        .allocate(&request(heap, size, name))
-        .expect("allocate");
+    let allocation = allocator().allocate(&request(heap, size, name)).expect("allocate");
     let fd: std::os::fd::OwnedFd = allocation.fd.expect("fd").into();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{raw}")).expect("fdinfo");
-    assert!(
-        fdinfo.lines().any(|l| l == format!("name:\t{name}")),
-        "{fdinfo}"
-    );
+    assert!(fdinfo.lines().any(|l| l == format!("name:\t{name}")), "{fdinfo}");
     let buf = DmaBuf::from_fd(fd).expect("a dma-buf");
-    assert_eq!(
-        (buf.inode() as i64, buf.size() as i64),
-        (allocation.inode, allocation.size)
-    );
+    assert_eq!((buf.inode() as i64, buf.size() as i64), (allocation.inode, allocation.size));
     let mut map = buf.map().expect("map");
     {
         let mut w = map.cpu_access(SyncAccess::Write).expect("sync");
@@ -195,10 +56,7 @@ fn client_alloc(args: &[String]) {
         w.end().expect("sync end");
     }
     let r = map.cpu_access(SyncAccess::Read).expect("sync");
-    assert!(
-        r.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
-        "read back differs"
-    );
+    assert!(r.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8), "read back differs");
     r.end().expect("sync end");
     println!("{} {}", buf.inode(), buf.size());
     std::io::stdout().flush().expect("flush");
@@ -208,30 +66,18 @@ fn client_alloc(args: &[String]) {
 /// Client role `queries`: what a uid off the allowlist may and may not see.
 fn client_queries() {
     let me = rustix::process::getuid().as_raw() as i32;
-    let held = allocator()
-        .allocate(&request("system", 4096, "mine"))
-        .expect("allocate");
+    let held = allocator().allocate(&request("system", 4096, "mine")).expect("allocate");
     let acct = accounting();
     assert_eq!(code(acct.getLedger(ALL)), codes::ERROR_PERMISSION_DENIED);
     assert_eq!(code(acct.getLedger(0)), codes::ERROR_PERMISSION_DENIED);
-    assert_eq!(
-        code(acct.getReport(ALL, ALL)),
-        codes::ERROR_PERMISSION_DENIED
-    );
+    assert_eq!(code(acct.getReport(ALL, ALL)), codes::ERROR_PERMISSION_DENIED);
     assert_eq!(code(acct.getReport(0, ALL)), codes::ERROR_PERMISSION_DENIED);
     assert_eq!(code(acct.getReport(ALL, 1)), codes::ERROR_PERMISSION_DENIED);
     let own = acct.getLedger(me).expect("own ledger");
-    assert!(
-        own.len() == 1 && own[0].inode == held.inode && own[0].uid == me,
-        "{own:?}"
-    );
+    assert!(own.len() == 1 && own[0].inode == held.inode && own[0].uid == me, "{own:?}");
     let mine = acct.getMyUsage().expect("getMyUsage");
     let pid = std::process::id() as i32;
-    let rows: Vec<_> = mine
-        .processes
-        .iter()
-        .map(|p| (p.pid, p.uid, p.rss))
-        .collect();
+    let rows: Vec<_> = mine.processes.iter().map(|p| (p.pid, p.uid, p.rss)).collect();
     assert_eq!(rows, vec![(pid, me, 4096)]);
     let inodes: Vec<_> = mine.buffers.iter().map(|b| b.inode).collect();
     assert_eq!(inodes, vec![held.inode]);
@@ -245,50 +91,13 @@ fn client_spam(args: &[String]) {
     println!("started");
     std::io::stdout().flush().expect("flush");
     loop {
-        drop(
-            alloc
-                .allocate(&request("system", size, "spam"))
-                .expect("allocate"),
-        );
+        drop(alloc.allocate(&request("system", size, "spam")).expect("allocate"));
     }
-}
-
-fn fd_targets(pid: u32) -> Vec<String> {
-    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("service fds")
-        .flatten()
-        .map(|e| {
-            std::fs::read_link(e.path()).map_or_else(|e| e.to_string(), |t| t.display().to_string())
-        })
-        .collect();
-    targets.sort();
-    targets
-}
-
-fn service_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS kB")
-}
-
-fn bufinfo() -> dmabufd::procfs::bufinfo::BufInfo {
-    let text = std::fs::read("/sys/kernel/debug/dma_buf/bufinfo").expect("bufinfo");
-    dmabufd::procfs::bufinfo::parse(&text)
-}
-
-fn bufinfo_inodes() -> Vec<u64> {
-    bufinfo().rows.iter().filter_map(|r| r.inode).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
 
-fn non_root_client_gets_a_working_named_attributed_buffer(_: &Stack) {
+fn non_root_client_gets_a_working_named_attributed_buffer(_: &mut Stack) {
     let uid = 10_001;
     let (mut child, mut out) = client(uid, "alloc", &["system", "65536", "CAMERA preview"]);
     let line = read_line(&mut out);
@@ -310,27 +119,12 @@ fn non_root_client_gets_a_working_named_attributed_buffer(_: &Stack) {
             entry.heap.as_str(),
             entry.attributed
         ),
-        (
-            uid as i32,
-            child.id() as i32,
-            65536,
-            "CAMERA preview",
-            "system",
-            true
-        )
+        (uid as i32, child.id() as i32, 65536, "CAMERA preview", "system", true)
     );
     let report = accounting().getReport(uid as i32, ALL).expect("report");
-    let app = report
-        .apps
-        .iter()
-        .find(|a| a.uid == uid as i32)
-        .expect("the uid's app row");
+    let app = report.apps.iter().find(|a| a.uid == uid as i32).expect("the uid's app row");
     assert_eq!((app.rss, app.buffers), (65536, 1));
-    let buffer = report
-        .buffers
-        .iter()
-        .find(|b| b.inode == inode)
-        .expect("buffer in report");
+    let buffer = report.buffers.iter().find(|b| b.inode == inode).expect("buffer in report");
     assert_eq!(
         (buffer.name.as_str(), buffer.refs.len(), buffer.refs[0].pid),
         ("CAMERA preview", 1, child.id() as i32)
@@ -339,60 +133,35 @@ fn non_root_client_gets_a_working_named_attributed_buffer(_: &Stack) {
 
     drop(child.stdin.take());
     assert!(child.wait().expect("client").success());
-    assert!(
-        !bufinfo_inodes().contains(&(inode as u64)),
-        "the service kept the buffer alive"
-    );
+    assert!(!bufinfo_inodes().contains(&(inode as u64)), "the service kept the buffer alive");
     let after = accounting().getLedger(uid as i32).expect("ledger");
-    assert!(
-        after.iter().all(|e| e.inode != inode),
-        "dead buffer still in the ledger: {after:?}"
-    );
+    assert!(after.iter().all(|e| e.inode != inode), "dead buffer still in the ledger: {after:?}");
 }
 
-fn uid_off_the_allowlist_sees_only_its_own(_: &Stack) {
+fn uid_off_the_allowlist_sees_only_its_own(_: &mut Stack) {
     let (mut child, mut out) = client(10_002, "queries", &[]);
     assert_eq!(read_line(&mut out), "ok");
     assert!(child.wait().expect("client").success());
 }
 
-fn every_error_code_reaches_the_client(_: &Stack) {
+fn every_error_code_reaches_the_client(_: &mut Stack) {
     let alloc = allocator();
-    assert_eq!(
-        code(alloc.allocate(&request("system", 0, "GL"))),
-        codes::ERROR_INVALID_ARGUMENT
-    );
+    assert_eq!(code(alloc.allocate(&request("system", 0, "GL"))), codes::ERROR_INVALID_ARGUMENT);
     assert_eq!(
         code(alloc.allocate(&request("system", 2 << 30, "GL"))),
         codes::ERROR_INVALID_ARGUMENT
     );
-    assert_eq!(
-        code(alloc.allocate(&request("nope", 4096, "GL"))),
-        codes::ERROR_UNKNOWN_HEAP
-    );
-    assert_eq!(
-        code(alloc.allocate(&request("system", 4096, ""))),
-        codes::ERROR_INVALID_NAME
-    );
-    assert_eq!(
-        code(alloc.allocate(&request("loop", 4096, "GL"))),
-        codes::ERROR_IO
-    );
-    assert_eq!(
-        code(accounting().getLedger(-5)),
-        codes::ERROR_INVALID_ARGUMENT
-    );
+    assert_eq!(code(alloc.allocate(&request("nope", 4096, "GL"))), codes::ERROR_UNKNOWN_HEAP);
+    assert_eq!(code(alloc.allocate(&request("system", 4096, ""))), codes::ERROR_INVALID_NAME);
+    assert_eq!(code(alloc.allocate(&request("loop", 4096, "GL"))), codes::ERROR_IO);
+    assert_eq!(code(accounting().getLedger(-5)), codes::ERROR_INVALID_ARGUMENT);
 
     // Quota: a client holding most of it asks for more.
     let uid = 10_003;
     let held = QUOTA - (4 << 20);
     let (mut holder, mut out) = client(uid, "alloc", &["system", &held.to_string(), "quota"]);
     read_line(&mut out);
-    let (mut second, _) = client(
-        uid,
-        "alloc",
-        &["system", &(8u64 << 20).to_string(), "quota"],
-    );
+    let (mut second, _) = client(uid, "alloc", &["system", &(8u64 << 20).to_string(), "quota"]);
     assert!(
         !second.wait().expect("second client").success(),
         "the second allocation must be refused"
@@ -400,11 +169,8 @@ fn every_error_code_reaches_the_client(_: &Stack) {
     drop(holder.stdin.take());
     holder.wait().expect("holder");
     // With the first buffer gone, the same request fits again (the refusal pruned nothing stale).
-    let (mut third, mut out) = client(
-        uid,
-        "alloc",
-        &["system", &(8u64 << 20).to_string(), "quota"],
-    );
+    let (mut third, mut out) =
+        client(uid, "alloc", &["system", &(8u64 << 20).to_string(), "quota"]);
     assert!(!read_line(&mut out).is_empty());
     drop(third.stdin.take());
     assert!(third.wait().expect("third").success());
@@ -414,28 +180,19 @@ fn every_error_code_reaches_the_client(_: &Stack) {
     // system heap calls the OOM killer instead of failing); their mapping is unit-tested.
 }
 
-fn quota_refusal_code(_: &Stack) {
+fn quota_refusal_code(_: &mut Stack) {
     // The refusal above is seen by the client process; check the code itself from root, whose
     // quota is the same.
     let alloc = allocator();
     let big: Vec<_> = (0..(QUOTA >> 24))
-        .map(|_| {
-            alloc
-                .allocate(&request("system", 16 << 20, "root"))
-                .expect("within quota")
-        })
+        .map(|_| alloc.allocate(&request("system", 16 << 20, "root")).expect("within quota"))
         .collect();
-    assert_eq!(
-        code(alloc.allocate(&request("system", 4096, "root"))),
-        codes::ERROR_QUOTA_EXCEEDED
-    );
+    assert_eq!(code(alloc.allocate(&request("system", 4096, "root"))), codes::ERROR_QUOTA_EXCEEDED);
     drop(big);
-    alloc
-        .allocate(&request("system", 4096, "root"))
-        .expect("quota freed with the buffers");
+    alloc.allocate(&request("system", 4096, "root")).expect("quota freed with the buffers");
 }
 
-fn service_survives_clients_killed_mid_call(stack: &Stack) {
+fn service_survives_clients_killed_mid_call(stack: &mut Stack) {
     for delay_ms in [0, 3, 10, 30, 100] {
         let (mut child, mut out) = client(10_004, "spam", &[&(8u64 << 20).to_string()]);
         assert_eq!(read_line(&mut out), "started");
@@ -443,36 +200,18 @@ fn service_survives_clients_killed_mid_call(stack: &Stack) {
         child.kill().expect("kill");
         child.wait().expect("reap");
     }
-    assert!(
-        std::fs::metadata(format!("/proc/{}", stack.pid())).is_ok(),
-        "dmabufd died"
-    );
-    assert_eq!(allocator().getHeaps().expect("getHeaps"), {
-        let mut h = real_heaps();
-        h.push("loop".into());
-        h.sort();
-        h
-    });
+    assert!(std::fs::metadata(format!("/proc/{}", stack.pid())).is_ok(), "dmabufd died");
+    assert_eq!(allocator().getHeaps().expect("getHeaps"), served_heaps());
     // Nothing leaked: no buffer of the killed clients survives, in the kernel or the ledger.
     std::thread::sleep(Duration::from_millis(200));
-    let spam = bufinfo()
-        .rows
-        .into_iter()
-        .filter(|r| r.name.as_deref() == Some("spam"))
-        .count();
+    let spam = bufinfo().rows.into_iter().filter(|r| r.name.as_deref() == Some("spam")).count();
     assert_eq!(spam, 0, "buffers of killed clients are still alive");
     assert!(accounting().getLedger(10_004).expect("ledger").is_empty());
 }
 
-fn fd_count_and_memory_stable_after_1000_allocations(stack: &Stack) {
+fn fd_count_and_memory_stable_after_1000_allocations(stack: &mut Stack) {
     let alloc = allocator();
-    let once = || {
-        drop(
-            alloc
-                .allocate(&request("system", 4096, "churn"))
-                .expect("allocate"),
-        )
-    };
+    let once = || drop(alloc.allocate(&request("system", 4096, "churn")).expect("allocate"));
     // The reply's duplicate of the fd is closed by the service thread just after the client
     // wakes up: let that settle before each look.
     let settled_fds = || {
@@ -484,13 +223,10 @@ fn fd_count_and_memory_stable_after_1000_allocations(stack: &Stack) {
     (0..1000).for_each(|_| once());
     assert_eq!(settled_fds(), fds, "the service's fds changed");
     let grown = service_rss_kib(stack.pid()).saturating_sub(rss);
-    assert!(
-        grown <= 256,
-        "service RSS grew by {grown} KiB over 1000 allocations"
-    );
+    assert!(grown <= 256, "service RSS grew by {grown} KiB over 1000 allocations");
 }
 
-fn dump_for_dumpsys(_: &Stack) {
+fn dump_for_dumpsys(_: &mut Stack) {
     let out = Command::new("rsb_service")
         .args(["--device", "vndbinder", "dump", ALLOCATOR_INSTANCE])
         .output()
@@ -498,17 +234,11 @@ fn dump_for_dumpsys(_: &Stack) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(text.starts_with("dmabufd: up "), "{text}");
-    assert!(
-        text.contains(&format!("quota: {QUOTA} bytes outstanding per uid")),
-        "{text}"
-    );
-    assert!(
-        text.contains("live buffer list: debugfs /sys/kernel/debug/dma_buf/bufinfo"),
-        "{text}"
-    );
+    assert!(text.contains(&format!("quota: {QUOTA} bytes outstanding per uid")), "{text}");
+    assert!(text.contains("live buffer list: debugfs /sys/kernel/debug/dma_buf/bufinfo"), "{text}");
 }
 
-fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
+fn dmabufctl_alloc_hold_through_the_service(_: &mut Stack) {
     let uid = 10_005;
     let mut child = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
         .args([
@@ -535,10 +265,7 @@ fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
     let inodes: Vec<i64> = (0..2)
         .map(|_| {
             let line = read_line(&mut out);
-            assert!(
-                line.ends_with(" size=1048576 heap=system name=\"GL\""),
-                "{line}"
-            );
+            assert!(line.ends_with(" size=1048576 heap=system name=\"GL\""), "{line}");
             line.strip_prefix("inode=")
                 .and_then(|l| l.split(' ').next()?.parse().ok())
                 .expect("inode=")
@@ -546,33 +273,18 @@ fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
         .collect();
     let ledger = accounting().getLedger(uid as i32).expect("ledger");
     for inode in &inodes {
-        let e = ledger
-            .iter()
-            .find(|e| e.inode == *inode)
-            .expect("in the ledger");
-        assert_eq!(
-            (e.pid, e.size, e.name.as_str()),
-            (child.id() as i32, 1 << 20, "GL")
-        );
+        let e = ledger.iter().find(|e| e.inode == *inode).expect("in the ledger");
+        assert_eq!((e.pid, e.size, e.name.as_str()), (child.id() as i32, 1 << 20, "GL"));
     }
     let cli = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
-        .args([
-            "--service",
-            "ledger",
-            "--uid",
-            &uid.to_string(),
-            "-o",
-            "csv",
-        ])
+        .args(["--service", "ledger", "--uid", &uid.to_string(), "-o", "csv"])
         .env("DMABUFD_BINDER_DEVICE", DEVICE)
         .output()
         .expect("dmabufctl ledger");
     let csv = String::from_utf8_lossy(&cli.stdout);
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(
-        csv.lines()
-            .skip(1)
-            .all(|l| l.contains(&format!(",system,{uid},{},", child.id()))),
+        csv.lines().skip(1).all(|l| l.contains(&format!(",system,{uid},{},", child.id()))),
         "{csv}"
     );
     let _ = Reaped(child);
@@ -581,20 +293,14 @@ fn dmabufctl_alloc_hold_through_the_service(_: &Stack) {
 /// Client role `count SIZE N`: after a line on stdin, allocate and drop N buffers; print
 /// nothing but `ready` first, so the parent can start every client at once.
 fn client_count(args: &[String]) {
-    let [size, n] = args else {
-        panic!("count SIZE N")
-    };
+    let [size, n] = args else { panic!("count SIZE N") };
     let (size, n): (u64, u32) = (size.parse().expect("size"), n.parse().expect("n"));
     let alloc = allocator();
     println!("ready");
     std::io::stdout().flush().expect("flush");
     std::io::stdin().read_line(&mut String::new()).expect("go");
     for _ in 0..n {
-        drop(
-            alloc
-                .allocate(&request("system", size, "bench"))
-                .expect("allocate"),
-        );
+        drop(alloc.allocate(&request("system", size, "bench")).expect("allocate"));
     }
 }
 
@@ -603,23 +309,94 @@ fn percentile(samples: &mut [Duration], p: usize) -> f64 {
     samples[(samples.len() - 1) * p / 100].as_secs_f64() * 1e6
 }
 
-/// `vm_service bench`: the numbers of BENCHMARKS.md (service section), as Markdown.
-fn bench() {
-    let nofile = rustix::process::Rlimit {
-        current: Some(20_000),
-        maximum: Some(20_000),
-    };
-    rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile).expect("RLIMIT_NOFILE");
-    let stack = Stack::start();
-    std::thread::sleep(Duration::from_millis(500));
-    let idle_kib = service_rss_kib(stack.pid());
-    let alloc = allocator();
-    let direct = dmabufd::heap::Allocator::new();
+/// Median and interquartile range, in µs.
+fn spread(samples: &mut [Duration]) -> (f64, f64, f64) {
+    (percentile(samples, 50), percentile(samples, 25), percentile(samples, 75))
+}
 
-    println!(
-        "Allocation latency, allocate + name (+ ledger and reply for the service), then close:\n"
-    );
-    println!("| size | direct median | service median | direct p90 | service p90 | service / direct (median) |");
+/// Sets the CPU affinity of this process and of every thread of process `pid` (threads started
+/// later inherit it from their creator).
+fn pin(pid: u32, cpus: &CpuSet) {
+    sched_setaffinity(None, cpus).expect("own affinity");
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("service threads").flatten() {
+        let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+        sched_setaffinity(Pid::from_raw(tid.expect("tid")), cpus).expect("thread affinity");
+    }
+}
+
+/// What the latency benchmark times.
+#[derive(Clone, Copy)]
+enum Op {
+    /// `heap::Allocator::allocate` in this process: allocate and name.
+    Direct,
+    /// `IAllocator.allocate`: the same plus binder, quota, ledger and the fd in the reply.
+    Service,
+    /// A binder ping of the service: the round-trip floor of any call.
+    Ping,
+}
+
+/// Times each [`Op`] `iters` times at `size` bytes, after a tenth as many untimed warm-up rounds.
+/// The three take turns in a rotating order, so each follows the others equally often (the
+/// state one leaves behind, e.g. an idle vCPU, is what the next one starts from). Each sample
+/// ends when the named buffer's fd is in hand. Freeing the buffer is outside every sample on
+/// both paths: the direct fd is closed (freeing the buffer) after its sample; on the service
+/// path the service closes its copy of the fd just after replying, so the client's close
+/// rarely frees anything, and the untimed wait for the service's copy to go keeps that free
+/// from landing in the next sample (on one CPU it would, as the service thread runs next).
+fn latency(
+    alloc: &Strong<dyn IAllocator>,
+    service_pid: u32,
+    size: u64,
+    iters: usize,
+) -> [Vec<Duration>; 3] {
+    // The service's heap directory, so both open the same path.
+    let direct = dmabufd::heap::Allocator::with_dir(HEAP_DIR, dmabufd::heap::DEFAULT_MAX_SIZE);
+    let req = dmabufd::heap::AllocRequest { heap: "system", size, name: b"bench", heap_flags: 0 };
+    let time = |op: Op| {
+        let t = Instant::now();
+        match op {
+            Op::Direct => {
+                let buf = direct.allocate(&req).expect("direct");
+                let elapsed = t.elapsed();
+                drop(buf);
+                elapsed
+            }
+            Op::Service => {
+                let allocation =
+                    alloc.allocate(&request("system", size, "bench")).expect("service");
+                let elapsed = t.elapsed();
+                drop(allocation);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while fd_targets(service_pid).iter().any(|fd| fd.starts_with("/dmabuf:")) {
+                    assert!(Instant::now() < deadline, "the service kept a buffer");
+                    rustix::thread::sched_yield();
+                }
+                elapsed
+            }
+            Op::Ping => {
+                alloc.as_binder().ping_binder().expect("ping");
+                t.elapsed()
+            }
+        }
+    };
+    let ops = [Op::Direct, Op::Service, Op::Ping];
+    let warm_up = iters / 10;
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for round in 0..warm_up + iters {
+        for k in 0..ops.len() {
+            let i = (round + k) % ops.len();
+            let elapsed = time(ops[i]);
+            if round >= warm_up {
+                samples[i].push(elapsed);
+            }
+        }
+    }
+    samples
+}
+
+/// The latency table, as Markdown.
+fn latency_table(alloc: &Strong<dyn IAllocator>, service_pid: u32) {
+    println!("| size | direct median [IQR] | service median [IQR] | binder ping median | service − direct | service / direct |");
     println!("|---|---|---|---|---|---|");
     for (label, size, iters) in [
         ("4 KiB", 4u64 << 10, 400),
@@ -627,52 +404,72 @@ fn bench() {
         ("1 MiB", 1 << 20, 200),
         ("8 MiB", 8 << 20, 60),
     ] {
-        let (mut d, mut v) = (Vec::new(), Vec::new());
-        let req = dmabufd::heap::AllocRequest {
-            heap: "system",
-            size,
-            name: b"bench",
-            heap_flags: 0,
-        };
-        for _ in 0..iters {
-            let t = Instant::now();
-            drop(direct.allocate(&req).expect("direct"));
-            d.push(t.elapsed());
-            let t = Instant::now();
-            drop(
-                alloc
-                    .allocate(&request("system", size, "bench"))
-                    .expect("service"),
-            );
-            v.push(t.elapsed());
-        }
-        let (dm, vm) = (percentile(&mut d, 50), percentile(&mut v, 50));
+        let [mut d, mut v, mut p] = latency(alloc, service_pid, size, iters);
+        let ((dm, d25, d75), (vm, v25, v75)) = (spread(&mut d), spread(&mut v));
         println!(
-            "| {label} | {dm:.0} µs | {vm:.0} µs | {:.0} µs | {:.0} µs | {:.2}x |",
-            percentile(&mut d, 90),
-            percentile(&mut v, 90),
+            "| {label} | {dm:.0} µs [{d25:.0}–{d75:.0}] | {vm:.0} µs [{v25:.0}–{v75:.0}] | {:.0} µs | {:.0} µs | {:.2}x |",
+            percentile(&mut p, 50),
+            vm - dm,
             vm / dm
         );
     }
+}
+
+/// Binder ping latency when the caller slept `idle` first (so every vCPU could go idle).
+fn ping_after_idle(alloc: &Strong<dyn IAllocator>, idle: Duration) -> (f64, f64, f64) {
+    let mut samples: Vec<Duration> = (0..40)
+        .map(|_| {
+            std::thread::sleep(idle);
+            let t = Instant::now();
+            alloc.as_binder().ping_binder().expect("ping");
+            t.elapsed()
+        })
+        .collect();
+    spread(&mut samples)
+}
+
+/// `vm_service bench`: the numbers of BENCHMARKS.md (service section), as Markdown.
+fn bench() {
+    let nofile = rustix::process::Rlimit { current: Some(20_000), maximum: Some(20_000) };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile).expect("RLIMIT_NOFILE");
+    let stack = Stack::start(CONFIG);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_kib = service_rss_kib(stack.pid());
+    let alloc = allocator();
+    let all_cpus = sched_getaffinity(None).expect("affinity");
+    let mut cpu0 = CpuSet::new();
+    cpu0.set(0);
+
+    println!("Allocation latency to a named buffer in hand, default scheduling:\n");
+    latency_table(&alloc, stack.pid());
+    println!("\nThe same with this process and every service thread pinned to CPU 0:\n");
+    pin(stack.pid(), &cpu0);
+    latency_table(&alloc, stack.pid());
+
+    println!("\nBinder ping after the caller slept, median [IQR]:\n");
+    println!("| sleep before each ping | default scheduling | pinned to CPU 0 |");
+    println!("|---|---|---|");
+    for ms in [0, 5] {
+        let idle = Duration::from_millis(ms);
+        pin(stack.pid(), &all_cpus);
+        let (fm, f25, f75) = ping_after_idle(&alloc, idle);
+        pin(stack.pid(), &cpu0);
+        let (pm, p25, p75) = ping_after_idle(&alloc, idle);
+        println!("| {ms} ms | {fm:.0} µs [{f25:.0}–{f75:.0}] | {pm:.0} µs [{p25:.0}–{p75:.0}] |");
+    }
+    pin(stack.pid(), &all_cpus);
 
     println!("\nThroughput, 64 KiB buffers, each client process allocating and closing 300:\n");
     println!("| clients | allocations/s | per client |");
     println!("|---|---|---|");
     for n in [1u32, 4, 16] {
-        let mut clients: Vec<_> = (0..n)
-            .map(|_| client(0, "count", &["65536", "300"]))
-            .collect();
+        let mut clients: Vec<_> = (0..n).map(|_| client(0, "count", &["65536", "300"])).collect();
         for (_, out) in &mut clients {
             assert_eq!(read_line(out), "ready");
         }
         let t = Instant::now();
         for (child, _) in &mut clients {
-            child
-                .stdin
-                .as_mut()
-                .expect("stdin")
-                .write_all(b"go\n")
-                .expect("go");
+            child.stdin.as_mut().expect("stdin").write_all(b"go\n").expect("go");
         }
         for (child, _) in &mut clients {
             assert!(child.wait().expect("client").success());
@@ -682,11 +479,7 @@ fn bench() {
     }
 
     let held: Vec<_> = (0..10_000)
-        .map(|_| {
-            alloc
-                .allocate(&request("system", 4096, "ledger"))
-                .expect("hold")
-        })
+        .map(|_| alloc.allocate(&request("system", 4096, "ledger")).expect("hold"))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let full_kib = service_rss_kib(stack.pid());
@@ -695,8 +488,6 @@ fn bench() {
         held.len()
     );
 }
-
-type Test = fn(&Stack);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -719,45 +510,16 @@ fn main() {
             "non_root_client_gets_a_working_named_attributed_buffer",
             non_root_client_gets_a_working_named_attributed_buffer,
         ),
-        (
-            "uid_off_the_allowlist_sees_only_its_own",
-            uid_off_the_allowlist_sees_only_its_own,
-        ),
-        (
-            "every_error_code_reaches_the_client",
-            every_error_code_reaches_the_client,
-        ),
+        ("uid_off_the_allowlist_sees_only_its_own", uid_off_the_allowlist_sees_only_its_own),
+        ("every_error_code_reaches_the_client", every_error_code_reaches_the_client),
         ("quota_refusal_code", quota_refusal_code),
-        (
-            "service_survives_clients_killed_mid_call",
-            service_survives_clients_killed_mid_call,
-        ),
+        ("service_survives_clients_killed_mid_call", service_survives_clients_killed_mid_call),
         (
             "fd_count_and_memory_stable_after_1000_allocations",
             fd_count_and_memory_stable_after_1000_allocations,
         ),
         ("dump_for_dumpsys", dump_for_dumpsys),
-        (
-            "dmabufctl_alloc_hold_through_the_service",
-            dmabufctl_alloc_hold_through_the_service,
-        ),
+        ("dmabufctl_alloc_hold_through_the_service", dmabufctl_alloc_hold_through_the_service),
     ];
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let stack = Stack::start();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&stack))).is_ok();
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        if ok {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
-    drop(stack);
-    std::process::exit(i32::from(failed > 0));
+    vm_support::run_suite(&tests, CONFIG);
 }

@@ -198,7 +198,7 @@ pub fn entry_to_aidl(e: &Entry) -> LedgerEntry {
         uid: uid_to_aidl(e.uid),
         pid: e.pid,
         timeMillis: bytes(e.time_millis),
-        attributed: true,
+        attributed: e.attributed,
     }
 }
 
@@ -212,6 +212,7 @@ pub fn entry_from_aidl(e: LedgerEntry) -> Entry {
         uid: uid_from_aidl(e.uid),
         pid: e.pid,
         time_millis: unsigned(e.timeMillis),
+        attributed: e.attributed,
     }
 }
 
@@ -279,7 +280,22 @@ mod tests {
             uid: 10_005,
             pid: 77,
             time_millis: 1_700_000_000_000,
+            attributed: true,
         };
         assert_eq!(entry_from_aidl(entry_to_aidl(&e)), e);
+        let rebuilt = Entry {
+            uid: crate::ledger::UNKNOWN_UID,
+            pid: crate::ledger::UNKNOWN_PID,
+            time_millis: 0,
+            attributed: false,
+            ..e
+        };
+        let aidl = entry_to_aidl(&rebuilt);
+        // What LedgerEntry documents for entries rebuilt after a restart.
+        assert_eq!(
+            (aidl.uid, aidl.pid, aidl.timeMillis, aidl.attributed),
+            (-1, -1, 0, false)
+        );
+        assert_eq!(entry_from_aidl(aidl), rebuilt);
     }
 }

@@ -108,6 +108,12 @@ pub fn main() -> i32 {
         Allocator::with_dir(args.heap_dir, max_size),
         live,
     ));
+    // Before serving, so that quota checks see what clients still hold from an earlier instance.
+    match shared.rebuild_ledger() {
+        Ok(0) => {}
+        Ok(n) => log::info!("ledger: rebuilt {n} unattributed entries of live buffers"),
+        Err(e) => log::warn!("ledger: not rebuilt, cannot scan live buffers: {e}"),
+    }
     let transport = match args.rpc {
         Some(socket) => Transport::Rpc(socket),
         None => Transport::Kernel(args.device),

@@ -12,7 +12,7 @@ use super::live::LiveBuffers;
 use crate::account::{Filter, Report};
 use crate::buffer::DmaBuf;
 use crate::heap::{AllocRequest, Allocator};
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{self, Entry, Ledger};
 use crate::scan::{self, ScanOptions};
 use crate::{units, Error, Result};
 
@@ -97,17 +97,12 @@ impl Shared {
         let heap_flags = u64::try_from(req.heap_flags).map_err(|_| {
             Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags))
         })?;
-        // A request too large for any quota is malformed, whatever the caller holds.
-        self.heaps.check_size(size)?;
-        // What the kernel will charge, so that the quota counts what is really held.
-        let charged = units::round_up_to_page(size)?;
+        let request = AllocRequest { heap: req.heap, size, name: req.name.as_bytes(), heap_flags };
+        // A malformed request (too large for any quota, say) is refused as such, whatever the
+        // caller holds; what it would be charged is what the kernel will really allocate.
+        let charged = self.heaps.check(&request)?.charged;
         self.reserve(caller.uid, charged)?;
-        let result = self.heaps.allocate(&AllocRequest {
-            heap: req.heap,
-            size,
-            name: req.name.as_bytes(),
-            heap_flags,
-        });
+        let result = self.heaps.allocate(&request);
         let mut ledger = self.ledger();
         let buf = match result {
             Ok(buf) => buf,
@@ -126,6 +121,7 @@ impl Shared {
                 uid: caller.uid,
                 pid: caller.pid,
                 time_millis: Entry::now_millis(),
+                attributed: true,
             },
         );
         let due = ledger.needs_prune();
@@ -165,6 +161,21 @@ impl Shared {
             }
             Err(e) => log::warn!("ledger: not pruned, cannot list live buffers: {e}"),
         }
+    }
+
+    /// At start-up: adopts into the ledger every live buffer a previous instance of the service
+    /// may have handed out (see [`ledger::rebuild`]), from one scan of `/proc` and the kernel's
+    /// buffer list. Returns how many entries were rebuilt.
+    pub fn rebuild_ledger(&self) -> Result<usize> {
+        let heaps = self.heaps()?;
+        let model = scan::scan(&ScanOptions::default())?;
+        let rebuilt = ledger::rebuild(&model, &heaps);
+        let count = rebuilt.len();
+        let mut ledger = self.ledger();
+        for r in rebuilt {
+            ledger.adopt(r);
+        }
+        Ok(count)
     }
 
     /// Names of the heaps.
@@ -213,7 +224,12 @@ impl Shared {
         let ledger = self.ledger();
         let (usage, entries) = (ledger.usage_by_uid(), ledger.entries(None));
         drop(ledger);
-        writeln!(w, "ledger: {} live buffers", entries.len())?;
+        let rebuilt = entries.iter().filter(|e| !e.attributed).count();
+        writeln!(
+            w,
+            "ledger: {} live buffers, {rebuilt} rebuilt at start-up (unattributed)",
+            entries.len()
+        )?;
         for u in usage {
             writeln!(
                 w,
