@@ -211,14 +211,14 @@ impl Report {
             selected.keys().map(|&pid| (pid, Usage::default())).collect();
         let mut app_bufs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
         let mut buffers = Vec::new();
-        let mut kernel_only_bytes = 0;
-        let mut userspace_rss = 0;
+        let mut kernel_only_bytes: u64 = 0;
+        let mut userspace_rss: u64 = 0;
 
         for buf in model.buffers.values() {
             let holders = buf.holders();
             let mut wanted = filter.is_empty();
             if holders.is_empty() {
-                kernel_only_bytes += buf.size;
+                kernel_only_bytes = kernel_only_bytes.saturating_add(buf.size);
             } else if holders.iter().any(|pid| selected.contains_key(pid)) {
                 wanted = true;
             }
@@ -231,17 +231,17 @@ impl Report {
                     continue;
                 };
                 referenced = true;
-                u.rss += buf.size;
-                u.pss += pss_share(buf.size, holders.len(), rank);
+                u.rss = u.rss.saturating_add(buf.size);
+                u.pss = u.pss.saturating_add(pss_share(buf.size, holders.len(), rank));
                 if buf.fd_refs.contains_key(pid) {
-                    u.fd_bytes += buf.size;
+                    u.fd_bytes = u.fd_bytes.saturating_add(buf.size);
                 } else {
-                    u.map_only_bytes += buf.size;
+                    u.map_only_bytes = u.map_only_bytes.saturating_add(buf.size);
                 }
                 app_bufs.entry(selected[pid].uid).or_default().insert(buf.inode);
             }
             if referenced {
-                userspace_rss += buf.size;
+                userspace_rss = userspace_rss.saturating_add(buf.size);
             }
             buffers.push(BufferView {
                 inode: buf.inode,
@@ -275,8 +275,8 @@ impl Report {
             .into_iter()
             .map(|(uid, inodes)| AppView {
                 uid,
-                rss: inodes.iter().map(|i| by_inode[i]).sum(),
-                pss: processes.iter().filter(|p| p.uid == uid).map(|p| p.pss).sum(),
+                rss: saturating_sum(inodes.iter().map(|i| by_inode.get(i).copied().unwrap_or(0))),
+                pss: saturating_sum(processes.iter().filter(|p| p.uid == uid).map(|p| p.pss)),
                 buffers: count(inodes.len()),
             })
             .collect();
@@ -293,7 +293,7 @@ impl Report {
         let totals = Totals {
             exported_bytes: model.exported_bytes.filter(|_| filter.is_empty()),
             userspace_rss,
-            userspace_pss: processes.iter().map(|p| p.pss).sum(),
+            userspace_pss: saturating_sum(processes.iter().map(|p| p.pss)),
             kernel_only_bytes: if filter.is_empty() { kernel_only_bytes } else { 0 },
             unreadable_processes: model.unreadable_processes,
         };
@@ -309,10 +309,15 @@ fn group(
     let mut out: BTreeMap<String, (u64, u32)> = BTreeMap::new();
     for b in buffers {
         let e = out.entry(key(b)).or_default();
-        e.0 += b.size;
+        e.0 = e.0.saturating_add(b.size);
         e.1 += 1;
     }
     out
+}
+
+/// Sums byte counts without overflow: sizes come from kernel text and must never panic or wrap.
+pub(crate) fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0, u64::saturating_add)
 }
 
 fn count(n: usize) -> u32 {

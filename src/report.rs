@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::account::{BufferView, Report};
+use crate::account::{saturating_sum, BufferView, Report};
 use crate::ledger::Entry;
 
 /// What to show.
@@ -141,7 +141,7 @@ fn processes_table(report: &Report, units: Units) -> String {
         out.push_str("----------------------\n");
     }
     let t = &report.totals;
-    let total = t.exported_bytes.unwrap_or(t.userspace_rss + t.kernel_only_bytes);
+    let total = t.exported_bytes.unwrap_or(t.userspace_rss.saturating_add(t.kernel_only_bytes));
     let _ = writeln!(
         out,
         "dmabuf total: {}{u} kernel_rss: {}{u} userspace_rss: {}{u} userspace_pss: {}{u}",
@@ -183,7 +183,7 @@ fn grid_table(report: &Report, units: Units) -> String {
         }
         out.push('\n');
     }
-    let total: u64 = report.buffers.iter().map(|b| b.size).sum();
+    let total = saturating_sum(report.buffers.iter().map(|b| b.size));
     let _ = write!(
         out,
         "{:<16}  {:>13}{u} |{:>16} |{:>16} |",
@@ -219,7 +219,7 @@ fn buffers_table(report: &Report) -> String {
         let name = if h.exporter.is_empty() { "<unknown>" } else { &h.exporter };
         let _ = writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes);
     }
-    let total: u64 = report.buffers.iter().map(|b| b.size).sum();
+    let total = saturating_sum(report.buffers.iter().map(|b| b.size));
     let _ = writeln!(
         out,
         "Total DMA-BUF count: {}, Total DMA-BUF size(bytes): {}",

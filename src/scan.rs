@@ -459,7 +459,7 @@ fn read_kernel_list(opts: &ScanOptions) -> Option<KernelList> {
         return Some(KernelList { rows, exported });
     }
     let rows = opts.sysfs_buffers.as_deref().and_then(read_sysfs)?;
-    let exported = rows.iter().map(|r| r.1).sum();
+    let exported = crate::account::saturating_sum(rows.iter().map(|r| r.1));
     Some(KernelList { rows, exported })
 }
 

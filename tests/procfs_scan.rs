@@ -377,3 +377,29 @@ fn sysfs_stats_stand_in_for_debugfs() {
     assert_eq!(model.buffers[&2004].exporter.as_deref(), Some("system"));
     assert!(!model.buffers[&2004].size_from_maps);
 }
+
+/// Sizes are kernel text: absurd ones (a corrupt or fuzzed bufinfo) must not panic or wrap.
+#[test]
+fn absurd_sizes_saturate() {
+    let mut model = Model::default();
+    for inode in 1..=3 {
+        let mut b = Buffer { inode, size: u64::MAX - 1, ..Buffer::default() };
+        if inode < 3 {
+            b.fd_refs.insert(7, 1);
+        }
+        model.buffers.insert(inode, b);
+    }
+    model.processes.insert(7, Process { pid: 7, uid: 0, comm: "x".into() });
+    let r = Report::build(&model, &Filter::default());
+    assert_eq!(
+        (r.processes[0].rss, r.totals.userspace_rss, r.totals.kernel_only_bytes),
+        (u64::MAX, u64::MAX, u64::MAX - 1)
+    );
+    assert_eq!(r.names[0].bytes, u64::MAX);
+    assert!(dmabufd::report::table(
+        &r,
+        dmabufd::report::View::Processes,
+        dmabufd::report::Units::Bytes
+    )
+    .contains(&u64::MAX.to_string()));
+}
