@@ -87,11 +87,12 @@ fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
     fd.expect("an fd arrived")
 }
 
-/// Child process entry: a no-op in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
+/// Child process entry, ignored in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
 /// keeps its inherited fds, receives `DMABUFD_ACCT_RECV` fds on that socket fd, maps what
 /// `DMABUFD_ACCT_MAP` lists (`fd:offset:len`, `recv` for a received fd) and then either waits
 /// for EOF on stdin or, with `DMABUFD_ACCT_LIFETIME_MS`, exits after that long.
 #[test]
+#[ignore = "child process entry point, started by the workload tests"]
 fn child_role() {
     if std::env::var(ROLE).as_deref() != Ok("hold") {
         return;
@@ -135,7 +136,7 @@ fn child_role() {
 /// Starts this binary in the `hold` role and waits until it has set itself up.
 fn spawn_holder(uid: u32, env: &[(&str, String)], wait_ready: bool) -> Child {
     let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-    cmd.args(["--exact", "child_role", "--test-threads=1"])
+    cmd.args(["--exact", "child_role", "--ignored", "--test-threads=1"])
         .env(ROLE, "hold")
         .uid(uid)
         .stdin(Stdio::piped())
