@@ -22,9 +22,7 @@ impl DmaBuf {
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         match sys::is_dma_buf(fd.as_fd()) {
             Ok(true) => Self::from_kernel(fd),
-            Ok(false) => Err(Error::InvalidArgument(
-                "the file descriptor is not a dma-buf".into(),
-            )),
+            Ok(false) => Err(Error::InvalidArgument("the file descriptor is not a dma-buf".into())),
             Err(e) => Err(Error::io("fstatfs on a presumed dma-buf", e)),
         }
     }
@@ -32,11 +30,7 @@ impl DmaBuf {
     /// Wraps an fd the kernel just returned from a heap, which is a dma-buf by construction.
     pub(crate) fn from_kernel(fd: OwnedFd) -> Result<Self> {
         let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat on a dma-buf", e))?;
-        Ok(DmaBuf {
-            fd,
-            inode: st.inode,
-            size: st.size,
-        })
+        Ok(DmaBuf { fd, inode: st.inode, size: st.size })
     }
 
     /// The buffer's inode: its identity in fdinfo `ino:`, the maps inode column and bufinfo.
@@ -66,10 +60,7 @@ impl DmaBuf {
         })?;
         let map =
             SharedMap::new(self.fd.as_fd(), len).map_err(|e| Error::io("mmap of a dma-buf", e))?;
-        Ok(Mapping {
-            map,
-            fd: self.fd.as_fd(),
-        })
+        Ok(Mapping { map, fd: self.fd.as_fd() })
     }
 }
 
@@ -127,11 +118,7 @@ impl<'a> Mapping<'a> {
     pub fn cpu_access(&mut self, access: SyncAccess) -> Result<CpuAccess<'_, 'a>> {
         sys::sync(self.fd, SyncPhase::Start, access)
             .map_err(|e| Error::io("DMA_BUF_IOCTL_SYNC start", e))?;
-        Ok(CpuAccess {
-            mapping: self,
-            access,
-            ended: false,
-        })
+        Ok(CpuAccess { mapping: self, access, ended: false })
     }
 }
 

@@ -79,10 +79,7 @@ impl Allocator {
 
     /// Heaps in `dir` (tests use a directory of fake heap files), refusing sizes above `max_size`.
     pub fn with_dir(dir: impl Into<PathBuf>, max_size: u64) -> Self {
-        Allocator {
-            dir: dir.into(),
-            max_size,
-        }
+        Allocator { dir: dir.into(), max_size }
     }
 
     /// Names of the available heaps, sorted. A missing heap directory means a kernel without
@@ -113,13 +110,7 @@ impl Allocator {
         let heap = validate_heap_name(req.heap)?;
         let name = BufName::new(req.name)?;
         let charged = self.check_size(req.size)?;
-        Ok(CheckedRequest {
-            heap,
-            size: req.size,
-            charged,
-            name,
-            heap_flags: req.heap_flags,
-        })
+        Ok(CheckedRequest { heap, size: req.size, charged, name, heap_flags: req.heap_flags })
     }
 
     /// Validates the request ([`Allocator::check`]), allocates from the heap and names the buffer.
@@ -131,10 +122,7 @@ impl Allocator {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(self.unknown_heap(heap)),
             Err(Errno::ACCESS | Errno::PERM) => {
-                return Err(Error::PermissionDenied(format!(
-                    "opening {}",
-                    path.display()
-                )))
+                return Err(Error::PermissionDenied(format!("opening {}", path.display())))
             }
             Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
         };
@@ -159,10 +147,7 @@ impl Allocator {
         }
         let rounded = units::round_up_to_page(size)?;
         if rounded > self.max_size {
-            return Err(SizeError::TooLarge {
-                size,
-                max: self.max_size,
-            });
+            return Err(SizeError::TooLarge { size, max: self.max_size });
         }
         Ok(rounded)
     }
@@ -170,10 +155,7 @@ impl Allocator {
     fn unknown_heap(&self, heap: &str) -> Error {
         // Listing is best effort: the error is about the heap, not about the directory.
         let available = self.heaps().unwrap_or_default();
-        Error::UnknownHeap {
-            heap: heap.to_string(),
-            available,
-        }
+        Error::UnknownHeap { heap: heap.to_string(), available }
     }
 }
 
@@ -182,10 +164,7 @@ impl Allocator {
 /// can find invokes the OOM killer on the caller instead, which is why sizes are capped.
 pub fn alloc_error(errno: Errno, heap: &str, size: u64, heap_flags: u64) -> Error {
     match errno {
-        Errno::NOMEM => Error::OutOfMemory {
-            heap: heap.to_string(),
-            size,
-        },
+        Errno::NOMEM => Error::OutOfMemory { heap: heap.to_string(), size },
         Errno::INVAL => Error::InvalidArgument(format!(
             "heap {heap:?} refused {size} bytes with heap flags {heap_flags:#x}"
         )),
@@ -207,9 +186,7 @@ pub fn validate_heap_name(heap: &str) -> Result<&str> {
         )));
     }
     if heap.is_empty() || heap == "." || heap == ".." || heap.contains('/') || heap.contains('\0') {
-        return Err(Error::InvalidArgument(format!(
-            "heap name {heap:?} is not a plain file name"
-        )));
+        return Err(Error::InvalidArgument(format!("heap name {heap:?} is not a plain file name")));
     }
     Ok(heap)
 }
@@ -242,47 +219,32 @@ mod tests {
     }
 
     fn req<'a>(heap: &'a str, size: u64, name: &'a str) -> AllocRequest<'a> {
-        AllocRequest {
-            heap,
-            size,
-            name: name.as_bytes(),
-            heap_flags: 0,
-        }
+        AllocRequest { heap, size, name: name.as_bytes(), heap_flags: 0 }
     }
 
     #[test]
     fn heaps_are_listed_sorted() {
         let dir = FakeHeaps::new("list", &["system", "reserved", "system-uncached"]);
         let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
-        assert_eq!(
-            alloc.heaps().expect("list"),
-            ["reserved", "system", "system-uncached"]
-        );
+        assert_eq!(alloc.heaps().expect("list"), ["reserved", "system", "system-uncached"]);
     }
 
     #[test]
     fn missing_heap_dir_means_no_heaps() {
         let alloc = Allocator::with_dir("/nonexistent/dma_heap", DEFAULT_MAX_SIZE);
         assert_eq!(alloc.heaps().expect("list"), Vec::<String>::new());
-        let err = alloc
-            .allocate(&req("system", 4096, "X"))
-            .expect_err("no heaps");
+        let err = alloc.allocate(&req("system", 4096, "X")).expect_err("no heaps");
         assert!(
             matches!(err, Error::UnknownHeap { ref heap, ref available } if heap == "system" && available.is_empty())
         );
-        assert_eq!(
-            err.to_string(),
-            "unknown heap \"system\"; available heaps: none"
-        );
+        assert_eq!(err.to_string(), "unknown heap \"system\"; available heaps: none");
     }
 
     #[test]
     fn unknown_heap_lists_available_heaps() {
         let dir = FakeHeaps::new("unknown", &["system", "reserved"]);
         let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
-        let err = alloc
-            .allocate(&req("carveout", 4096, "X"))
-            .expect_err("unknown heap");
+        let err = alloc.allocate(&req("carveout", 4096, "X")).expect_err("unknown heap");
         match &err {
             Error::UnknownHeap { heap, available } => {
                 assert_eq!(heap, "carveout");
@@ -290,47 +252,23 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(
-            err.to_string(),
-            "unknown heap \"carveout\"; available heaps: reserved, system"
-        );
+        assert_eq!(err.to_string(), "unknown heap \"carveout\"; available heaps: reserved, system");
     }
 
     #[test]
     fn a_file_that_is_no_heap_device_is_an_unknown_heap() {
         let dir = FakeHeaps::new("notty", &["system"]);
         let alloc = Allocator::with_dir(&dir.0, DEFAULT_MAX_SIZE);
-        let err = alloc
-            .allocate(&req("system", 4096, "X"))
-            .expect_err("regular file");
+        let err = alloc.allocate(&req("system", 4096, "X")).expect_err("regular file");
         assert!(matches!(err, Error::UnknownHeap { .. }), "{err:?}");
     }
 
     #[test]
     fn heap_names_must_be_plain_file_names() {
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../system",
-            "/dev/dma_heap/system",
-            "a/b",
-            "system/",
-            "a\0b",
-        ] {
-            assert!(
-                matches!(validate_heap_name(bad), Err(Error::InvalidArgument(_))),
-                "{bad:?}"
-            );
+        for bad in ["", ".", "..", "../system", "/dev/dma_heap/system", "a/b", "system/", "a\0b"] {
+            assert!(matches!(validate_heap_name(bad), Err(Error::InvalidArgument(_))), "{bad:?}");
         }
-        for good in [
-            "system",
-            "system-uncached",
-            "reserved",
-            "...",
-            ".hidden",
-            "linux,cma",
-        ] {
+        for good in ["system", "system-uncached", "reserved", "...", ".hidden", "linux,cma"] {
             assert_eq!(validate_heap_name(good).ok(), Some(good));
         }
         let longest = "h".repeat(NAME_MAX);
@@ -366,16 +304,10 @@ mod tests {
         assert_eq!(size_err(0), Some(SizeError::Zero));
         assert_eq!(
             size_err((1 << 20) + 1),
-            Some(SizeError::TooLarge {
-                size: (1 << 20) + 1,
-                max: 1 << 20
-            })
+            Some(SizeError::TooLarge { size: (1 << 20) + 1, max: 1 << 20 })
         );
         assert_eq!(size_err(u64::MAX), Some(SizeError::Overflow(u64::MAX)));
-        assert_eq!(
-            size_err(u64::MAX - page + 2),
-            Some(SizeError::Overflow(u64::MAX - page + 2))
-        );
+        assert_eq!(size_err(u64::MAX - page + 2), Some(SizeError::Overflow(u64::MAX - page + 2)));
         // At the limit, and rounding up to it: past validation (the heap does not exist).
         assert_eq!(size_err(1 << 20), None);
         assert_eq!(size_err((1 << 20) - page + 1), None);
@@ -396,10 +328,7 @@ mod tests {
             alloc_error(Errno::INVAL, "system", 4096, 1).to_string(),
             "invalid argument: heap \"system\" refused 4096 bytes with heap flags 0x1"
         );
-        assert!(matches!(
-            alloc_error(Errno::INTR, "system", 4096, 0),
-            Error::Io { .. }
-        ));
+        assert!(matches!(alloc_error(Errno::INTR, "system", 4096, 0), Error::Io { .. }));
     }
 
     #[test]
@@ -407,35 +336,15 @@ mod tests {
         let page = units::page_size();
         let alloc = Allocator::with_dir("/nonexistent", 1 << 20);
         let ok = alloc
-            .check(&AllocRequest {
-                heap: "system",
-                size: page + 1,
-                name: b"CAM",
-                heap_flags: 7,
-            })
+            .check(&AllocRequest { heap: "system", size: page + 1, name: b"CAM", heap_flags: 7 })
             .expect("valid");
         assert_eq!(
-            (
-                ok.heap,
-                ok.size,
-                ok.charged,
-                ok.name.as_str(),
-                ok.heap_flags
-            ),
+            (ok.heap, ok.size, ok.charged, ok.name.as_str(), ok.heap_flags),
             ("system", page + 1, 2 * page, "CAM", 7)
         );
-        assert!(matches!(
-            alloc.check(&req("../x", 0, "")),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            alloc.check(&req("system", 0, "")),
-            Err(Error::Name(NameError::Empty))
-        ));
-        assert!(matches!(
-            alloc.check(&req("system", 0, "X")),
-            Err(Error::Size(SizeError::Zero))
-        ));
+        assert!(matches!(alloc.check(&req("../x", 0, "")), Err(Error::InvalidArgument(_))));
+        assert!(matches!(alloc.check(&req("system", 0, "")), Err(Error::Name(NameError::Empty))));
+        assert!(matches!(alloc.check(&req("system", 0, "X")), Err(Error::Size(SizeError::Zero))));
     }
 
     #[test]
@@ -447,10 +356,7 @@ mod tests {
         ));
         assert!(matches!(
             alloc.allocate(&req("system", 4096, "a\nb")),
-            Err(Error::Name(NameError::Control {
-                offset: 1,
-                byte: b'\n'
-            }))
+            Err(Error::Name(NameError::Control { offset: 1, byte: b'\n' }))
         ));
     }
 }

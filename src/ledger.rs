@@ -204,11 +204,7 @@ impl Ledger {
             self.add(uid, entry.size);
         }
         self.generation += 1;
-        let slot = Slot {
-            generation: self.generation,
-            charged,
-            entry,
-        };
+        let slot = Slot { generation: self.generation, charged, entry };
         if let Some(old) = self.entries.insert(slot.entry.inode, slot) {
             if let Some(uid) = old.charged {
                 self.sub(uid, old.entry.size);
@@ -356,10 +352,7 @@ mod tests {
         let mut l = Ledger::new();
         l.reserve(10, 4096, Some(8192)).unwrap();
         l.reserve(10, 4096, Some(8192)).unwrap();
-        assert_eq!(
-            l.reserve(10, 1, Some(8192)),
-            Err(OverQuota { outstanding: 8192 })
-        );
+        assert_eq!(l.reserve(10, 1, Some(8192)), Err(OverQuota { outstanding: 8192 }));
         l.release(10, 4096);
         assert_eq!(l.outstanding(10), 4096);
         // The kernel rounded 4000 up to 4096: the entry's size wins.
@@ -367,26 +360,14 @@ mod tests {
         assert_eq!(l.outstanding(10), 96 + 4096);
         l.release(10, 96);
         assert_eq!(l.outstanding(10), 4096);
-        assert_eq!(
-            l.usage_by_uid(),
-            vec![UidUsage {
-                uid: 10,
-                buffers: 1,
-                bytes: 4096
-            }]
-        );
+        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 1, bytes: 4096 }]);
     }
 
     #[test]
     fn no_limit_and_overflow() {
         let mut l = Ledger::new();
         l.reserve(1, u64::MAX, None).unwrap();
-        assert_eq!(
-            l.reserve(1, 1, None),
-            Err(OverQuota {
-                outstanding: u64::MAX
-            })
-        );
+        assert_eq!(l.reserve(1, 1, None), Err(OverQuota { outstanding: u64::MAX }));
     }
 
     #[test]
@@ -403,27 +384,14 @@ mod tests {
         assert_eq!(l.entries(Some(30)).len(), 1);
         assert_eq!(l.retain_live(l.generation(), |i| i != 2 && i != 9), 1);
         assert_eq!(l.outstanding(10), 100);
-        assert_eq!(
-            l.entries(Some(10))
-                .iter()
-                .map(|e| e.inode)
-                .collect::<Vec<_>>(),
-            vec![1]
-        );
+        assert_eq!(l.entries(Some(10)).iter().map(|e| e.inode).collect::<Vec<_>>(), vec![1]);
         // Inode 3 died unnoticed and the kernel reused it for uid 10.
         l.reserve(10, 50, None).unwrap();
         l.commit(50, entry(3, 10, 50));
         assert_eq!(l.outstanding(20), 0);
         assert_eq!(l.outstanding(10), 150);
         assert_eq!(l.entries(None).len(), 2);
-        assert_eq!(
-            l.usage_by_uid(),
-            vec![UidUsage {
-                uid: 10,
-                buffers: 2,
-                bytes: 150
-            }]
-        );
+        assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 2, bytes: 150 }]);
     }
 
     #[test]
@@ -456,14 +424,7 @@ mod tests {
     fn restart_model() -> Model {
         let mut model = Model::default();
         for (pid, uid) in [(10, 100), (11, 100), (12, 200)] {
-            model.processes.insert(
-                pid,
-                Process {
-                    pid,
-                    uid,
-                    comm: format!("p{pid}"),
-                },
-            );
+            model.processes.insert(pid, Process { pid, uid, comm: format!("p{pid}") });
         }
         let mut add = |mut b: Buffer, fds: &[i32], maps: &[i32]| {
             b.fd_refs = fds.iter().map(|&p| (p, 1)).collect();
@@ -475,11 +436,7 @@ mod tests {
         add(buffer(3, Some("system"), Some("two uids")), &[10], &[12]);
         add(buffer(4, Some("system"), Some("kernel only")), &[], &[]);
         add(buffer(5, Some("system"), None), &[10], &[]);
-        add(
-            buffer(6, Some("udmabuf"), Some("other exporter")),
-            &[10],
-            &[],
-        );
+        add(buffer(6, Some("udmabuf"), Some("other exporter")), &[10], &[]);
         add(buffer(7, None, Some("no exporter")), &[], &[10]);
         add(buffer(8, Some("system"), Some("")), &[10], &[]);
         add(buffer(9, Some("reserved"), Some("cma")), &[], &[12]);
@@ -535,25 +492,12 @@ mod tests {
         assert!(l.entries(Some(100)).is_empty());
         assert_eq!(l.entries(None).len(), 5);
         // Over quota already: refused until something is freed.
-        assert_eq!(
-            l.reserve(200, 4096, Some(8 * 4096)),
-            Err(OverQuota {
-                outstanding: 9 * 4096
-            })
-        );
+        assert_eq!(l.reserve(200, 4096, Some(8 * 4096)), Err(OverQuota { outstanding: 9 * 4096 }));
         assert_eq!(
             l.usage_by_uid(),
             vec![
-                UidUsage {
-                    uid: 100,
-                    buffers: 2,
-                    bytes: 3 * 4096
-                },
-                UidUsage {
-                    uid: 200,
-                    buffers: 1,
-                    bytes: 9 * 4096
-                }
+                UidUsage { uid: 100, buffers: 2, bytes: 3 * 4096 },
+                UidUsage { uid: 200, buffers: 1, bytes: 9 * 4096 }
             ]
         );
         // Buffer 1 died; 3 (uncharged) too.

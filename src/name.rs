@@ -33,10 +33,7 @@ impl BufName {
         let text = validate(name)?;
         let mut bytes = [0u8; sys::DMA_BUF_NAME_LEN];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Ok(BufName {
-            bytes,
-            len: text.len(),
-        })
+        Ok(BufName { bytes, len: text.len() })
     }
 
     /// The name as text.
@@ -81,16 +78,9 @@ pub fn validate(name: &[u8]) -> std::result::Result<&str, NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong {
-            len: name.len(),
-            max: MAX_NAME_LEN,
-        });
+        return Err(NameError::TooLong { len: name.len(), max: MAX_NAME_LEN });
     }
-    if let Some((offset, &byte)) = name
-        .iter()
-        .enumerate()
-        .find(|(_, &b)| b < 0x20 || b == 0x7f)
-    {
+    if let Some((offset, &byte)) = name.iter().enumerate().find(|(_, &b)| b < 0x20 || b == 0x7f) {
         return Err(if byte == 0 {
             NameError::Nul(offset)
         } else {
@@ -123,13 +113,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in [
-            "CAMERA",
-            "CAMERA preview",
-            "a",
-            "gralloc:surface#3",
-            "é-名前",
-        ] {
+        for ok in ["CAMERA", "CAMERA preview", "a", "gralloc:surface#3", "é-名前"] {
             assert_eq!(validate(ok.as_bytes()), Ok(ok));
             assert_eq!(
                 BufName::new(ok.as_bytes()).map(|n| n.as_str().to_owned()),
@@ -147,10 +131,7 @@ mod tests {
     fn length_limit_is_31_bytes() {
         let max = [b'x'; 31];
         assert_eq!(validate(&max).map(str::len), Ok(31));
-        assert_eq!(
-            validate(&[b'x'; 32]),
-            Err(NameError::TooLong { len: 32, max: 31 })
-        );
+        assert_eq!(validate(&[b'x'; 32]), Err(NameError::TooLong { len: 32, max: 31 }));
         // Bytes, not characters: 16 two-byte characters are 32 bytes.
         assert_eq!(
             validate("é".repeat(16).as_bytes()),
@@ -166,48 +147,12 @@ mod tests {
 
     #[test]
     fn control_characters() {
-        assert_eq!(
-            validate(b"CAM\nERA"),
-            Err(NameError::Control {
-                offset: 3,
-                byte: b'\n'
-            })
-        );
-        assert_eq!(
-            validate(b"\tX"),
-            Err(NameError::Control {
-                offset: 0,
-                byte: b'\t'
-            })
-        );
-        assert_eq!(
-            validate(b"X\r"),
-            Err(NameError::Control {
-                offset: 1,
-                byte: b'\r'
-            })
-        );
-        assert_eq!(
-            validate(b"X\x1b[0m"),
-            Err(NameError::Control {
-                offset: 1,
-                byte: 0x1b
-            })
-        );
-        assert_eq!(
-            validate(b"X\x1f"),
-            Err(NameError::Control {
-                offset: 1,
-                byte: 0x1f
-            })
-        );
-        assert_eq!(
-            validate(b"X\x7f"),
-            Err(NameError::Control {
-                offset: 1,
-                byte: 0x7f
-            })
-        );
+        assert_eq!(validate(b"CAM\nERA"), Err(NameError::Control { offset: 3, byte: b'\n' }));
+        assert_eq!(validate(b"\tX"), Err(NameError::Control { offset: 0, byte: b'\t' }));
+        assert_eq!(validate(b"X\r"), Err(NameError::Control { offset: 1, byte: b'\r' }));
+        assert_eq!(validate(b"X\x1b[0m"), Err(NameError::Control { offset: 1, byte: 0x1b }));
+        assert_eq!(validate(b"X\x1f"), Err(NameError::Control { offset: 1, byte: 0x1f }));
+        assert_eq!(validate(b"X\x7f"), Err(NameError::Control { offset: 1, byte: 0x7f }));
         assert_eq!(validate(b" ~"), Ok(" ~"));
     }
 
@@ -223,18 +168,12 @@ mod tests {
         assert_eq!(name.as_c_str(), c"CAMERA preview");
         let longest = BufName::new(&[b'y'; 31]).expect("valid");
         assert_eq!(longest.as_c_str().to_bytes(), &[b'y'; 31]);
-        assert_eq!(
-            format!("{name:?} {name}"),
-            "\"CAMERA preview\" CAMERA preview"
-        );
+        assert_eq!(format!("{name:?} {name}"), "\"CAMERA preview\" CAMERA preview");
     }
 
     #[test]
     fn errno_mapping() {
-        assert!(matches!(
-            set_name_error(Errno::NOTTY),
-            Error::Unsupported(_)
-        ));
+        assert!(matches!(set_name_error(Errno::NOTTY), Error::Unsupported(_)));
         assert!(matches!(set_name_error(Errno::BUSY), Error::Busy));
         assert!(matches!(set_name_error(Errno::FAULT), Error::Io { .. }));
     }

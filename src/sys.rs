@@ -116,11 +116,8 @@ pub enum SetNameIoctl {
 
 impl SetNameIoctl {
     /// The number this build's pointer width implies ([`DMA_BUF_SET_NAME`]).
-    pub const NATIVE: SetNameIoctl = if DMA_BUF_SET_NAME == DMA_BUF_SET_NAME_A {
-        SetNameIoctl::A
-    } else {
-        SetNameIoctl::B
-    };
+    pub const NATIVE: SetNameIoctl =
+        if DMA_BUF_SET_NAME == DMA_BUF_SET_NAME_A { SetNameIoctl::A } else { SetNameIoctl::B };
 }
 
 /// Direction of CPU access announced with `DMA_BUF_IOCTL_SYNC`.
@@ -172,12 +169,7 @@ pub fn heap_alloc(heap: BorrowedFd<'_>, len: u64, heap_flags: u64) -> SysResult<
     };
     // SAFETY: the opcode is `_IOWR('H', 0, struct dma_heap_allocation_data)` and `data` has that
     // struct's exact layout; the kernel reads and writes only within it.
-    unsafe {
-        ioctl(
-            heap,
-            Updater::<{ DMA_HEAP_IOCTL_ALLOC as Opcode }, _>::new(&mut data),
-        )?
-    };
+    unsafe { ioctl(heap, Updater::<{ DMA_HEAP_IOCTL_ALLOC as Opcode }, _>::new(&mut data))? };
     let raw = i32::try_from(data.fd).map_err(|_| Errno::BADF)?;
     // SAFETY: on success the kernel installed a new fd in our table and handed ownership to us;
     // nothing else refers to it.
@@ -197,14 +189,12 @@ pub fn set_name_using(buf: BorrowedFd<'_>, name: &CStr, which: SetNameIoctl) -> 
     // (strndup_user), and `name` outlives the call.
     unsafe {
         match which {
-            SetNameIoctl::A => ioctl(
-                buf,
-                IntegerSetter::<{ DMA_BUF_SET_NAME_A as Opcode }>::new_pointer(ptr),
-            ),
-            SetNameIoctl::B => ioctl(
-                buf,
-                IntegerSetter::<{ DMA_BUF_SET_NAME_B as Opcode }>::new_pointer(ptr),
-            ),
+            SetNameIoctl::A => {
+                ioctl(buf, IntegerSetter::<{ DMA_BUF_SET_NAME_A as Opcode }>::new_pointer(ptr))
+            }
+            SetNameIoctl::B => {
+                ioctl(buf, IntegerSetter::<{ DMA_BUF_SET_NAME_B as Opcode }>::new_pointer(ptr))
+            }
         }
     }
 }
@@ -215,9 +205,7 @@ pub fn sync(buf: BorrowedFd<'_>, phase: SyncPhase, access: SyncAccess) -> SysRes
         SyncPhase::Start => DMA_BUF_SYNC_START,
         SyncPhase::End => DMA_BUF_SYNC_END,
     };
-    let arg = DmaBufSync {
-        flags: phase | access.bits(),
-    };
+    let arg = DmaBufSync { flags: phase | access.bits() };
     // SAFETY: the opcode is `_IOW('b', 0, struct dma_buf_sync)` and `arg` has its layout; the
     // kernel only reads it.
     unsafe { ioctl(buf, Setter::<{ DMA_BUF_IOCTL_SYNC as Opcode }, _>::new(arg)) }
@@ -237,10 +225,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
     let st = rustix::fs::fstat(fd)?;
     // A negative size never comes from a real file; treat it as a broken fd.
     let size = u64::try_from(st.st_size).map_err(|_| Errno::INVAL)?;
-    Ok(FileStat {
-        inode: st.st_ino,
-        size,
-    })
+    Ok(FileStat { inode: st.st_ino, size })
 }
 
 /// Whether `fd` is a dma-buf: its file system is the dma-buf pseudo file system.
@@ -322,17 +307,10 @@ mod tests {
 
     #[test]
     fn native_set_name_matches_pointer_width() {
-        let expected = if cfg!(target_pointer_width = "64") {
-            0x4008_6201
-        } else {
-            0x4004_6201
-        };
+        let expected = if cfg!(target_pointer_width = "64") { 0x4008_6201 } else { 0x4004_6201 };
         assert_eq!(DMA_BUF_SET_NAME, expected);
-        let native = if cfg!(target_pointer_width = "64") {
-            SetNameIoctl::B
-        } else {
-            SetNameIoctl::A
-        };
+        let native =
+            if cfg!(target_pointer_width = "64") { SetNameIoctl::B } else { SetNameIoctl::A };
         assert_eq!(SetNameIoctl::NATIVE, native);
     }
 
@@ -361,14 +339,8 @@ mod tests {
             DMA_HEAP_IOCTL_ALLOC as Opcode,
             opcode::read_write::<DmaHeapAllocationData>(b'H', 0)
         );
-        assert_eq!(
-            DMA_BUF_IOCTL_SYNC as Opcode,
-            opcode::write::<DmaBufSync>(b'b', 0)
-        );
-        assert_eq!(
-            DMA_BUF_SET_NAME as Opcode,
-            opcode::write::<*const u8>(b'b', 1)
-        );
+        assert_eq!(DMA_BUF_IOCTL_SYNC as Opcode, opcode::write::<DmaBufSync>(b'b', 0));
+        assert_eq!(DMA_BUF_SET_NAME as Opcode, opcode::write::<*const u8>(b'b', 1));
     }
 
     #[test]

@@ -18,10 +18,7 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     };
     if let Some(rest) = digits.strip_prefix('-') {
         // Keep "negative" distinct from "junk": it is the likely mistake behind e.g. `--size -1`.
-        if let (true, Ok(value)) = (
-            rest.bytes().all(|b| b.is_ascii_digit()),
-            rest.parse::<i64>(),
-        ) {
+        if let (true, Ok(value)) = (rest.bytes().all(|b| b.is_ascii_digit()), rest.parse::<i64>()) {
             return Err(SizeError::Negative(-value));
         }
     }
@@ -42,9 +39,7 @@ pub fn size_from_i64(size: i64) -> Result<u64, SizeError> {
 /// Fails instead of wrapping: the kernel's own `PAGE_ALIGN` wraps to 0 for sizes near `u64::MAX`.
 pub fn round_up(size: u64, page: u64) -> Result<u64, SizeError> {
     debug_assert!(page.is_power_of_two());
-    size.checked_add(page - 1)
-        .map(|s| s & !(page - 1))
-        .ok_or(SizeError::Overflow(size))
+    size.checked_add(page - 1).map(|s| s & !(page - 1)).ok_or(SizeError::Overflow(size))
 }
 
 /// This system's page size.
@@ -85,11 +80,7 @@ mod tests {
             "", "K", "M", "4KB", "4 K", " 4", "4 ", "+4", "4.5M", "0x10", "4T", "four", "4KK", "-",
             "-K", "1e3",
         ] {
-            assert_eq!(
-                parse_size(junk),
-                Err(SizeError::Unparsable(junk.to_string())),
-                "{junk:?}"
-            );
+            assert_eq!(parse_size(junk), Err(SizeError::Unparsable(junk.to_string())), "{junk:?}");
         }
     }
 
@@ -113,10 +104,7 @@ mod tests {
             Err(SizeError::Unparsable("18446744073709551616".into()))
         );
         // 2^34 G = 2^64 bytes: one past u64.
-        assert_eq!(
-            parse_size("17179869184G"),
-            Err(SizeError::Unparsable("17179869184G".into()))
-        );
+        assert_eq!(parse_size("17179869184G"), Err(SizeError::Unparsable("17179869184G".into())));
         assert_eq!(parse_size("17179869183G"), Ok(17_179_869_183u64 << 30));
         assert_eq!(
             parse_size("18014398509481984K"),
@@ -131,10 +119,7 @@ mod tests {
         assert_eq!(round_up(4096, 4096), Ok(4096));
         assert_eq!(round_up(4097, 4096), Ok(8192));
         assert_eq!(round_up(u64::MAX - 4095, 4096), Ok(u64::MAX - 4095));
-        assert_eq!(
-            round_up(u64::MAX - 4094, 4096),
-            Err(SizeError::Overflow(u64::MAX - 4094))
-        );
+        assert_eq!(round_up(u64::MAX - 4094, 4096), Err(SizeError::Overflow(u64::MAX - 4094)));
         assert_eq!(round_up(u64::MAX, 4096), Err(SizeError::Overflow(u64::MAX)));
         assert_eq!(round_up(65537, 65536), Ok(131072));
     }

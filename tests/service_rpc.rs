@@ -36,11 +36,7 @@ impl Service {
             .expect("start dmabufd");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "dmabufd did not create {}",
-                socket.display()
-            );
+            assert!(Instant::now() < deadline, "dmabufd did not create {}", socket.display());
             std::thread::sleep(Duration::from_millis(20));
         }
         Service { child, socket }
@@ -51,21 +47,13 @@ impl Service {
     }
 
     fn allocator(&self) -> Strong<dyn IAllocator> {
-        compat::connect(
-            &self.transport(),
-            ALLOCATOR_INSTANCE,
-            Duration::from_secs(10),
-        )
-        .expect("IAllocator")
+        compat::connect(&self.transport(), ALLOCATOR_INSTANCE, Duration::from_secs(10))
+            .expect("IAllocator")
     }
 
     fn accounting(&self) -> Strong<dyn IAccounting> {
-        compat::connect(
-            &self.transport(),
-            ACCOUNTING_INSTANCE,
-            Duration::from_secs(10),
-        )
-        .expect("IAccounting")
+        compat::connect(&self.transport(), ACCOUNTING_INSTANCE, Duration::from_secs(10))
+            .expect("IAccounting")
     }
 
     fn dmabufctl(&self, args: &[&str]) -> Output {
@@ -103,21 +91,12 @@ fn code(result: Result<impl std::fmt::Debug, dmabufd::service::compat::Status>) 
 }
 
 fn request(heap: &str, size: i64, name: &str, flags: i64) -> AllocationRequest {
-    AllocationRequest {
-        heap: heap.into(),
-        size,
-        name: name.into(),
-        heapFlags: flags,
-    }
+    AllocationRequest { heap: heap.into(), size, name: name.into(), heapFlags: flags }
 }
 
 fn heaps_on_this_host() -> Vec<String> {
     let mut heaps: Vec<String> = std::fs::read_dir(Path::new("/dev/dma_heap"))
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
+        .map(|dir| dir.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
         .unwrap_or_default();
     heaps.sort();
     heaps
@@ -126,16 +105,11 @@ fn heaps_on_this_host() -> Vec<String> {
 #[test]
 fn heaps_match_dev_dma_heap() {
     let service = Service::start("heaps", &[]);
-    assert_eq!(
-        service.allocator().getHeaps().expect("getHeaps"),
-        heaps_on_this_host()
-    );
+    assert_eq!(service.allocator().getHeaps().expect("getHeaps"), heaps_on_this_host());
     let out = service.dmabufctl(&["heaps"]);
     assert!(out.status.success(), "{out:?}");
-    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let listed: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(listed, heaps_on_this_host());
 }
 
@@ -145,39 +119,15 @@ fn requests_refused_before_the_kernel_get_their_documented_codes() {
     let alloc = service.allocator();
     let cases = [
         (request("system", 0, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
-        (
-            request("system", -4096, "GL", 0),
-            codes::ERROR_INVALID_ARGUMENT,
-        ),
-        (
-            request("system", 4096, "GL", -1),
-            codes::ERROR_INVALID_ARGUMENT,
-        ),
-        (
-            request("system", 2 << 20, "GL", 0),
-            codes::ERROR_INVALID_ARGUMENT,
-        ),
-        (
-            request("../system", 4096, "GL", 0),
-            codes::ERROR_INVALID_ARGUMENT,
-        ),
-        (
-            request("no-such-heap", 4096, "GL", 0),
-            codes::ERROR_UNKNOWN_HEAP,
-        ),
+        (request("system", -4096, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
+        (request("system", 4096, "GL", -1), codes::ERROR_INVALID_ARGUMENT),
+        (request("system", 2 << 20, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
+        (request("../system", 4096, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
+        (request("no-such-heap", 4096, "GL", 0), codes::ERROR_UNKNOWN_HEAP),
         (request("system", 4096, "", 0), codes::ERROR_INVALID_NAME),
-        (
-            request("system", 4096, "a name of more than 31 bytes....", 0),
-            codes::ERROR_INVALID_NAME,
-        ),
-        (
-            request("system", 4096, "tab\there", 0),
-            codes::ERROR_INVALID_NAME,
-        ),
-        (
-            request("system", 12 << 10, "GL", 0),
-            codes::ERROR_QUOTA_EXCEEDED,
-        ),
+        (request("system", 4096, "a name of more than 31 bytes....", 0), codes::ERROR_INVALID_NAME),
+        (request("system", 4096, "tab\there", 0), codes::ERROR_INVALID_NAME),
+        (request("system", 12 << 10, "GL", 0), codes::ERROR_QUOTA_EXCEEDED),
     ];
     for (req, want) in cases {
         assert_eq!(code(alloc.allocate(&req)), want, "{req:?}");
@@ -215,14 +165,8 @@ fn callers_off_the_allowlist_see_only_their_own_uid() {
     let other = me.wrapping_add(1) & i32::MAX;
     assert_eq!(code(acct.getLedger(ALL)), codes::ERROR_PERMISSION_DENIED);
     assert_eq!(code(acct.getLedger(other)), codes::ERROR_PERMISSION_DENIED);
-    assert_eq!(
-        code(acct.getReport(ALL, ALL)),
-        codes::ERROR_PERMISSION_DENIED
-    );
-    assert_eq!(
-        code(acct.getReport(other, ALL)),
-        codes::ERROR_PERMISSION_DENIED
-    );
+    assert_eq!(code(acct.getReport(ALL, ALL)), codes::ERROR_PERMISSION_DENIED);
+    assert_eq!(code(acct.getReport(other, ALL)), codes::ERROR_PERMISSION_DENIED);
     assert_eq!(code(acct.getReport(ALL, 1)), codes::ERROR_PERMISSION_DENIED);
     assert!(acct.getLedger(me).expect("own ledger").is_empty());
     let mine = acct.getReport(me, ALL).expect("own report");
@@ -242,32 +186,19 @@ fn callers_off_the_allowlist_see_only_their_own_uid() {
     );
     let out = service.dmabufctl(&["ledger", "--uid", &my_uid().to_string(), "-o", "csv"]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "Inode,Size,Heap,Uid,Pid,TimeMs,Name\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Inode,Size,Heap,Uid,Pid,TimeMs,Name\n");
 }
 
 #[test]
 fn allowlisted_callers_see_everyone_and_bad_input_exits_2() {
     let service = Service::start("allowed", &["--allow-uid", &my_uid().to_string()]);
-    let report = service
-        .accounting()
-        .getReport(ALL, ALL)
-        .expect("full report");
+    let report = service.accounting().getReport(ALL, ALL).expect("full report");
     assert!(report.totals.userspaceRss >= 0);
     let out = service.dmabufctl(&["dump", "-o", "json"]);
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(json.get("totals").is_some(), "{json}");
-    let out = service.dmabufctl(&[
-        "alloc",
-        "--heap",
-        "no-such-heap",
-        "--size",
-        "4K",
-        "--name",
-        "GL",
-    ]);
+    let out =
+        service.dmabufctl(&["alloc", "--heap", "no-such-heap", "--size", "4K", "--name", "GL"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

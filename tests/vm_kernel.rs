@@ -18,12 +18,7 @@ const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
 const DMABUFCTL: &str = env!("CARGO_BIN_EXE_dmabufctl");
 
 fn alloc(size: u64, name: &str) -> DmaBuf {
-    let req = AllocRequest {
-        heap: "system",
-        size,
-        name: name.as_bytes(),
-        heap_flags: 0,
-    };
+    let req = AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 };
     Allocator::new()
         .allocate(&req)
         .unwrap_or_else(|e| panic!("allocating {size} bytes named {name:?}: {e}"))
@@ -69,12 +64,7 @@ fn maps_lines(maps: &str, inode: u64) -> Vec<String> {
 fn heaps_on_disk() -> Vec<String> {
     let mut heaps: Vec<String> = fs::read_dir(HEAP_DIR)
         .expect("read /dev/dma_heap")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8 heap name")
-        })
+        .map(|e| e.expect("dir entry").file_name().into_string().expect("utf-8 heap name"))
         .collect();
     heaps.sort();
     heaps
@@ -100,10 +90,7 @@ fn named_buffer_in_fdinfo_fd_link_and_bufinfo_until_closed() {
         "exp_name:\tsystem".to_string(),
         "name:\tCAMERA".to_string(),
     ] {
-        assert!(
-            lines.contains(&expected.as_str()),
-            "fdinfo lacks {expected:?}:\n{info}"
-        );
+        assert!(lines.contains(&expected.as_str()), "fdinfo lacks {expected:?}:\n{info}");
     }
     assert_eq!(fd_link(&buf), "/dmabuf:CAMERA");
 
@@ -115,11 +102,7 @@ fn named_buffer_in_fdinfo_fd_link_and_bufinfo_until_closed() {
 
     let inode = buf.inode();
     drop(buf);
-    assert_eq!(
-        bufinfo_row(inode),
-        None,
-        "bufinfo still lists the closed buffer"
-    );
+    assert_eq!(bufinfo_row(inode), None, "bufinfo still lists the closed buffer");
 }
 
 #[test]
@@ -130,10 +113,7 @@ fn unnamed_buffer_has_no_name_line() {
     assert!(!info.contains("\nname:"), "{info}");
     assert_eq!(fd_link(&fd), "/dmabuf:");
     let inode = sys::fstat(fd.as_fd()).expect("fstat").inode;
-    assert_eq!(
-        bufinfo_row(inode).map(|r| r[6].clone()),
-        Some("<none>".to_string())
-    );
+    assert_eq!(bufinfo_row(inode).map(|r| r[6].clone()), Some("<none>".to_string()));
 }
 
 #[test]
@@ -146,18 +126,13 @@ fn name_with_space_in_fd_link_maps_and_bufinfo() {
     let maps = fs::read_to_string("/proc/self/maps").expect("read maps");
     let lines = maps_lines(&maps, buf.inode());
     assert_eq!(lines.len(), 1, "{lines:?}");
-    let cols: Vec<&str> = lines[0]
-        .splitn(6, |c: char| c.is_ascii_whitespace())
-        .collect();
+    let cols: Vec<&str> = lines[0].splitn(6, |c: char| c.is_ascii_whitespace()).collect();
     assert_eq!(cols[0], format!("{:x}-{:x}", start, start + 8192));
     assert_eq!(cols[1], "rw-s");
     assert_eq!(cols[2], "00000000");
     assert_eq!(cols[4], buf.inode().to_string());
     assert_eq!(cols[5].trim_start(), "/dmabuf:CAMERA preview");
-    assert_eq!(
-        bufinfo_row(buf.inode()).map(|r| r[6].clone()),
-        Some("CAMERA preview".to_string())
-    );
+    assert_eq!(bufinfo_row(buf.inode()).map(|r| r[6].clone()), Some("CAMERA preview".to_string()));
 }
 
 #[test]
@@ -175,14 +150,9 @@ fn write_and_read_through_mappings_with_sync() {
     let mut reader = buf.map().expect("second map");
     assert_ne!(reader.as_slice().as_ptr(), writer.as_slice().as_ptr());
     let access = reader.cpu_access(SyncAccess::Read).expect("sync start");
-    assert!(access
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| b == (i % 251) as u8));
+    assert!(access.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
     drop(access);
-    let mut rw = writer
-        .cpu_access(SyncAccess::ReadWrite)
-        .expect("sync start rw");
+    let mut rw = writer.cpu_access(SyncAccess::ReadWrite).expect("sync start rw");
     rw[0] = 0xee;
     drop(rw);
     assert_eq!(reader.as_slice()[0], 0xee);
@@ -199,10 +169,7 @@ fn mapped_buffer_outlives_its_fd() {
     let lines = maps_lines(&maps, inode);
     assert_eq!(lines.len(), 1, "{maps}");
     assert!(lines[0].ends_with(" /dmabuf:ORPHAN MAP"), "{}", lines[0]);
-    assert_eq!(
-        bufinfo_row(inode).map(|r| r[6].clone()),
-        Some("ORPHAN MAP".to_string())
-    );
+    assert_eq!(bufinfo_row(inode).map(|r| r[6].clone()), Some("ORPHAN MAP".to_string()));
     drop(map);
     assert_eq!(bufinfo_row(inode), None);
 }
@@ -214,23 +181,16 @@ fn from_fd_takes_dma_bufs_and_refuses_others() {
     let again = DmaBuf::from_fd(dup).expect("a dma-buf");
     assert_eq!((again.inode(), again.size()), (buf.inode(), 4096));
     let memfd = rustix::fs::memfd_create("plain", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
-    assert!(matches!(
-        DmaBuf::from_fd(memfd),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(DmaBuf::from_fd(memfd), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
 fn renaming_is_allowed_and_visible() {
     let buf = alloc(4096, "FIRST");
-    buf.set_name(&"SECOND".parse().expect("valid"))
-        .expect("rename");
+    buf.set_name(&"SECOND".parse().expect("valid")).expect("rename");
     assert_eq!(fd_link(&buf), "/dmabuf:SECOND");
     assert!(fdinfo(&buf).lines().any(|l| l == "name:\tSECOND"));
-    assert_eq!(
-        bufinfo_row(buf.inode()).map(|r| r[6].clone()),
-        Some("SECOND".to_string())
-    );
+    assert_eq!(bufinfo_row(buf.inode()).map(|r| r[6].clone()), Some("SECOND".to_string()));
 }
 
 #[test]
@@ -244,12 +204,7 @@ fn both_set_name_numbers_work_on_64_bit_kernels() {
 
 #[test]
 fn unknown_heap_lists_the_real_heaps() {
-    let req = AllocRequest {
-        heap: "no-such-heap",
-        size: 4096,
-        name: b"X",
-        heap_flags: 0,
-    };
+    let req = AllocRequest { heap: "no-such-heap", size: 4096, name: b"X", heap_flags: 0 };
     match Allocator::new().allocate(&req) {
         Err(Error::UnknownHeap { heap, available }) => {
             assert_eq!(heap, "no-such-heap");
@@ -263,51 +218,25 @@ fn unknown_heap_lists_the_real_heaps() {
 
 #[test]
 fn size_zero() {
-    let req = AllocRequest {
-        heap: "system",
-        size: 0,
-        name: b"X",
-        heap_flags: 0,
-    };
-    assert!(matches!(
-        Allocator::new().allocate(&req),
-        Err(Error::Size(SizeError::Zero))
-    ));
+    let req = AllocRequest { heap: "system", size: 0, name: b"X", heap_flags: 0 };
+    assert!(matches!(Allocator::new().allocate(&req), Err(Error::Size(SizeError::Zero))));
     // What validation spares the caller: the kernel's bare EINVAL.
-    assert_eq!(
-        sys::heap_alloc(open_system_heap().as_fd(), 0, 0).err(),
-        Some(Errno::INVAL)
-    );
+    assert_eq!(sys::heap_alloc(open_system_heap().as_fd(), 0, 0).err(), Some(Errno::INVAL));
 }
 
 #[test]
 fn size_that_wraps_on_page_rounding() {
     let unlimited = Allocator::with_dir(HEAP_DIR, u64::MAX);
-    let req = AllocRequest {
-        heap: "system",
-        size: u64::MAX,
-        name: b"X",
-        heap_flags: 0,
-    };
-    assert!(matches!(
-        unlimited.allocate(&req),
-        Err(Error::Size(SizeError::Overflow(u64::MAX)))
-    ));
+    let req = AllocRequest { heap: "system", size: u64::MAX, name: b"X", heap_flags: 0 };
+    assert!(matches!(unlimited.allocate(&req), Err(Error::Size(SizeError::Overflow(u64::MAX)))));
     // The kernel's PAGE_ALIGN wraps to 0 and it answers EINVAL, as for size 0.
-    assert_eq!(
-        sys::heap_alloc(open_system_heap().as_fd(), u64::MAX, 0).err(),
-        Some(Errno::INVAL)
-    );
+    assert_eq!(sys::heap_alloc(open_system_heap().as_fd(), u64::MAX, 0).err(), Some(Errno::INVAL));
 }
 
 #[test]
 fn size_over_the_maximum() {
-    let req = AllocRequest {
-        heap: "system",
-        size: DEFAULT_MAX_SIZE + 1,
-        name: b"X",
-        heap_flags: 0,
-    };
+    let req =
+        AllocRequest { heap: "system", size: DEFAULT_MAX_SIZE + 1, name: b"X", heap_flags: 0 };
     assert!(matches!(
         Allocator::new().allocate(&req),
         Err(Error::Size(SizeError::TooLarge { size, max })) if size == DEFAULT_MAX_SIZE + 1 && max == DEFAULT_MAX_SIZE
@@ -348,10 +277,7 @@ fn allocation_beyond_ram_meets_the_oom_killer() {
     assert!(!stdout.contains("OOM child: returned"), "{stdout}");
     // Everything the heap had gathered went back.
     let available = meminfo_kib("MemAvailable");
-    assert!(
-        available > total / 2,
-        "MemAvailable {available} kB of {total} kB after the OOM kill"
-    );
+    assert!(available > total / 2, "MemAvailable {available} kB of {total} kB after the OOM kill");
 }
 
 /// Child half of [`allocation_beyond_ram_meets_the_oom_killer`]; does nothing on its own.
@@ -370,30 +296,14 @@ fn oom_child() {
 
 #[test]
 fn nonzero_heap_flags_are_refused_by_mainline_heaps() {
-    let req = AllocRequest {
-        heap: "system",
-        size: 4096,
-        name: b"X",
-        heap_flags: 1,
-    };
-    assert!(matches!(
-        Allocator::new().allocate(&req),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert_eq!(
-        sys::heap_alloc(open_system_heap().as_fd(), 4096, 1).err(),
-        Some(Errno::INVAL)
-    );
+    let req = AllocRequest { heap: "system", size: 4096, name: b"X", heap_flags: 1 };
+    assert!(matches!(Allocator::new().allocate(&req), Err(Error::InvalidArgument(_))));
+    assert_eq!(sys::heap_alloc(open_system_heap().as_fd(), 4096, 1).err(), Some(Errno::INVAL));
 }
 
 #[test]
 fn name_too_long() {
-    let req = AllocRequest {
-        heap: "system",
-        size: 4096,
-        name: &[b'n'; 32],
-        heap_flags: 0,
-    };
+    let req = AllocRequest { heap: "system", size: 4096, name: &[b'n'; 32], heap_flags: 0 };
     assert!(matches!(
         Allocator::new().allocate(&req),
         Err(Error::Name(NameError::TooLong { len: 32, max: 31 }))
@@ -413,10 +323,7 @@ fn name_too_long() {
 fn naming_something_that_is_no_dma_buf_is_unsupported() {
     let memfd = rustix::fs::memfd_create("plain", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
     let name = "X".parse().expect("valid");
-    assert!(matches!(
-        dmabufd::name::set_name(memfd.as_fd(), &name),
-        Err(Error::Unsupported(_))
-    ));
+    assert!(matches!(dmabufd::name::set_name(memfd.as_fd(), &name), Err(Error::Unsupported(_))));
     assert_eq!(sys::set_name(memfd.as_fd(), c"X"), Err(Errno::NOTTY));
     // A heap device answers ioctls it does not know with EINVAL, not ENOTTY.
     let heap = open_system_heap();
@@ -427,10 +334,7 @@ fn naming_something_that_is_no_dma_buf_is_unsupported() {
 // dmabufctl
 
 fn dmabufctl(args: &[&str]) -> std::process::Output {
-    Command::new(DMABUFCTL)
-        .args(args)
-        .output()
-        .expect("run dmabufctl")
+    Command::new(DMABUFCTL).args(args).output().expect("run dmabufctl")
 }
 
 #[test]
@@ -473,10 +377,7 @@ fn dmabufctl_alloc_holds_mapped_named_buffers() {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("unexpected line {line:?}"));
-        assert_eq!(
-            line,
-            format!("inode={inode} size=8192 heap=system name=\"CLI preview\"\n")
-        );
+        assert_eq!(line, format!("inode={inode} size=8192 heap=system name=\"CLI preview\"\n"));
         inodes.push(inode);
     }
     assert_ne!(inodes[0], inodes[1]);
@@ -543,12 +444,7 @@ fn dmabufctl_without_access_to_the_heap_fails_with_status_1() {
     );
     let out = unprivileged(&["heaps"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        heaps_on_disk()
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(), heaps_on_disk());
 }
 
 #[test]
@@ -577,11 +473,7 @@ fn dmabufctl_bad_input_is_one_line_and_status_2() {
         args.extend(override_args.iter());
         let out = dmabufctl(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            format!("{expected}\n"),
-            "{args:?}"
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{expected}\n"), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }

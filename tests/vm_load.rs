@@ -6,7 +6,7 @@
 //!   accounting scans (the service's getReport and getLedger, the library's scan) run
 //!   back to back. No scan may fail; afterwards no buffer survives in the kernel, the ledger is
 //!   empty, the service's fds are exactly the baseline and its RSS is within
-//!   [`RSS_MARGIN_KIB`] of it. Prints the figures of BENCHMARKS.reliability.md.
+//!   [`RSS_MARGIN_KIB`] of it. Prints the figures of BENCHMARKS.md, "Reliability".
 //! * `restart_keeps_client_buffers_and_rebuilds_the_ledger`: dmabufd is SIGKILLed while clients
 //!   allocate; every buffer they hold still maps and reads back what was written before the
 //!   kill; the restarted service's ledger holds exactly the expected rebuilt entries (see

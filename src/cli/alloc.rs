@@ -32,9 +32,8 @@ pub fn alloc(args: &AllocArgs) -> Result<()> {
         heap_flags: args.flags,
     };
     let allocator = Allocator::new();
-    let buffers = (0..args.count)
-        .map(|_| allocator.allocate(&req))
-        .collect::<Result<Vec<DmaBuf>>>()?;
+    let buffers =
+        (0..args.count).map(|_| allocator.allocate(&req)).collect::<Result<Vec<DmaBuf>>>()?;
     present(args, &buffers)
 }
 
@@ -50,10 +49,7 @@ pub(super) fn check_count(args: &AllocArgs) -> Result<()> {
 /// maps and touches them, prints them, then holds them.
 pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
     let mappings = if args.map {
-        buffers
-            .iter()
-            .map(map_and_touch)
-            .collect::<Result<Vec<_>>>()?
+        buffers.iter().map(map_and_touch).collect::<Result<Vec<_>>>()?
     } else {
         Vec::new()
     };

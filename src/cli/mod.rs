@@ -20,7 +20,11 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "dmabufctl", version, about = "Allocate named dma-bufs and account for every dma-buf in the system")]
+#[command(
+    name = "dmabufctl",
+    version,
+    about = "Allocate named dma-bufs and account for every dma-buf in the system"
+)]
 pub struct Cli {
     /// Go through the dmabufd binder service instead of the kernel and /proc directly.
     #[arg(long, global = true)]
@@ -158,7 +162,9 @@ fn run(cli: Cli) -> crate::Result<()> {
 /// Bad input is the caller's to fix (2); anything else is the system's (1).
 fn exit_status(e: &Error) -> i32 {
     match e {
-        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => EXIT_USAGE,
+        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => {
+            EXIT_USAGE
+        }
         // The service's ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN_HEAP and ERROR_INVALID_NAME.
         Error::Service { code: 1..=3, .. } => EXIT_USAGE,
         _ => EXIT_FAILURE,
@@ -170,9 +176,15 @@ fn exit_status(e: &Error) -> i32 {
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_USAGE } else { 0 }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_USAGE
+            } else {
+                0
+            }
         }
         _ => {
             let text = e.render().to_string();

@@ -82,11 +82,7 @@ fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
     let uid = args.uid.map_or(ALL, convert::uid_to_aidl);
     let pid = args.pid.unwrap_or(ALL);
     let report = service.getReport(uid, pid).map_err(|s| from_status(&s))?;
-    dump::print(
-        &convert::report_from_aidl(report),
-        args,
-        args.uid.is_some() || args.pid.is_some(),
-    )
+    dump::print(&convert::report_from_aidl(report), args, args.uid.is_some() || args.pid.is_some())
 }
 
 fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {

@@ -172,11 +172,7 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
 
 fn buffer_from_aidl(b: BufferInfo) -> BufferView {
     let refs = |pick: fn(&BufferRef) -> i32| -> BTreeMap<i32, u32> {
-        b.refs
-            .iter()
-            .filter(|r| pick(r) > 0)
-            .map(|r| (r.pid, unsigned32(pick(r))))
-            .collect()
+        b.refs.iter().filter(|r| pick(r) > 0).map(|r| (r.pid, unsigned32(pick(r)))).collect()
     };
     BufferView {
         inode: unsigned(b.inode),
@@ -240,22 +236,9 @@ mod tests {
                 fd_bytes: 65536,
                 map_only_bytes: 0,
             }],
-            apps: vec![AppView {
-                uid: 10_001,
-                rss: 65536,
-                pss: 32768,
-                buffers: 1,
-            }],
-            names: vec![NameView {
-                name: String::new(),
-                bytes: 65536,
-                buffers: 1,
-            }],
-            heaps: vec![ExporterView {
-                exporter: "system".into(),
-                bytes: 65536,
-                buffers: 1,
-            }],
+            apps: vec![AppView { uid: 10_001, rss: 65536, pss: 32768, buffers: 1 }],
+            names: vec![NameView { name: String::new(), bytes: 65536, buffers: 1 }],
+            heaps: vec![ExporterView { exporter: "system".into(), bytes: 65536, buffers: 1 }],
             totals: Totals {
                 exported_bytes: None,
                 userspace_rss: 65536,
@@ -292,10 +275,7 @@ mod tests {
         };
         let aidl = entry_to_aidl(&rebuilt);
         // What LedgerEntry documents for entries rebuilt after a restart.
-        assert_eq!(
-            (aidl.uid, aidl.pid, aidl.timeMillis, aidl.attributed),
-            (-1, -1, 0, false)
-        );
+        assert_eq!((aidl.uid, aidl.pid, aidl.timeMillis, aidl.attributed), (-1, -1, 0, false));
         assert_eq!(entry_from_aidl(aidl), rebuilt);
     }
 }

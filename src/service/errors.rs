@@ -32,10 +32,7 @@ pub fn to_status(e: &Error) -> Status {
 pub fn from_status(status: &Status) -> Error {
     match compat::service_error_of(status) {
         Some((code, message)) => Error::Service { code, message },
-        None => Error::io(
-            "binder call to dmabufd",
-            std::io::Error::other(status.to_string()),
-        ),
+        None => Error::io("binder call to dmabufd", std::io::Error::other(status.to_string())),
     }
 }
 
@@ -50,43 +47,15 @@ mod tests {
         let cases: Vec<(Error, i32)> = vec![
             (Error::Size(SizeError::Zero), 1),
             (Error::InvalidArgument("flags".into()), 1),
-            (
-                Error::UnknownHeap {
-                    heap: "x".into(),
-                    available: vec!["system".into()],
-                },
-                2,
-            ),
+            (Error::UnknownHeap { heap: "x".into(), available: vec!["system".into()] }, 2),
             (Error::Name(NameError::Empty), 3),
-            (
-                Error::OutOfMemory {
-                    heap: "system".into(),
-                    size: 4096,
-                },
-                4,
-            ),
-            (
-                Error::QuotaExceeded {
-                    uid: 10,
-                    outstanding: 1,
-                    limit: 1,
-                },
-                5,
-            ),
-            (
-                Error::PermissionDenied("uid 10 may not read uid 0".into()),
-                6,
-            ),
+            (Error::OutOfMemory { heap: "system".into(), size: 4096 }, 4),
+            (Error::QuotaExceeded { uid: 10, outstanding: 1, limit: 1 }, 5),
+            (Error::PermissionDenied("uid 10 may not read uid 0".into()), 6),
             (Error::Unsupported("naming"), 7),
             (Error::Busy, 7),
             (Error::io("reading /proc", std::io::Error::other("boom")), 8),
-            (
-                Error::Service {
-                    code: 4,
-                    message: "relayed".into(),
-                },
-                4,
-            ),
+            (Error::Service { code: 4, message: "relayed".into() }, 4),
         ];
         for (e, code) in cases {
             assert_eq!(code_of(&e), code, "{e:?}");
@@ -100,11 +69,7 @@ mod tests {
         }
         // The constants the CLI's exit-status mapping hard-codes as bad input.
         assert_eq!(
-            [
-                codes::ERROR_INVALID_ARGUMENT,
-                codes::ERROR_UNKNOWN_HEAP,
-                codes::ERROR_INVALID_NAME
-            ],
+            [codes::ERROR_INVALID_ARGUMENT, codes::ERROR_UNKNOWN_HEAP, codes::ERROR_INVALID_NAME],
             [1, 2, 3]
         );
     }

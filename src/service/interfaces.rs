@@ -47,10 +47,7 @@ impl IAllocator for AllocatorService {
             name: &request.name,
             heap_flags: request.heapFlags,
         };
-        let buf = self
-            .0
-            .allocate(compat::caller(), &req)
-            .map_err(|e| to_status(&e))?;
+        let buf = self.0.allocate(compat::caller(), &req).map_err(|e| to_status(&e))?;
         let (inode, size) = (buf.inode(), buf.size());
         // The reply parcel takes its own duplicate; this one closes when the Allocation is
         // dropped after the reply is written, so the service keeps nothing.
@@ -80,10 +77,7 @@ impl IAccounting for AccountingService {
 
     fn getMyUsage(&self) -> Result<Report> {
         let caller = compat::caller();
-        let filter = Filter {
-            uid: Some(caller.uid),
-            pid: None,
-        };
+        let filter = Filter { uid: Some(caller.uid), pid: None };
         self.0
             .report(caller, filter)
             .map(|r| convert::report_to_aidl(&r))
@@ -92,10 +86,7 @@ impl IAccounting for AccountingService {
 
     fn getLedger(&self, uid: i32) -> Result<Vec<LedgerEntry>> {
         let uid = selector("uid", uid)?.map(convert::uid_from_aidl);
-        let entries = self
-            .0
-            .ledger_entries(compat::caller(), uid)
-            .map_err(|e| to_status(&e))?;
+        let entries = self.0.ledger_entries(compat::caller(), uid).map_err(|e| to_status(&e))?;
         Ok(entries.iter().map(convert::entry_to_aidl).collect())
     }
 }

@@ -66,10 +66,9 @@ impl LiveBuffers {
                 }
                 Ok(live)
             }
-            LiveBuffers::Scan => Ok(scan::scan(&ScanOptions::default())?
-                .buffers
-                .into_keys()
-                .collect()),
+            LiveBuffers::Scan => {
+                Ok(scan::scan(&ScanOptions::default())?.buffers.into_keys().collect())
+            }
         }
     }
 }

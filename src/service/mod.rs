@@ -36,20 +36,10 @@ struct Args {
     #[arg(long = "allow-uid", value_name = "UID", env = "DMABUFD_ALLOW_UIDS", value_delimiter = ',', default_values_t = [0, 1000])]
     allow_uids: Vec<u32>,
     /// Outstanding bytes each uid may hold through the service (K, M, G suffixes), or `none`.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "DMABUFD_QUOTA",
-        default_value = "1G"
-    )]
+    #[arg(long, value_name = "BYTES", env = "DMABUFD_QUOTA", default_value = "1G")]
     quota: String,
     /// Largest single buffer (K, M, G suffixes).
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "DMABUFD_MAX_SIZE",
-        default_value = "256M"
-    )]
+    #[arg(long, value_name = "BYTES", env = "DMABUFD_MAX_SIZE", default_value = "256M")]
     max_size: String,
     /// Binder threads serving calls.
     #[arg(long, value_name = "N", default_value_t = 4)]
@@ -72,10 +62,7 @@ impl Args {
             "none" => None,
             text => Some(units::parse_size(text)?),
         };
-        let policy = Policy {
-            allowlist: self.allow_uids.iter().copied().collect(),
-            quota,
-        };
+        let policy = Policy { allowlist: self.allow_uids.iter().copied().collect(), quota };
         Ok((policy, units::parse_size(&self.max_size)?))
     }
 }
@@ -87,11 +74,7 @@ pub fn main() -> i32 {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                crate::cli::EXIT_USAGE
-            } else {
-                0
-            };
+            return if e.use_stderr() { crate::cli::EXIT_USAGE } else { 0 };
         }
     };
     let (policy, max_size) = match args.policy() {
@@ -103,11 +86,7 @@ pub fn main() -> i32 {
     };
     let live = LiveBuffers::detect();
     log::info!("policy {policy:?}, max buffer {max_size} bytes, live buffer list from {live}");
-    let shared = Arc::new(Shared::new(
-        policy,
-        Allocator::with_dir(args.heap_dir, max_size),
-        live,
-    ));
+    let shared = Arc::new(Shared::new(policy, Allocator::with_dir(args.heap_dir, max_size), live));
     // Before serving, so that quota checks see what clients still hold from an earlier instance.
     match shared.rebuild_ledger() {
         Ok(0) => {}

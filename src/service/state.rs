@@ -76,18 +76,10 @@ impl Shared {
     /// only reference; the caller of this function must hand it out and drop it.
     pub fn allocate(&self, caller: Caller, req: &Request<'_>) -> Result<DmaBuf> {
         let result = self.try_allocate(caller, req);
-        let counter = if result.is_ok() {
-            &self.allocations
-        } else {
-            &self.refusals
-        };
+        let counter = if result.is_ok() { &self.allocations } else { &self.refusals };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
-            log::info!(
-                "uid {} pid {}: allocate {req:?} refused: {e}",
-                caller.uid,
-                caller.pid
-            );
+            log::info!("uid {} pid {}: allocate {req:?} refused: {e}", caller.uid, caller.pid);
         }
         result
     }
@@ -139,13 +131,11 @@ impl Shared {
             return Ok(());
         }
         self.prune();
-        self.ledger()
-            .reserve(uid, size, limit)
-            .map_err(|over| Error::QuotaExceeded {
-                uid,
-                outstanding: over.outstanding,
-                limit: limit.unwrap_or(u64::MAX),
-            })
+        self.ledger().reserve(uid, size, limit).map_err(|over| Error::QuotaExceeded {
+            uid,
+            outstanding: over.outstanding,
+            limit: limit.unwrap_or(u64::MAX),
+        })
     }
 
     /// Drops ledger entries of buffers that died. A failure to read the kernel's list keeps
@@ -154,9 +144,7 @@ impl Shared {
         let seen = self.ledger().generation();
         match self.live.read() {
             Ok(live) => {
-                let dropped = self
-                    .ledger()
-                    .retain_live(seen, |inode| live.contains(&inode));
+                let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
             }
             Err(e) => log::warn!("ledger: not pruned, cannot list live buffers: {e}"),
@@ -200,16 +188,10 @@ impl Shared {
     /// The `dumpsys` text: configuration, counters, per-uid usage and every ledger entry.
     pub fn write_dump(&self, w: &mut dyn Write) -> std::io::Result<()> {
         self.prune();
-        let heaps = self
-            .heaps()
-            .map_or_else(|e| format!("<{e}>"), |h| h.join(", "));
+        let heaps = self.heaps().map_or_else(|e| format!("<{e}>"), |h| h.join(", "));
         writeln!(w, "dmabufd: up {} s", self.started.elapsed().as_secs())?;
         writeln!(w, "heaps: {heaps}")?;
-        writeln!(
-            w,
-            "cross-uid queries allowed for uids: {:?}",
-            self.policy.allowlist
-        )?;
+        writeln!(w, "cross-uid queries allowed for uids: {:?}", self.policy.allowlist)?;
         match self.policy.quota {
             Some(quota) => writeln!(w, "quota: {quota} bytes outstanding per uid")?,
             None => writeln!(w, "quota: none")?,
@@ -231,11 +213,7 @@ impl Shared {
             entries.len()
         )?;
         for u in usage {
-            writeln!(
-                w,
-                "  uid {}: {} buffers, {} bytes",
-                u.uid, u.buffers, u.bytes
-            )?;
+            writeln!(w, "  uid {}: {} buffers, {} bytes", u.uid, u.buffers, u.bytes)?;
         }
         writeln!(
             w,
@@ -255,9 +233,7 @@ impl Shared {
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         // A panic while holding the lock leaves the ledger consistent (every method is a few
         // map updates), so a poisoned lock is still usable.
-        self.ledger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -267,10 +243,7 @@ mod tests {
 
     #[test]
     fn own_uid_always_allowlist_anything() {
-        let policy = Policy {
-            allowlist: [0, 1000].into(),
-            quota: None,
-        };
+        let policy = Policy { allowlist: [0, 1000].into(), quota: None };
         assert!(policy.check_query(10_001, Some(10_001)).is_ok());
         assert!(policy.check_query(1000, Some(10_001)).is_ok());
         assert!(policy.check_query(0, None).is_ok());
@@ -278,9 +251,6 @@ mod tests {
             policy.check_query(10_001, Some(10_002)),
             Err(Error::PermissionDenied(_))
         ));
-        assert!(matches!(
-            policy.check_query(10_001, None),
-            Err(Error::PermissionDenied(_))
-        ));
+        assert!(matches!(policy.check_query(10_001, None), Err(Error::PermissionDenied(_))));
     }
 }

@@ -40,10 +40,7 @@ pub fn service_error_of(status: &Status) -> Option<(i32, String)> {
 
 /// Who is calling, inside a method being served.
 pub fn caller() -> Caller {
-    Caller {
-        uid: ThreadState::get_calling_uid(),
-        pid: ThreadState::get_calling_pid(),
-    }
+    Caller { uid: ThreadState::get_calling_uid(), pid: ThreadState::get_calling_pid() }
 }
 
 /// Wraps an [`IAllocator`] implementation into a binder object.
@@ -102,12 +99,12 @@ pub fn connect<T: FromIBinder + ?Sized>(
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Transport::Kernel(Some(_)) => Err(crate::Error::Unsupported(
-            "choosing the binder device (libbinder decides)",
-        )),
-        Transport::Rpc(_) => Err(crate::Error::Unsupported(
-            "binder RPC (not available to vendor code)",
-        )),
+        Transport::Kernel(Some(_)) => {
+            Err(crate::Error::Unsupported("choosing the binder device (libbinder decides)"))
+        }
+        Transport::Rpc(_) => {
+            Err(crate::Error::Unsupported("binder RPC (not available to vendor code)"))
+        }
     }
 }
 
@@ -134,8 +131,7 @@ macro_rules! impl_interface_with_dump {
                 writer: &mut dyn ::std::io::Write,
                 _args: &[&::std::ffi::CStr],
             ) -> ::std::result::Result<(), ::binder::StatusCode> {
-                self.write_dump(writer)
-                    .map_err(|_| ::binder::StatusCode::FAILED_TRANSACTION)
+                self.write_dump(writer).map_err(|_| ::binder::StatusCode::FAILED_TRANSACTION)
             }
         }
     };

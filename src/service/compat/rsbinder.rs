@@ -31,20 +31,13 @@ pub fn service_error(code: i32, message: &str) -> Status {
 
 /// The `ERROR_*` code of a failed call, if the service sent one, and its message.
 pub fn service_error_of(status: &Status) -> Option<(i32, String)> {
-    (status.exception_code() == ExceptionCode::ServiceSpecific).then(|| {
-        (
-            status.service_specific_error(),
-            status.message().unwrap_or_default().to_owned(),
-        )
-    })
+    (status.exception_code() == ExceptionCode::ServiceSpecific)
+        .then(|| (status.service_specific_error(), status.message().unwrap_or_default().to_owned()))
 }
 
 /// Who is calling, inside a method being served.
 pub fn caller() -> Caller {
-    Caller {
-        uid: ::rsbinder::get_calling_uid(),
-        pid: ::rsbinder::get_calling_pid(),
-    }
+    Caller { uid: ::rsbinder::get_calling_uid(), pid: ::rsbinder::get_calling_pid() }
 }
 
 /// Wraps an [`IAllocator`] implementation into a binder object.
@@ -129,9 +122,9 @@ pub fn connect<T: FromIBinder + ?Sized>(
         .and_then(|client| client.get::<T>(instance))
         .map_err(failed),
         #[cfg(not(feature = "rpc"))]
-        Transport::Rpc(_) => Err(crate::Error::Unsupported(
-            "binder RPC (this build lacks feature `rpc`)",
-        )),
+        Transport::Rpc(_) => {
+            Err(crate::Error::Unsupported("binder RPC (this build lacks feature `rpc`)"))
+        }
     }
 }
 
@@ -166,8 +159,7 @@ macro_rules! impl_interface_with_dump {
                 writer: &mut dyn ::std::io::Write,
                 _args: &[String],
             ) -> ::rsbinder::Result<()> {
-                self.write_dump(writer)
-                    .map_err(|_| ::rsbinder::StatusCode::FailedTransaction)
+                self.write_dump(writer).map_err(|_| ::rsbinder::StatusCode::FailedTransaction)
             }
         }
     };
