@@ -471,12 +471,49 @@ fn ledger_rows(entries: &[Entry]) -> Rows {
         .collect()
 }
 
-/// The service's allocation ledger as a table, exact bytes, oldest first.
+const LEDGER_TABLE_HEADERS: [&str; 7] =
+    ["Name", "Inode", "Size", "Heap", "Uid", "Pid", "Time (UTC)"];
+
+/// The service's allocation ledger as a table for people: the name first, as in the other
+/// tables, and the time as a UTC timestamp; exact bytes, oldest first.
 pub fn ledger_table(entries: &[Entry]) -> String {
-    simple_table(&LEDGER_HEADERS, ledger_rows(entries))
+    let rows = ledger_rows(entries)
+        .into_iter()
+        .zip(entries)
+        .map(|(mut row, e)| {
+            row.rotate_right(1);
+            row[6] = if e.time_millis == 0 { "-".into() } else { utc_timestamp(e.time_millis) };
+            row
+        })
+        .collect();
+    simple_table(&LEDGER_TABLE_HEADERS, rows)
 }
 
-/// The service's allocation ledger as CSV, same columns as [`ledger_table`].
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (proleptic Gregorian, UTC), without
+/// pulling a date crate into a system service for one column.
+fn utc_timestamp(millis: u64) -> String {
+    let (secs, ms) = (millis / 1000, millis % 1000);
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60
+    )
+}
+
+/// The service's allocation ledger as CSV for programs: time in milliseconds since the epoch,
+/// name last.
 pub fn ledger_csv(entries: &[Entry]) -> String {
     render_csv(&LEDGER_HEADERS, &ledger_rows(entries))
 }
@@ -496,4 +533,56 @@ fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String
         serde_json::to_string_pretty(value).map_err(|e| crate::Error::io("encoding JSON", e))?;
     s.push('\n');
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ledger_csv, ledger_table, utc_timestamp};
+    use crate::ledger::{Entry, UNKNOWN_PID, UNKNOWN_UID};
+
+    fn entry(inode: u64, name: &str, uid: u32, pid: i32, time_millis: u64) -> Entry {
+        let attributed = time_millis != 0;
+        Entry {
+            inode,
+            size: 4096 * inode,
+            name: name.into(),
+            heap: "system".into(),
+            uid,
+            pid,
+            time_millis,
+            attributed,
+        }
+    }
+
+    #[test]
+    fn ledger_table_and_csv() {
+        let entries = [
+            entry(3, "CAMERA preview", 1047, 190, 1_795_597_200_615),
+            entry(12, "GL", UNKNOWN_UID, UNKNOWN_PID, 0),
+        ];
+        assert_eq!(
+            ledger_table(&entries),
+            "Name            Inode   Size    Heap   Uid  Pid               Time (UTC)\n\
+             CAMERA preview      3  12288  system  1047  190  2026-11-25 09:00:00.615\n\
+             GL                 12  49152  system     -    -                        -\n"
+        );
+        assert_eq!(
+            ledger_csv(&entries),
+            "Inode,Size,Heap,Uid,Pid,TimeMs,Name\n3,12288,system,1047,190,1795597200615,CAMERA preview\n\
+             12,49152,system,-,-,0,GL\n"
+        );
+    }
+
+    #[test]
+    fn utc_timestamps_match_the_calendar() {
+        for (millis, want) in [
+            (0, "1970-01-01 00:00:00.000"),
+            (951_782_400_000, "2000-02-29 00:00:00.000"),
+            (1_709_164_800_000, "2024-02-29 00:00:00.000"),
+            (1_795_597_200_615, "2026-11-25 09:00:00.615"),
+            (4_102_444_799_999, "2099-12-31 23:59:59.999"),
+        ] {
+            assert_eq!(utc_timestamp(millis), want, "{millis}");
+        }
+    }
 }
