@@ -456,9 +456,11 @@ EOF
 		path=${e#*$'\t'}
 		rm -f "$stage/usr/bin/$name"
 		cp "$path" "$stage/usr/bin/$name"
-		# Same path as on the host, so env!("CARGO_BIN_EXE_<name>") works in tests.
+		# Same path as on the host, so env!("CARGO_BIN_EXE_<name>") works in tests. /tmp and /run
+		# get fresh tmpfs mounts in the guest, so links there are made by init after mounting.
 		case $path in
-		/tmp/* | /run/* | /dev/* | /proc/* | /sys/* | /usr/bin/*) ;;
+		/tmp/* | /run/*) printf '%s\t%s\n' "$name" "$path" >>"$stage/etc/dmabufd-vm/binlinks" ;;
+		/dev/* | /proc/* | /sys/* | /usr/bin/*) ;;
 		/*)
 			mkdir -p "$stage$(dirname "$path")"
 			ln -sfn "/usr/bin/$name" "$stage$path"
