@@ -1,6 +1,8 @@
 //! Logging set-up shared by both binaries: logcat on Android, stderr elsewhere.
 
-/// Initialises the `log` facade once; `tag` is the logcat tag on Android.
+/// Initialises the `log` facade once; `tag` is the logcat tag on Android. Off Android, rsbinder's
+/// own log lines are off unless `RUST_LOG` asks for them: every failure they describe reaches the
+/// user once, as this crate's one-line error.
 pub fn init(tag: &'static str) {
     #[cfg(target_os = "android")]
     android_logger::init_once(
@@ -9,8 +11,10 @@ pub fn init(tag: &'static str) {
     #[cfg(not(target_os = "android"))]
     {
         let _ = tag;
-        let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-            .format_timestamp_millis()
-            .try_init();
+        let _ = env_logger::Builder::from_env(
+            env_logger::Env::default().default_filter_or("warn,rsbinder=off"),
+        )
+        .format_timestamp_millis()
+        .try_init();
     }
 }

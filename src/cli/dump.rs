@@ -22,7 +22,7 @@ pub(super) fn print(report: &Report, args: &DumpArgs, filtered: bool) -> crate::
     stdout.write_all(text.as_bytes()).map_err(|e| crate::Error::io("writing the report", e))?;
     if report.totals.unreadable_processes > 0 && args.format == Format::Table {
         eprintln!(
-            "dmabufctl: {} processes skipped (exited during the scan, or not readable by this user)",
+            "dmabufctl: processes skipped: {} (exited during the scan, or not readable by this user)",
             report.totals.unreadable_processes
         );
     }

@@ -109,6 +109,15 @@ pub fn connect<T: FromIBinder + ?Sized>(
 }
 
 fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
+    if code == StatusCode::NO_INIT {
+        return crate::Error::io(
+            format!("cannot reach {instance}"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no binder driver (is /dev/binder there?)",
+            ),
+        );
+    }
     let kind = match code {
         StatusCode::TIMED_OUT => std::io::ErrorKind::TimedOut,
         StatusCode::NAME_NOT_FOUND => std::io::ErrorKind::NotFound,

@@ -137,6 +137,15 @@ fn rpc_uri(socket: &std::path::Path) -> ::rsbinder::Uri {
 }
 
 fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
+    if code == StatusCode::NoInit {
+        return crate::Error::io(
+            format!("cannot reach {instance}"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no binder driver (is /dev/binder there?)",
+            ),
+        );
+    }
     let kind = match code {
         StatusCode::TimedOut => std::io::ErrorKind::TimedOut,
         StatusCode::NameNotFound => std::io::ErrorKind::NotFound,
