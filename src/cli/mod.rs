@@ -128,7 +128,7 @@ pub struct LedgerArgs {
 
 /// Runs `dmabufctl` with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
-    crate::logging::init("dmabufctl");
+    crate::logging::init("dmabufctl", "warn,rsbinder=off");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -69,7 +69,7 @@ impl Args {
 
 /// Runs the `dmabufd` service and returns its exit status (it only returns on failure).
 pub fn main() -> i32 {
-    crate::logging::init("dmabufd");
+    crate::logging::init("dmabufd", "warn");
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
