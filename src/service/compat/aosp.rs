@@ -16,7 +16,7 @@ pub use binder::{
     ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong,
 };
 
-use super::{Caller, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
+use super::{Caller, Transport, Unreachable, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 
 /// The AIDL package `vendor.dmabufd` from the `vendor.dmabufd-V1-rust` module.
 pub use vendor_dmabufd::aidl::vendor::dmabufd as aidl;
@@ -109,25 +109,14 @@ pub fn connect<T: FromIBinder + ?Sized>(
 }
 
 fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
-    if code == StatusCode::NO_INIT {
-        return crate::Error::io(
-            format!("cannot reach {instance}"),
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no binder driver (is /dev/binder there?)",
-            ),
-        );
-    }
-    let kind = match code {
-        StatusCode::TIMED_OUT => std::io::ErrorKind::TimedOut,
-        StatusCode::NAME_NOT_FOUND => std::io::ErrorKind::NotFound,
-        StatusCode::PERMISSION_DENIED => std::io::ErrorKind::PermissionDenied,
-        _ => std::io::ErrorKind::Other,
+    let why = match code {
+        StatusCode::NO_INIT => Unreachable::NoDriver,
+        StatusCode::TIMED_OUT => Unreachable::TimedOut,
+        StatusCode::NAME_NOT_FOUND => Unreachable::NotRegistered,
+        StatusCode::PERMISSION_DENIED => Unreachable::Denied,
+        other => Unreachable::Other(format!("{other:?}")),
     };
-    crate::Error::io(
-        format!("cannot reach {instance}"),
-        std::io::Error::new(kind, format!("{code:?}")),
-    )
+    super::connect_error(instance, why)
 }
 
 /// Implements [`Interface`] for a service type whose `write_dump(&self, &mut dyn Write)` answers

@@ -41,3 +41,31 @@ pub enum Transport {
 pub const ALLOCATOR_INSTANCE: &str = "vendor.dmabufd.IAllocator/default";
 /// See [`ALLOCATOR_INSTANCE`].
 pub const ACCOUNTING_INSTANCE: &str = "vendor.dmabufd.IAccounting/default";
+
+/// Why a service could not be reached, in terms both binder crates share (their status enums
+/// differ only in spelling).
+#[derive(Debug)]
+enum Unreachable {
+    /// No binder driver to open: the device node is missing or the module is not loaded.
+    NoDriver,
+    TimedOut,
+    NotRegistered,
+    Denied,
+    /// Any other status, as the binder crate prints it.
+    Other(String),
+}
+
+/// The one-line error a client shows when `instance` cannot be reached.
+fn connect_error(instance: &str, why: Unreachable) -> crate::Error {
+    use std::io::{Error, ErrorKind};
+    let source = match why {
+        Unreachable::NoDriver => {
+            Error::new(ErrorKind::NotFound, "no binder driver (is /dev/binder there?)")
+        }
+        Unreachable::TimedOut => Error::new(ErrorKind::TimedOut, "not registered in time"),
+        Unreachable::NotRegistered => Error::new(ErrorKind::NotFound, "not registered"),
+        Unreachable::Denied => Error::new(ErrorKind::PermissionDenied, "permission denied"),
+        Unreachable::Other(status) => Error::other(status),
+    };
+    crate::Error::io(format!("cannot reach {instance}"), source)
+}

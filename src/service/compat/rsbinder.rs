@@ -8,7 +8,7 @@ pub use ::rsbinder::{
     ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong,
 };
 
-use super::{Caller, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
+use super::{Caller, Transport, Unreachable, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 
 /// The stubs `build.rs` generated from `aidl/` (`rsbinder-aidl`, file `dmabufd_aidl.rs`).
 mod generated {
@@ -137,25 +137,14 @@ fn rpc_uri(socket: &std::path::Path) -> ::rsbinder::Uri {
 }
 
 fn connect_error(instance: &str, code: StatusCode) -> crate::Error {
-    if code == StatusCode::NoInit {
-        return crate::Error::io(
-            format!("cannot reach {instance}"),
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no binder driver (is /dev/binder there?)",
-            ),
-        );
-    }
-    let kind = match code {
-        StatusCode::TimedOut => std::io::ErrorKind::TimedOut,
-        StatusCode::NameNotFound => std::io::ErrorKind::NotFound,
-        StatusCode::PermissionDenied => std::io::ErrorKind::PermissionDenied,
-        _ => std::io::ErrorKind::Other,
+    let why = match code {
+        StatusCode::NoInit => Unreachable::NoDriver,
+        StatusCode::TimedOut => Unreachable::TimedOut,
+        StatusCode::NameNotFound => Unreachable::NotRegistered,
+        StatusCode::PermissionDenied => Unreachable::Denied,
+        other => Unreachable::Other(format!("{other:?}")),
     };
-    crate::Error::io(
-        format!("cannot reach {instance}"),
-        std::io::Error::new(kind, format!("{code:?}")),
-    )
+    super::connect_error(instance, why)
 }
 
 /// Implements [`Interface`] for a service type whose `write_dump(&self, &mut dyn Write)` answers
