@@ -48,7 +48,7 @@ pub enum Error {
     InvalidArgument(String),
     #[error("unknown heap {heap:?}; available heaps: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
     UnknownHeap { heap: String, available: Vec<String> },
-    #[error("not supported by this kernel: {0}")]
+    #[error("not supported: {0}")]
     Unsupported(&'static str),
     #[error("buffer is busy (renaming while devices are attached is refused by this kernel)")]
     Busy,

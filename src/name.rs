@@ -101,7 +101,7 @@ pub fn set_name(fd: BorrowedFd<'_>, name: &BufName) -> Result<()> {
 /// refuses renaming while devices are attached.
 pub fn set_name_error(errno: Errno) -> Error {
     match errno {
-        Errno::NOTTY => Error::Unsupported("naming dma-bufs (DMA_BUF_SET_NAME)"),
+        Errno::NOTTY => Error::Unsupported("naming dma-bufs (DMA_BUF_SET_NAME needs Linux 5.3)"),
         Errno::BUSY => Error::Busy,
         other => Error::io("DMA_BUF_SET_NAME", other),
     }
