@@ -19,6 +19,7 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit status when a valid request failed.
 pub const EXIT_FAILURE: i32 = 1;
 
+/// The whole command line. Fields are the global options.
 #[derive(Debug, Parser)]
 #[command(
     name = "dmabufctl",
@@ -33,10 +34,12 @@ pub struct Cli {
     /// kernel binder (host testing).
     #[arg(long, global = true, value_name = "SOCKET", requires = "service")]
     pub rpc: Option<PathBuf>,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc comment is its `--help` summary.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the dma-buf heaps under /dev/dma_heap.
@@ -49,6 +52,7 @@ pub enum Command {
     Ledger(LedgerArgs),
 }
 
+/// `dmabufctl alloc`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct AllocArgs {
     /// Heap name under /dev/dma_heap.
@@ -66,7 +70,7 @@ pub struct AllocArgs {
     /// Number of buffers.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
-    /// Also map each buffer (and touch its pages), so it shows in /proc/<pid>/maps.
+    /// Also map each buffer (and touch its pages), so it shows in `/proc/<pid>/maps`.
     #[arg(long)]
     pub map: bool,
     /// Keep the buffers alive this many seconds before exiting, so other tools can see them.
@@ -74,21 +78,39 @@ pub struct AllocArgs {
     pub hold: Option<u64>,
 }
 
+/// How `dump` and `ledger` print their results. Variant docs are for rustdoc only: clap would
+/// list them under `--help` (`help = None` keeps its output as it was).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Aligned columns for people.
+    #[value(help = None::<&str>)]
     Table,
+    /// One header line, then one line per row.
+    #[value(help = None::<&str>)]
     Csv,
+    /// Machine-readable JSON (`dump`'s is documented in docs/dump.md).
+    #[value(help = None::<&str>)]
     Json,
 }
 
+/// Which view `dump` tables group by. Variant docs are for rustdoc only, as for [`Format`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GroupBy {
+    /// Per process, as dmabuf_dump.
+    #[value(help = None::<&str>)]
     Process,
+    /// Per uid.
+    #[value(help = None::<&str>)]
     App,
+    /// Per purpose name.
+    #[value(help = None::<&str>)]
     Name,
+    /// Per exporter (heap).
+    #[value(help = None::<&str>)]
     Heap,
 }
 
+/// `dmabufctl dump`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Only this process.
@@ -116,6 +138,7 @@ pub struct DumpArgs {
     pub proc_root: PathBuf,
 }
 
+/// `dmabufctl ledger`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
     /// Only allocations made by this uid.
