@@ -86,11 +86,17 @@ impl Filter {
 /// that `nr_procs` and Pss shares can be read off any report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BufferView {
+    /// Inode on the dma-buf pseudo filesystem: the buffer's identity.
     pub inode: u64,
+    /// Size in bytes, as in [`Buffer::size`].
     pub size: u64,
+    /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
     pub exporter: Option<String>,
+    /// Purpose name; `None` when unnamed.
     pub name: Option<String>,
+    /// Number of fds per holding pid.
     pub fd_refs: BTreeMap<i32, u32>,
+    /// Number of mappings (VMAs) per holding pid.
     pub map_refs: BTreeMap<i32, u32>,
 }
 
@@ -113,8 +119,11 @@ impl BufferView {
 /// Per-process usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProcessView {
+    /// Thread-group id.
     pub pid: i32,
+    /// Real uid: on Android, the app.
     pub uid: u32,
+    /// Command name, from `/proc/<pid>/status`.
     pub comm: String,
     /// Sum of sizes of distinct buffers referenced by fd or mapping.
     pub rss: u64,
@@ -129,6 +138,7 @@ pub struct ProcessView {
 /// Per-uid usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppView {
+    /// Real uid: on Android, the app.
     pub uid: u32,
     /// Sum of sizes of distinct buffers referenced by any process of the uid.
     pub rss: u64,
@@ -141,16 +151,22 @@ pub struct AppView {
 /// Buffers sharing one purpose name (`""` for unnamed ones).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NameView {
+    /// The purpose name.
     pub name: String,
+    /// Sum of the sizes of those buffers.
     pub bytes: u64,
+    /// Number of distinct buffers.
     pub buffers: u32,
 }
 
 /// Buffers of one exporter (`""` when the kernel did not tell).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExporterView {
+    /// The exporter (heap) name.
     pub exporter: String,
+    /// Sum of the sizes of those buffers.
     pub bytes: u64,
+    /// Number of distinct buffers.
     pub buffers: u32,
 }
 
@@ -173,11 +189,18 @@ pub struct Totals {
 /// Every view of one scan; serialises to the documented JSON (docs/dump.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// Unfiltered: every buffer, kernel-only ones included; filtered: those the selected
+    /// processes reference. Ascending inode.
     pub buffers: Vec<BufferView>,
+    /// Selected processes, ascending pid.
     pub processes: Vec<ProcessView>,
+    /// Uids of the selected processes, ascending.
     pub apps: Vec<AppView>,
+    /// [`Report::buffers`] grouped by purpose name.
     pub names: Vec<NameView>,
+    /// [`Report::buffers`] grouped by exporter.
     pub heaps: Vec<ExporterView>,
+    /// Sums over the whole report.
     pub totals: Totals,
 }
 

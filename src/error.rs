@@ -9,14 +9,26 @@ use std::io;
 /// Why a size argument was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
+    /// A zero-byte buffer cannot be allocated.
     #[error("size must be greater than 0")]
     Zero,
+    /// Rounded up to whole pages, the size is above the allocator's cap (the system heap
+    /// OOM-kills rather than failing, so sizes are capped before they reach it).
     #[error("size {size} exceeds the maximum of {max} bytes")]
-    TooLarge { size: u64, max: u64 },
+    TooLarge {
+        /// Requested bytes, before rounding.
+        size: u64,
+        /// The cap in bytes, compared against the rounded size.
+        max: u64,
+    },
+    /// Rounding up to whole pages (or converting to the AIDL `long`) would wrap; carries the
+    /// size that would.
     #[error("size {0} overflows when rounded up to whole pages")]
     Overflow(u64),
+    /// The argument text as given, which is not a byte count.
     #[error("size {0:?} is not a number of bytes (suffixes K, M, G allowed)")]
     Unparsable(String),
+    /// The negative number as given, before any K/M/G multiplier.
     #[error("size {0} is negative")]
     Negative(i64),
 }
@@ -25,14 +37,29 @@ pub enum SizeError {
 /// `/proc/<pid>/maps` paths, so anything that would break those line formats is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// An empty name would be indistinguishable from an unnamed buffer.
     #[error("name is empty")]
     Empty,
+    /// Longer than the kernel's name buffer (`DMA_BUF_NAME_LEN` less the NUL).
     #[error("name is {len} bytes; the kernel allows at most {max}")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Length of the name in bytes.
+        len: usize,
+        /// Most bytes the kernel accepts.
+        max: usize,
+    },
+    /// The kernel would silently cut the name at the NUL; carries its byte offset.
     #[error("name contains a NUL byte at offset {0}")]
     Nul(usize),
+    /// A control byte (newline, tab, ...) would break the line formats the name appears in.
     #[error("name contains control character {byte:#04x} at offset {offset}")]
-    Control { offset: usize, byte: u8 },
+    Control {
+        /// Byte offset of the first control byte.
+        offset: usize,
+        /// The offending byte.
+        byte: u8,
+    },
+    /// Every reader, AIDL `String`s included, must be able to carry the name.
     #[error("name is not valid UTF-8")]
     NotUtf8,
 }
@@ -40,34 +67,69 @@ pub enum NameError {
 /// Every failure the library reports.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A size argument was refused (bad input).
     #[error("invalid size: {0}")]
     Size(#[from] SizeError),
+    /// A buffer name was refused (bad input).
     #[error("invalid name: {0}")]
     Name(#[from] NameError),
+    /// Any other bad input; the text says which argument and why.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No such file under the heap directory.
     #[error("unknown heap {heap:?}; available heaps: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
-    UnknownHeap { heap: String, available: Vec<String> },
+    UnknownHeap {
+        /// The heap name as requested.
+        heap: String,
+        /// Heaps that do exist, so the message is enough to retry (empty if unlistable).
+        available: Vec<String>,
+    },
+    /// Not available here (a kernel interface, or a feature this build lacks); the text says
+    /// which.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// `DMA_BUF_SET_NAME` returned EBUSY.
     #[error("buffer is busy (renaming while devices are attached is refused by this kernel)")]
     Busy,
+    /// The heap returned ENOMEM.
     #[error("out of memory allocating {size} bytes from heap {heap:?}")]
-    OutOfMemory { heap: String, size: u64 },
+    OutOfMemory {
+        /// The heap asked.
+        heap: String,
+        /// Requested bytes, before rounding to pages.
+        size: u64,
+    },
+    /// The service refused an allocation that would take the caller's uid over its quota.
     #[error("quota exceeded: uid {uid} holds {outstanding} bytes, limit {limit}")]
-    QuotaExceeded { uid: u32, outstanding: u64, limit: u64 },
+    QuotaExceeded {
+        /// The caller's uid.
+        uid: u32,
+        /// Bytes the uid already holds (live allocations plus reservations), before this one.
+        outstanding: u64,
+        /// The uid's quota in bytes.
+        limit: u64,
+    },
+    /// The kernel or the service's policy refused; the text says what was refused.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// Any other I/O failure.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, e.g. which file was being read.
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
     /// A failure the dmabufd service reported to a client: its `IAllocator.ERROR_*` code and
     /// message (the service's own rendering of one of the variants above).
     #[error("{message}")]
-    Service { code: i32, message: String },
+    Service {
+        /// The `IAllocator.ERROR_*` code.
+        code: i32,
+        /// The service's message, shown as is.
+        message: String,
+    },
 }
 
 /// Result alias used throughout the library.

@@ -12,6 +12,8 @@
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * `service`: the binder adapter (feature `binder`).
 
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod buffer;
 pub mod cli;

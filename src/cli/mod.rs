@@ -19,6 +19,7 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit status when a valid request failed.
 pub const EXIT_FAILURE: i32 = 1;
 
+/// The whole command line. Fields are the global options.
 #[derive(Debug, Parser)]
 #[command(
     name = "dmabufctl",
@@ -33,10 +34,12 @@ pub struct Cli {
     /// kernel binder (host testing).
     #[arg(long, global = true, value_name = "SOCKET", requires = "service")]
     pub rpc: Option<PathBuf>,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc comment is its `--help` summary.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the dma-buf heaps under /dev/dma_heap.
@@ -49,6 +52,7 @@ pub enum Command {
     Ledger(LedgerArgs),
 }
 
+/// `dmabufctl alloc`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct AllocArgs {
     /// Heap name under /dev/dma_heap.
@@ -66,7 +70,7 @@ pub struct AllocArgs {
     /// Number of buffers.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
-    /// Also map each buffer (and touch its pages), so it shows in /proc/<pid>/maps.
+    /// Also map each buffer (and touch its pages), so it shows in `/proc/<pid>/maps`.
     #[arg(long)]
     pub map: bool,
     /// Keep the buffers alive this many seconds before exiting, so other tools can see them.
@@ -74,21 +78,31 @@ pub struct AllocArgs {
     pub hold: Option<u64>,
 }
 
+/// How `dump` and `ledger` print their results (the variant docs are also `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// One header line, then one line per row.
     Csv,
+    /// JSON for programs (the `dump` schema is in docs/dump.md).
     Json,
 }
 
+/// Which view `dump` tables group by (the variant docs are also `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GroupBy {
+    /// Per process, as dmabuf_dump.
     Process,
+    /// Per uid.
     App,
+    /// Per purpose name.
     Name,
+    /// Per exporter (heap).
     Heap,
 }
 
+/// `dmabufctl dump`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// Only this process.
@@ -116,6 +130,7 @@ pub struct DumpArgs {
     pub proc_root: PathBuf,
 }
 
+/// `dmabufctl ledger`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
     /// Only allocations made by this uid.

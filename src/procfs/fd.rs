@@ -9,8 +9,10 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link<'a> {
     /// A dma-buf on the dmabuf pseudo filesystem; `stat` gives a unique inode and the size.
-    /// The name is empty when unset.
-    DmaBuf { name: &'a [u8] },
+    DmaBuf {
+        /// The buffer's name as the link shows it; empty when unset.
+        name: &'a [u8],
+    },
     /// A dma-buf on an anonymous inode (kernels before 5.3): every such buffer shares one inode,
     /// so its identity must come from fdinfo.
     AnonDmaBuf,
