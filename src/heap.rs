@@ -41,21 +41,44 @@ pub struct AllocRequest<'a> {
     pub heap_flags: u64,
 }
 
-/// A request that passed every check that needs no kernel: what [`Allocator::allocate`] hands to
-/// the heap. Front ends get one from [`Allocator::check`] to refuse a bad request with a precise
-/// error, and to know what the kernel will charge, before they spend anything (quota, a syscall).
+/// A request that passed every check that needs no kernel: what [`Allocator::allocate_checked`]
+/// hands to the heap. Front ends get one from [`Allocator::check`] to refuse a bad request with a
+/// precise error, and to know what the kernel will charge, before they spend anything (quota, a
+/// syscall). The fields are private so that only [`Allocator::check`] makes one.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckedRequest<'a> {
+    heap: &'a str,
+    size: u64,
+    charged: u64,
+    name: BufName,
+    heap_flags: u64,
+}
+
+impl<'a> CheckedRequest<'a> {
     /// Heap name, a plain file name.
-    pub heap: &'a str,
+    pub fn heap(&self) -> &'a str {
+        self.heap
+    }
+
     /// Requested bytes, not 0.
-    pub size: u64,
-    /// What the kernel will allocate: `size` rounded up to whole pages, at most the maximum.
-    pub charged: u64,
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What the kernel will allocate: the size rounded up to whole pages, at most the maximum.
+    pub fn charged(&self) -> u64 {
+        self.charged
+    }
+
     /// The purpose name.
-    pub name: BufName,
+    pub fn name(&self) -> &BufName {
+        &self.name
+    }
+
     /// Heap-specific flags, unchanged.
-    pub heap_flags: u64,
+    pub fn heap_flags(&self) -> u64 {
+        self.heap_flags
+    }
 }
 
 /// Allocates named dma-bufs from the heaps in one directory.
@@ -105,7 +128,8 @@ impl Allocator {
 
     /// Checks a request without any I/O. Errors are reported in this order: heap name, purpose
     /// name, size. [`Allocator::allocate`] starts with this, so a front end that calls it first
-    /// refuses exactly what the allocator would.
+    /// refuses exactly what the allocator would, then hands the result to
+    /// [`Allocator::allocate_checked`].
     pub fn check<'a>(&self, req: &AllocRequest<'a>) -> Result<CheckedRequest<'a>> {
         let heap = validate_heap_name(req.heap)?;
         let name = BufName::new(req.name)?;
@@ -115,7 +139,12 @@ impl Allocator {
 
     /// Validates the request ([`Allocator::check`]), allocates from the heap and names the buffer.
     pub fn allocate(&self, req: &AllocRequest<'_>) -> Result<DmaBuf> {
-        let req = self.check(req)?;
+        self.allocate_checked(&self.check(req)?)
+    }
+
+    /// Allocates a request [`Allocator::check`] already passed (a front end that checked first,
+    /// to reserve quota, does not pay for the checks twice) and names the buffer.
+    pub fn allocate_checked(&self, req: &CheckedRequest<'_>) -> Result<DmaBuf> {
         let heap = req.heap;
         let path = self.dir.join(heap);
         let heap_fd = match sys::open_heap(&path) {

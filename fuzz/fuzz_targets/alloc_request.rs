@@ -43,28 +43,17 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let req = AllocRequest {
-        heap,
-        size,
-        name: input.name,
-        heap_flags: input.heap_flags,
-    };
+    let req = AllocRequest { heap, size, name: input.name, heap_flags: input.heap_flags };
     let page = units::page_size();
     let checked = allocator().check(&req);
     let expected = expected_refusal(heap, input.name, size, page);
     match &checked {
         Ok(c) => {
-            assert!(
-                expected.is_none(),
-                "{req:?} accepted, expected {expected:?}"
-            );
-            assert_eq!(
-                (c.heap, c.size, c.heap_flags),
-                (heap, size, input.heap_flags)
-            );
-            assert_eq!(c.name.as_str().as_bytes(), input.name);
-            assert!(c.charged % page == 0 && c.charged >= size && c.charged - size < page);
-            assert!(c.charged <= DEFAULT_MAX_SIZE);
+            assert!(expected.is_none(), "{req:?} accepted, expected {expected:?}");
+            assert_eq!((c.heap(), c.size(), c.heap_flags()), (heap, size, input.heap_flags));
+            assert_eq!(c.name().as_str().as_bytes(), input.name);
+            assert!(c.charged() % page == 0 && c.charged() >= size && c.charged() - size < page);
+            assert!(c.charged() <= DEFAULT_MAX_SIZE);
             assert!(!heap.is_empty() && heap != "." && heap != "..");
             assert!(!heap.contains('/') && !heap.contains('\0'));
         }
@@ -97,10 +86,7 @@ fn expected_refusal(heap: &str, name: &[u8], size: u64, page: u64) -> Option<Str
     } else if rounded > u128::from(u64::MAX) {
         Some(SizeError::Overflow(size))
     } else if rounded > u128::from(DEFAULT_MAX_SIZE) {
-        Some(SizeError::TooLarge {
-            size,
-            max: DEFAULT_MAX_SIZE,
-        })
+        Some(SizeError::TooLarge { size, max: DEFAULT_MAX_SIZE })
     } else {
         None
     };

@@ -92,9 +92,10 @@ impl Shared {
         let request = AllocRequest { heap: req.heap, size, name: req.name.as_bytes(), heap_flags };
         // A malformed request (too large for any quota, say) is refused as such, whatever the
         // caller holds; what it would be charged is what the kernel will really allocate.
-        let charged = self.heaps.check(&request)?.charged;
+        let checked = self.heaps.check(&request)?;
+        let charged = checked.charged();
         self.reserve(caller.uid, charged)?;
-        let result = self.heaps.allocate(&request);
+        let result = self.heaps.allocate_checked(&checked);
         let mut ledger = self.ledger();
         let buf = match result {
             Ok(buf) => buf,
