@@ -26,11 +26,7 @@ fuzz_target!(|data: &[u8]| {
         let max = info.rows.iter().map(|r| r.size).max().unwrap_or(0);
         assert!(exported >= max, "{exported} < {max}");
     }
-    assert_eq!(
-        bufinfo::parse(&print(&info)),
-        info,
-        "round trip of {info:?}"
-    );
+    assert_eq!(bufinfo::parse(&print(&info)), info, "round trip of {info:?}");
 });
 
 fn print(info: &BufInfo) -> Vec<u8> {
@@ -38,11 +34,7 @@ fn print(info: &BufInfo) -> Vec<u8> {
         String::from("\nDma-buf Objects:\nsize\tflags\tmode\tcount\texp_name\tino\tname\n");
     for row in &info.rows {
         let count = row.count.map_or("?".to_string(), |c| format!("{c:08}"));
-        let _ = write!(
-            out,
-            "{:08}\t00000002\t00080007\t{count}\t{}",
-            row.size, row.exporter
-        );
+        let _ = write!(out, "{:08}\t00000002\t00080007\t{count}\t{}", row.size, row.exporter);
         match (row.inode, &row.name) {
             (None, None) => {}
             (Some(ino), None) => {

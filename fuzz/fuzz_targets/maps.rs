@@ -12,10 +12,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut fast = Vec::new();
     maps::for_each_dmabuf(data, |m| fast.push(m));
-    let slow: Vec<DmaBufMap<'_>> = data
-        .split(|&b| b == b'\n')
-        .filter_map(maps::parse_line)
-        .collect();
+    let slow: Vec<DmaBufMap<'_>> =
+        data.split(|&b| b == b'\n').filter_map(maps::parse_line).collect();
     assert_eq!(fast, slow);
     for m in &fast {
         assert!(is_within(m.name, data) && !m.name.contains(&b'\n'));

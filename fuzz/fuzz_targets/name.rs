@@ -14,10 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let expected = if data.is_empty() {
         Err(NameError::Empty)
     } else if data.len() > MAX_NAME_LEN {
-        Err(NameError::TooLong {
-            len: data.len(),
-            max: 31,
-        })
+        Err(NameError::TooLong { len: data.len(), max: 31 })
     } else if let Some(offset) = data.iter().position(|&b| b < 0x20 || b == 0x7f) {
         Err(match data[offset] {
             0 => NameError::Nul(offset),

@@ -12,18 +12,12 @@ fuzz_target!(|data: &[u8]| {
     if let Some(size) = sysfs::parse_size(data) {
         let digits = data.trim_ascii();
         assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
-        assert_eq!(
-            sysfs::parse_size(format!("{size}\n").as_bytes()),
-            Some(size)
-        );
+        assert_eq!(sysfs::parse_size(format!("{size}\n").as_bytes()), Some(size));
     }
     match sysfs::parse_inode_dir(data) {
         Some(inode) => {
             assert!(data.iter().all(u8::is_ascii_digit));
-            assert_eq!(
-                sysfs::parse_inode_dir(inode.to_string().as_bytes()),
-                Some(inode)
-            );
+            assert_eq!(sysfs::parse_inode_dir(inode.to_string().as_bytes()), Some(inode));
         }
         None => assert!(
             data.is_empty() || !data.iter().all(u8::is_ascii_digit) || data.len() >= 20,

@@ -18,10 +18,7 @@ pub fn assert_bounded(text: &str, input: &[u8]) {
 
 /// Whether `part` is borrowed from `whole` (zero-copy parsers must not invent bytes).
 pub fn is_within(part: &[u8], whole: &[u8]) -> bool {
-    let (start, end) = (
-        whole.as_ptr() as usize,
-        whole.as_ptr() as usize + whole.len(),
-    );
+    let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());
     let p = part.as_ptr() as usize;
     part.is_empty() || (p >= start && p + part.len() <= end)
 }
