@@ -169,10 +169,7 @@ mod tests {
 
     #[test]
     fn from_fd_refuses_non_dma_bufs() {
-        // A memfd: atest runs unit tests with no source tree to open files from.
-        let memfd =
-            rustix::fs::memfd_create("plain", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
-        let err = DmaBuf::from_fd(memfd).expect_err("a memfd is not a dma-buf");
+        let err = DmaBuf::from_fd(crate::sys::test_memfd()).expect_err("a memfd is not a dma-buf");
         assert!(
             matches!(err, Error::InvalidArgument(ref m) if m.contains("not a dma-buf")),
             "{err}"

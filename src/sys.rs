@@ -376,6 +376,13 @@ impl Drop for SharedMap {
     }
 }
 
+/// A plain memfd for unit tests: a real file that is not a dma-buf, and needs no source tree
+/// (atest runs unit tests in /data/local/tmp).
+#[cfg(test)]
+pub(crate) fn test_memfd() -> OwnedFd {
+    rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd")
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -415,11 +422,8 @@ mod tests {
         assert_eq!(DMA_BUF_SYNC_END, 4);
     }
 
-    /// A file that exists wherever the tests run (atest runs them with no source tree).
     fn memfd() -> std::fs::File {
-        rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC)
-            .expect("memfd")
-            .into()
+        test_memfd().into()
     }
 
     #[test]
