@@ -291,6 +291,24 @@ impl Drop for SharedMap {
     }
 }
 
+/// `KCMP_FILES` from `<linux/kcmp.h>`.
+const KCMP_FILES: libc::c_int = 2;
+
+/// Whether tasks `a` and `b` (thread or process ids) share one fd table: `kcmp(KCMP_FILES)`.
+/// Needs ptrace-read access to both (what reading their `fd/` needs) and CONFIG_KCMP (ENOSYS
+/// without). A task that has exited has no table, so it shares none.
+pub fn same_fd_table(a: i32, b: i32) -> SysResult<bool> {
+    // SAFETY: kcmp takes five integer arguments and touches no memory of ours for KCMP_FILES.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_kcmp, a as libc::pid_t, b as libc::pid_t, KCMP_FILES, 0u64, 0u64)
+    };
+    match ret {
+        0 => Ok(true),
+        1 | 2 => Ok(false),
+        _ => Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -356,6 +374,21 @@ mod tests {
         let st = fstat(file.as_fd()).expect("fstat");
         assert_eq!(st.size, meta.len());
         assert_eq!(st.inode, std::os::unix::fs::MetadataExt::ino(&meta));
+    }
+
+    fn gettid() -> i32 {
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        link.file_name().and_then(|t| t.to_str()?.parse().ok()).expect("<pid>/task/<tid>")
+    }
+
+    #[test]
+    fn fd_tables_compare() {
+        let me = std::process::id() as i32;
+        assert_eq!(same_fd_table(me, me), Ok(true));
+        let shared = std::thread::spawn(move || same_fd_table(me, gettid())).join();
+        assert_eq!(shared.expect("thread"), Ok(true));
+        let gone = std::thread::spawn(gettid).join().expect("thread");
+        assert_eq!(same_fd_table(me, gone), Err(Errno::SRCH));
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
 
 pub fn bufinfo() -> dmabufd::procfs::bufinfo::BufInfo {
     let text = std::fs::read(BUFINFO).expect("bufinfo");
-    dmabufd::procfs::bufinfo::parse(&text)
+    dmabufd::procfs::bufinfo::parse(&text).expect("bufinfo has the kernel's structure")
 }
 
 pub fn bufinfo_inodes() -> Vec<u64> {
