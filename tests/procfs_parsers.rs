@@ -187,3 +187,119 @@ fn captured_6_12_bufinfo_and_maps() {
         ]
     );
 }
+
+/// Any bytes the kernel accepts as a name: not NUL, at most 31.
+fn any_name() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            4 => any::<u8>().prop_filter("no NUL", |b| *b != 0),
+            // The bytes of the formats, so that names often look like their lines.
+            4 => prop::sample::select(b"\n\t:0123456789 \\".to_vec()),
+            1 => Just(b'T'),
+        ],
+        0..=bufinfo::MAX_NAME_LEN,
+    )
+    .prop_flat_map(|name| {
+        // Sometimes whole lines of the format, cut to fit.
+        let pieces: &[&[u8]] = &[
+            b"\n\tAttached Devices:\n",
+            b"\nTotal 0 devices attached\n\n",
+            b"\nTotal 1 objects, 4096 bytes\n",
+            b"\n00004096\t00000002\t00080007\t00000001\tsystem\t00000009\t",
+            b"\n\tread fence:a b seq 1 signalled",
+            b"\nsize:\t1073741824\nino:\t9\n",
+            b"\\012",
+        ];
+        (Just(name), prop::sample::select(pieces.to_vec()), any::<bool>())
+    })
+    .prop_map(|(mut name, piece, add)| {
+        if add {
+            name.extend_from_slice(piece);
+            name.truncate(bufinfo::MAX_NAME_LEN);
+        }
+        name
+    })
+}
+
+/// The kernel's unnamed marker stays ambiguous (it is the kernel's own word).
+fn kernel_name(name: &[u8]) -> Option<&[u8]> {
+    (!name.is_empty() && name != b"<none>").then_some(name)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Names of any bytes inside real 6.12 bufinfo output: every row keeps its size, inode,
+    /// count and exporter, the total stays the kernel's, and a name reads back exactly unless
+    /// it imitates a fence line after a newline (then it reads as a prefix of itself).
+    #[test]
+    fn bufinfo_names_cannot_move_other_fields(
+        rows in proptest::collection::vec(
+            (1u64..1 << 40, 1u64..1 << 20, 1u64..100, any_name(), 0usize..3), 1..6),
+    ) {
+        let mut text = b"\nDma-buf Objects:\nsize    \tflags   \tmode    \tcount   \texp_name\tino     \tname\n".to_vec();
+        for (size, inode, count, name, devices) in &rows {
+            text.extend(format!("{size:08}\t00000002\t00080007\t{count:08}\tsystem\t{inode:08}\t").bytes());
+            text.extend(if name.is_empty() { &b"<none>"[..] } else { name });
+            text.extend(b"\n\tAttached Devices:\n");
+            for d in 0..*devices {
+                text.extend(format!("\tsoc:gpu{d}\n").bytes());
+            }
+            text.extend(format!("Total {devices} devices attached\n\n").bytes());
+        }
+        let total: u64 = rows.iter().map(|r| r.0).sum();
+        text.extend(format!("\nTotal {} objects, {total} bytes\n", rows.len()).bytes());
+        let info = bufinfo::parse(&text).expect("the kernel's structure");
+        prop_assert_eq!(info.total_bytes, Some(total));
+        prop_assert_eq!(info.rows.len(), rows.len());
+        for (row, (size, inode, count, name, _)) in info.rows.iter().zip(&rows) {
+            prop_assert_eq!((row.size, row.inode, row.count, row.exporter.as_str()), (*size, Some(*inode), *count, "system"));
+            let got = row.name.as_deref().unwrap_or_default();
+            let want = kernel_name(name).unwrap_or_default();
+            if memchr::memmem::find(want, b"\n\t").is_none() {
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert!(want.starts_with(got), "{:?} is no prefix of {:?}", got, want);
+            }
+        }
+    }
+
+    /// Names of any bytes in real fdinfo output: the kernel's fields are untouched and the name
+    /// is exact.
+    #[test]
+    fn fdinfo_names_are_exact(name in any_name().prop_filter("named", |n| !n.is_empty())) {
+        let mut text = fixture("fdinfo/6.12-named.txt");
+        let at = memchr::memmem::find(&text, b"\nname:\t").expect("name line") + 7;
+        text.truncate(at);
+        text.extend(&name);
+        text.push(b'\n');
+        let info = fdinfo::parse(&text);
+        prop_assert_eq!((info.ino, info.size, info.count, info.exporter.as_deref()), (Some(1042), Some(8192), Some(1), Some("system")));
+        prop_assert_eq!(info.name, Some(name));
+    }
+
+    /// Names of any bytes in real maps output, escaped as the kernel escapes them: the other
+    /// mappings parse unchanged and the name unescapes to itself unless it contains `\012`.
+    #[test]
+    fn maps_names_unescape(name in any_name()) {
+        let mut text = fixture("maps/6.12-vm-capture.txt");
+        let mut escaped = Vec::new();
+        for &b in &name {
+            if b == b'\n' { escaped.extend(b"\\012") } else { escaped.push(b) }
+        }
+        let line = [&b"7fd88f790000-7fd88f792000 rw-s 00000000 00:0b 77                         /dmabuf:"[..], &escaped, b"\n"].concat();
+        text.splice(0..0, line);
+        let mut seen = Vec::new();
+        maps::for_each_dmabuf(&text, |m| seen.push((m.inode, m.offset, m.len(), maps::unescape_name(m.name))));
+        prop_assert_eq!(seen.len(), 4);
+        prop_assert_eq!(&seen[1..], &[
+            (3, 0, 4096, b"mapped only".to_vec()),
+            (1, 4096, 4096, b"CAMERA preview".to_vec()),
+            (1, 0, 8192, b"CAMERA preview".to_vec()),
+        ][..]);
+        prop_assert_eq!((seen[0].0, seen[0].1, seen[0].2), (77, 0, 8192));
+        if memchr::memmem::find(&name, b"\\012").is_none() {
+            prop_assert_eq!(&seen[0].3, &name);
+        }
+    }
+}
