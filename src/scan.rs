@@ -121,12 +121,21 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
     });
     let mut model = merge(partials);
     if let Some((source, before)) = before {
-        let after = source.read().unwrap_or_else(|e| {
-            // Without a second look nothing can be confirmed kernel-only.
-            log::debug!("{source} unreadable after the walk: {e}");
-            KernelBuffers::default()
-        });
-        apply_kernel_lists(&mut model, &before, &after);
+        // The second read only decides which unseen buffers are kernel-only: when the walk saw
+        // every listed buffer there are none to decide, and the first read is the whole answer.
+        let unseen = before.buffers.iter().any(|b| !model.buffers.contains_key(&b.inode));
+        let reread;
+        let after = if unseen {
+            reread = source.read().unwrap_or_else(|e| {
+                // Without a second look nothing can be confirmed kernel-only.
+                log::debug!("{source} unreadable after the walk: {e}");
+                KernelBuffers::default()
+            });
+            &reread
+        } else {
+            &before
+        };
+        apply_kernel_lists(&mut model, &before, after);
     }
     Ok(model)
 }
