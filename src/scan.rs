@@ -157,6 +157,8 @@ fn list_pids(proc_root: &Path) -> Result<Vec<i32>> {
 /// of 2 plus the threads, so one `stat` tells single-threaded processes (most) from the rest
 /// without listing anything. 1 when `task/` cannot be read (then only the leader is visited).
 fn thread_count(dir: BorrowedFd<'_>) -> u64 {
+    // `st_nlink`'s width differs by architecture.
+    #[allow(clippy::unnecessary_cast)]
     statat(dir, c"task", AtFlags::empty()).map_or(1, |st| (st.st_nlink as u64).saturating_sub(2))
 }
 

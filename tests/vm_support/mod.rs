@@ -259,8 +259,8 @@ pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
 
 /// [`run_suite`] for tests that need no service.
 pub fn run_plain(tests: &[(&str, fn())]) -> ! {
-    let tests: Vec<(&str, Box<dyn Fn(&mut ())>)> =
-        tests.iter().map(|&(name, test)| (name, Box::new(move |_: &mut ()| test()) as _)).collect();
+    let tests: Vec<_> =
+        tests.iter().map(|&(name, test)| (name, move |_: &mut ()| test())).collect();
     let failed = run_each(&tests, &mut (), |_| {});
     std::process::exit(i32::from(failed));
 }
