@@ -1,5 +1,5 @@
 //! The one module that talks to the kernel: dma-buf heap and dma-buf ioctls, `fstat`, `fstatfs`,
-//! shared mappings.
+//! shared mappings, and `kcmp` (whether two threads share an fd table).
 //!
 //! Everything here is a thin, safe wrapper that returns the kernel's own [`Errno`]: the callers
 //! ([`crate::heap`], [`crate::name`], [`crate::buffer`]) know what was being attempted and turn an
