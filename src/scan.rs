@@ -615,3 +615,48 @@ fn link_name(link: &[u8]) -> Option<String> {
         Link::AnonDmaBuf => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(buffers: &[(u64, u64)]) -> KernelBuffers {
+        KernelBuffers {
+            buffers: buffers
+                .iter()
+                .map(|&(inode, size)| KernelBuffer {
+                    inode,
+                    size,
+                    exporter: Some("system".into()),
+                    name: Some(b"k\n".to_vec()),
+                })
+                .collect(),
+            unidentified: Vec::new(),
+        }
+    }
+
+    /// Freed during the walk (1), created during it (4), held (3, seen in maps only): only the
+    /// buffer listed both times and never seen (2) is kernel-only, and the total covers all.
+    #[test]
+    fn kernel_only_needs_both_lists() {
+        let mut model = Model::default();
+        let held = Buffer {
+            inode: 3,
+            size: 4096,
+            size_from_maps: true,
+            name: Some("k\\012".into()),
+            map_refs: [(7, 1)].into(),
+            ..Buffer::default()
+        };
+        model.buffers.insert(3, held);
+        let before = listed(&[(1, 4096), (2, 8192), (3, 16384)]);
+        let after = listed(&[(2, 8192), (3, 16384), (4, 32768)]);
+        apply_kernel_lists(&mut model, &before, &after);
+        let inodes: Vec<u64> = model.buffers.keys().copied().collect();
+        assert_eq!(inodes, [2, 3]);
+        assert!(model.buffers[&2].holders().is_empty());
+        let b = &model.buffers[&3];
+        assert_eq!((b.size, b.size_from_maps, b.name.as_deref()), (16384, false, Some("k\n")));
+        assert_eq!(model.exported_bytes, Some(4096 + 8192 + 16384 + 32768));
+    }
+}
