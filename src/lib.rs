@@ -6,7 +6,8 @@
 //! * [`sys`]: the only module that issues syscalls and ioctls; safe, typed wrappers.
 //! * [`heap`], [`name`], [`buffer`]: heap discovery, allocation, naming, CPU access.
 //! * [`procfs`]: pure parsers over bytes of `/proc`, debugfs and sysfs files.
-//! * [`scan`]: walks `/proc` and the kernel's buffer lists into a [`account::Model`].
+//! * [`kernel_buffers`]: the kernel's own list of every exported buffer (debugfs, sysfs).
+//! * [`scan`]: walks `/proc`, around two reads of that list, into a [`account::Model`].
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
@@ -19,6 +20,7 @@ pub mod buffer;
 pub mod cli;
 pub mod error;
 pub mod heap;
+pub mod kernel_buffers;
 pub mod ledger;
 pub mod logging;
 pub mod name;

@@ -10,9 +10,22 @@
 //! cost is linear in fds and spread over every core. Directory fds are opened relative to their
 //! parent (`openat`), so no path strings are built per fd.
 //!
-//! Only thread-group leaders are visited (numeric entries of `/proc`), since threads share their
-//! leader's fd table and address space. A process that vanishes or is unreadable part-way is
+//! Every fd table and address space is visited once and charged to its process (the
+//! thread-group id, a numeric entry of `/proc`). Threads normally share their leader's fd table,
+//! but one that called `unshare(CLONE_FILES)` has its own, visible only under
+//! `/proc/<pid>/task/<tid>/fd`; and once the leader has exited (`pthread_exit` from `main`), the
+//! process's `fd/` and `maps` are empty while its other threads still hold fds and mappings. So
+//! for a process with more than one thread (the link count of `task/` is 2 plus the threads: one
+//! `stat`, no listing, for the single-threaded majority) each thread's table is compared with the
+//! tables already read (`kcmp(KCMP_FILES)`, one syscall per thread when they are all shared) and
+//! read only if it is new, and the address space (always shared by a thread group) is read from
+//! the first thread that still has one. A process that vanishes or is unreadable part-way is
 //! dropped whole and counted, never fatal: a half-read process would skew Pss for others.
+//!
+//! The kernel's buffer list is read before and after the walk, so the snapshot is consistent: a
+//! buffer is kernel-only only if it was listed both times and no process was seen holding it
+//! (buffers created or freed during the walk are never kernel-only), and the exported total
+//! covers every buffer listed or seen, so it is never below userspace plus kernel-only bytes.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
@@ -26,6 +39,7 @@ use std::sync::Mutex;
 use crate::sys::{self, Errno, RawDir};
 
 use crate::account::{Buffer, Model, Process};
+use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
 use crate::procfs::{self, fd::Link};
 use crate::{Error, Result};
 
@@ -70,14 +84,20 @@ impl ScanOptions {
 /// Scans every process and the kernel's buffer list. Fails only if `proc_root` itself cannot be
 /// listed; everything below that degrades to "skipped and counted".
 pub fn scan(opts: &ScanOptions) -> Result<Model> {
+    // Before the pid listing, so that a buffer created after it cannot pass for kernel-only.
+    let before =
+        Source::first_readable(opts.debugfs_bufinfo.as_deref(), opts.sysfs_buffers.as_deref());
     let pids = list_pids(&opts.proc_root)?;
     let root = sys::open_dir(&opts.proc_root)
         .map_err(|e| Error::io(format!("opening {}", opts.proc_root.display()), e))?;
     let next = AtomicUsize::new(0);
-    // Read before the walk: buffers the kernel already named an exporter for need no fdinfo.
-    let kernel = read_kernel_list(opts);
-    let known: HashSet<u64> =
-        kernel.iter().flat_map(|k| &k.rows).filter(|r| r.2.is_some()).map(|r| r.0).collect();
+    // Buffers the kernel already named an exporter for need no fdinfo.
+    let known: HashSet<u64> = before
+        .iter()
+        .flat_map(|(_, list)| &list.buffers)
+        .filter(|b| b.exporter.is_some())
+        .map(|b| b.inode)
+        .collect();
     let claimed = Mutex::new(known);
     let workers = opts.worker_count(pids.len());
     let partials: Vec<Partial> = std::thread::scope(|s| {
@@ -99,7 +119,23 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
             .collect()
     });
     let mut model = merge(partials);
-    apply_kernel_list(&mut model, kernel);
+    if let Some((source, before)) = before {
+        // The second read only decides which unseen buffers are kernel-only: when the walk saw
+        // every listed buffer there are none to decide, and the first read is the whole answer.
+        let unseen = before.buffers.iter().any(|b| !model.buffers.contains_key(&b.inode));
+        let reread;
+        let after = if unseen {
+            reread = source.read().unwrap_or_else(|e| {
+                // Without a second look nothing can be confirmed kernel-only.
+                log::debug!("{source} unreadable after the walk: {e}");
+                KernelBuffers::default()
+            });
+            &reread
+        } else {
+            &before
+        };
+        apply_kernel_lists(&mut model, &before, after);
+    }
     Ok(model)
 }
 
@@ -114,6 +150,13 @@ fn list_pids(proc_root: &Path) -> Result<Vec<i32>> {
         .collect();
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Threads of the process whose `/proc` directory is `dir`: procfs gives `task/` a link count
+/// of 2 plus the threads, so one `stat` tells single-threaded processes (most) from the rest
+/// without listing anything. 1 when `task/` cannot be read (then only the leader is visited).
+fn thread_count(dir: BorrowedFd<'_>) -> u64 {
+    sys::link_count_at(dir, c"task").map_or(1, |n| n.saturating_sub(2))
 }
 
 /// What one worker saw.
@@ -160,6 +203,9 @@ struct Worker<'a> {
     path: Vec<u8>,
     fd_hits: Vec<u64>,
     map_hits: Vec<u64>,
+    /// Tids whose fd tables this process has been read through, leader first.
+    tables: Vec<i32>,
+    tids: Vec<i32>,
     out: Partial,
 }
 
@@ -174,6 +220,8 @@ impl<'a> Worker<'a> {
             path: Vec::with_capacity(64),
             fd_hits: Vec::new(),
             map_hits: Vec::new(),
+            tables: Vec::new(),
+            tids: Vec::new(),
             out: Partial::default(),
         }
     }
@@ -212,7 +260,10 @@ impl<'a> Worker<'a> {
         self.set_path(format_args!("{pid}"));
         let dir = sys::open_dir_at(self.root, self.cpath())?;
         self.read_fds(dir.as_fd())?;
-        self.read_maps(dir.as_fd())?;
+        let mapped = self.read_maps(dir.as_fd())?;
+        if thread_count(dir.as_fd()) > 1 {
+            self.read_threads(pid, dir.as_fd(), mapped)?;
+        }
         if self.fd_hits.is_empty() && self.map_hits.is_empty() {
             return Ok(None);
         }
@@ -221,6 +272,63 @@ impl<'a> Worker<'a> {
             Skip::Unreadable(io::Error::new(io::ErrorKind::InvalidData, "malformed status"))
         })?;
         Ok(Some(Process { pid, uid: status.uid, comm: status.comm }))
+    }
+
+    /// Reads the fd tables of threads that share neither their leader's nor another read
+    /// thread's, and, if the leader has no address space left (`mapped` is false: it exited),
+    /// the maps of the first thread that has one. A thread that exits meanwhile is passed over.
+    fn read_threads(
+        &mut self,
+        pid: i32,
+        dir: BorrowedFd<'_>,
+        mut mapped: bool,
+    ) -> std::result::Result<(), Skip> {
+        let task = sys::open_dir_at(dir, c"task")?;
+        let mut tids = std::mem::take(&mut self.tids);
+        self.list_tids(task.as_fd(), &mut tids)?;
+        self.tables.clear();
+        self.tables.push(pid);
+        for &tid in tids.iter().filter(|&&tid| tid != pid) {
+            // An error (no kcmp in this kernel, the thread gone) counts as shared: the old
+            // view, never a table read twice.
+            let new_table =
+                !self.tables.iter().any(|&seen| sys::same_fd_table(seen, tid).unwrap_or(true));
+            if !new_table && mapped {
+                continue;
+            }
+            self.set_path(format_args!("{tid}"));
+            let Ok(thread) = sys::open_dir_at(task.as_fd(), self.cpath()) else {
+                continue;
+            };
+            if new_table && self.read_fds(thread.as_fd()).is_ok() {
+                self.tables.push(tid);
+            }
+            if !mapped {
+                mapped = self.read_maps(thread.as_fd()).unwrap_or(false);
+            }
+        }
+        self.tids = tids;
+        Ok(())
+    }
+
+    /// Thread ids in a `task/` directory.
+    fn list_tids(
+        &mut self,
+        task: BorrowedFd<'_>,
+        tids: &mut Vec<i32>,
+    ) -> std::result::Result<(), Skip> {
+        tids.clear();
+        let mut entries = RawDir::new(task, &mut self.dirents);
+        while let Some(entry) = entries.next() {
+            let entry = entry?;
+            if let Some(tid) = std::str::from_utf8(entry.file_name().to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<i32>().ok())
+            {
+                tids.push(tid);
+            }
+        }
+        Ok(())
     }
 
     fn read_fds(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<(), Skip> {
@@ -298,7 +406,8 @@ impl<'a> Worker<'a> {
             entry.exporter = info.exporter;
         }
         if entry.name.is_none() {
-            entry.name = link_name(&self.link[..link_len]).or(info.name);
+            entry.name = link_name(&self.link[..link_len])
+                .or_else(|| info.name.as_deref().and_then(model_name));
         }
         Some(inode)
     }
@@ -325,7 +434,9 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn read_maps(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<(), Skip> {
+    /// Reads the mappings; `Ok(false)` when there are none, i.e. no address space (a live one
+    /// always maps at least a stack).
+    fn read_maps(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<bool, Skip> {
         read_file(dir, c"maps", &mut self.file, Records::Many)?;
         let (buffers, hits) = (&mut self.out.buffers, &mut self.map_hits);
         procfs::maps::for_each_dmabuf(&self.file, |m| {
@@ -334,7 +445,7 @@ impl<'a> Worker<'a> {
                 inode: m.inode,
                 size: extent,
                 size_from_maps: true,
-                name: Some(procfs::lossy(m.name)).filter(|n| !n.is_empty()),
+                name: model_name(&procfs::maps::unescape_name(m.name)),
                 ..Buffer::default()
             });
             if b.size_from_maps {
@@ -342,7 +453,7 @@ impl<'a> Worker<'a> {
             }
             hits.push(m.inode);
         });
-        Ok(())
+        Ok(!self.file.is_empty())
     }
 
     fn set_path(&mut self, args: std::fmt::Arguments<'_>) {
@@ -409,8 +520,9 @@ fn merge(partials: Vec<Partial>) -> Model {
                     if m.exporter.is_none() {
                         m.exporter = b.exporter;
                     }
-                    if m.name.is_none() {
-                        m.name = b.name;
+                    if m.name.is_none() || (m.size_from_maps && !b.size_from_maps) {
+                        // A name from an fd link or fdinfo is exact; one from maps may not be.
+                        m.name = b.name.or(m.name.take());
                     }
                     if m.size_from_maps && !b.size_from_maps {
                         m.size = b.size;
@@ -427,89 +539,116 @@ fn merge(partials: Vec<Partial>) -> Model {
     model
 }
 
-/// The kernel's own list of every exported buffer.
-struct KernelList {
-    rows: Vec<KernelRow>,
-    exported: u64,
-}
-
-/// debugfs first (it has names), sysfs stats as the fallback; `None` when neither is readable.
-fn read_kernel_list(opts: &ScanOptions) -> Option<KernelList> {
-    let bufinfo = opts
-        .debugfs_bufinfo
-        .as_deref()
-        .and_then(|p| std::fs::read(p).ok())
-        .map(|bytes| procfs::bufinfo::parse(&bytes))
-        .filter(|info| !info.rows.is_empty() || info.total_bytes.is_some());
-    if let Some(info) = bufinfo {
-        let exported = info.exported_bytes();
-        let rows = info
-            .rows
-            .into_iter()
-            .filter_map(|r| {
-                Some((r.inode?, r.size, Some(r.exporter).filter(|e| !e.is_empty()), r.name))
-            })
-            .collect();
-        return Some(KernelList { rows, exported });
-    }
-    let rows = opts.sysfs_buffers.as_deref().and_then(read_sysfs)?;
-    let exported = crate::account::saturating_sum(rows.iter().map(|r| r.1));
-    Some(KernelList { rows, exported })
-}
-
-/// Adds what only the kernel knows: true sizes and exporters of map-only buffers, and buffers no
-/// process holds.
-fn apply_kernel_list(model: &mut Model, list: Option<KernelList>) {
-    let Some(list) = list else { return };
-    model.exported_bytes = Some(list.exported);
-    for (inode, size, exporter, name) in list.rows {
-        let b = model.buffers.entry(inode).or_insert_with(|| Buffer {
-            inode,
-            size,
-            ..Buffer::default()
-        });
-        if b.size_from_maps {
-            b.size = size;
-            b.size_from_maps = false;
-        }
-        if b.exporter.is_none() {
-            b.exporter = exporter;
-        }
-        if b.name.is_none() {
-            b.name = name;
+/// Adds what only the kernel knows, from its list read before (`before`) and after (`after`)
+/// the walk: true sizes, exporters and names of buffers seen only in maps, exporters the walk
+/// did not read, and buffers no process holds. Those are kernel-only only if listed both times:
+/// one listed once was created or freed during the walk, and its holder may have been missed.
+/// The exported total is every buffer either list or the walk saw, so it is never less than
+/// userspace plus kernel-only bytes, whatever changed during the walk.
+fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: &KernelBuffers) {
+    let in_after: HashMap<u64, &KernelBuffer> =
+        after.buffers.iter().map(|b| (b.inode, b)).collect();
+    let in_before: HashSet<u64> = before.buffers.iter().map(|b| b.inode).collect();
+    let mut transient: u64 = 0;
+    for k in after
+        .buffers
+        .iter()
+        .chain(before.buffers.iter().filter(|b| !in_after.contains_key(&b.inode)))
+    {
+        if let Some(b) = model.buffers.get_mut(&k.inode) {
+            if b.size_from_maps {
+                b.size = k.size;
+                b.size_from_maps = false;
+                // Maps escape newlines and not backslashes: the kernel's list has the exact name.
+                if let Some(name) = k.name.as_deref().and_then(model_name) {
+                    b.name = Some(name);
+                }
+            }
+            if b.exporter.is_none() {
+                b.exporter = k.exporter.clone();
+            }
+            if b.name.is_none() {
+                b.name = k.name.as_deref().and_then(model_name);
+            }
+        } else if in_before.contains(&k.inode) && in_after.contains_key(&k.inode) {
+            model.buffers.insert(
+                k.inode,
+                Buffer {
+                    inode: k.inode,
+                    size: k.size,
+                    exporter: k.exporter.clone(),
+                    name: k.name.as_deref().and_then(model_name),
+                    ..Buffer::default()
+                },
+            );
+        } else {
+            transient = transient.saturating_add(k.size);
         }
     }
+    let unidentified =
+        |list: &KernelBuffers| crate::account::saturating_sum(list.unidentified.iter().copied());
+    let seen = crate::account::saturating_sum(model.buffers.values().map(|b| b.size));
+    model.exported_bytes = Some(
+        seen.saturating_add(transient)
+            .saturating_add(unidentified(before).max(unidentified(after))),
+    );
 }
 
-/// inode, size, exporter, name.
-type KernelRow = (u64, u64, Option<String>, Option<String>);
-
-fn read_sysfs(dir: &Path) -> Option<Vec<KernelRow>> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    let mut rows = Vec::new();
-    for e in entries.filter_map(|e| e.ok()) {
-        let Some(inode) =
-            e.file_name().to_str().and_then(|n| procfs::sysfs::parse_inode_dir(n.as_bytes()))
-        else {
-            continue;
-        };
-        let Some(size) =
-            std::fs::read(e.path().join("size")).ok().and_then(|b| procfs::sysfs::parse_size(&b))
-        else {
-            continue;
-        };
-        let exporter = std::fs::read(e.path().join("exporter_name"))
-            .ok()
-            .and_then(|b| procfs::sysfs::parse_exporter(&b));
-        rows.push((inode, size, exporter, None));
-    }
-    Some(rows)
+/// The one conversion of a name from the exact bytes the kernel printed into the model's type.
+fn model_name(raw: &[u8]) -> Option<String> {
+    (!raw.is_empty()).then(|| String::from_utf8_lossy(raw).into_owned())
 }
 
-/// The purpose name in a `/dmabuf:<name>` link; `None` when unnamed or an anonymous inode.
+/// The purpose name in a `/dmabuf:<name>` link (printed raw, so exact); `None` when unnamed or
+/// an anonymous inode.
 fn link_name(link: &[u8]) -> Option<String> {
     match procfs::fd::classify_link(link)? {
-        Link::DmaBuf { name } if !name.is_empty() => Some(procfs::lossy(name)),
-        _ => None,
+        Link::DmaBuf { name } => model_name(name),
+        Link::AnonDmaBuf => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(buffers: &[(u64, u64)]) -> KernelBuffers {
+        KernelBuffers {
+            buffers: buffers
+                .iter()
+                .map(|&(inode, size)| KernelBuffer {
+                    inode,
+                    size,
+                    exporter: Some("system".into()),
+                    name: Some(b"k\n".to_vec()),
+                })
+                .collect(),
+            unidentified: Vec::new(),
+        }
+    }
+
+    /// Freed during the walk (1), created during it (4), held (3, seen in maps only): only the
+    /// buffer listed both times and never seen (2) is kernel-only, and the total covers all.
+    #[test]
+    fn kernel_only_needs_both_lists() {
+        let mut model = Model::default();
+        let held = Buffer {
+            inode: 3,
+            size: 4096,
+            size_from_maps: true,
+            name: Some("k\\012".into()),
+            map_refs: [(7, 1)].into(),
+            ..Buffer::default()
+        };
+        model.buffers.insert(3, held);
+        let before = listed(&[(1, 4096), (2, 8192), (3, 16384)]);
+        let after = listed(&[(2, 8192), (3, 16384), (4, 32768)]);
+        apply_kernel_lists(&mut model, &before, &after);
+        let inodes: Vec<u64> = model.buffers.keys().copied().collect();
+        assert_eq!(inodes, [2, 3]);
+        assert!(model.buffers[&2].holders().is_empty());
+        let b = &model.buffers[&3];
+        assert_eq!((b.size, b.size_from_maps, b.name.as_deref()), (16384, false, Some("k\n")));
+        assert_eq!(model.exported_bytes, Some(4096 + 8192 + 16384 + 32768));
     }
 }

@@ -1,5 +1,6 @@
 //! The one module that talks to the kernel: dma-buf heap and dma-buf ioctls, `fstat`, `fstatfs`,
-//! shared mappings, and the `/proc` walk's directory, link and file reads.
+//! shared mappings, the `/proc` walk's directory, link and file reads, and `kcmp` (whether two
+//! threads share an fd table).
 //!
 //! It is written against the part of rustix that is the same in every copy AOSP ships (0.38.31
 //! and 1.1.4, each with the features AOSP's build enables: see docs/aosp.md), and goes to libc
@@ -276,6 +277,14 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<FileStat> {
     FileStat::new(rustix::fs::statat(dir, name, AtFlags::empty())?)
 }
 
+/// Link count of `name` relative to `dir` (`fstatat`, following links). For a `/proc/<pid>/task`
+/// directory it is 2 plus the number of threads.
+pub fn link_count_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<u64> {
+    let st = rustix::fs::statat(dir, name, AtFlags::empty())?;
+    #[allow(clippy::useless_conversion)] // `st_nlink`'s width differs by architecture.
+    Ok(u64::from(st.st_nlink))
+}
+
 /// One `read` appended to `buf`'s spare capacity (which the caller reserves): the byte count, 0
 /// at end of file. Over libc because rustix 0.38 and 1.x spell a read into uninitialised memory
 /// differently (`io::read_uninit` and `buffer::spare_capacity`).
@@ -376,6 +385,24 @@ impl Drop for SharedMap {
     }
 }
 
+/// `KCMP_FILES` from `<linux/kcmp.h>`.
+const KCMP_FILES: libc::c_int = 2;
+
+/// Whether tasks `a` and `b` (thread or process ids) share one fd table: `kcmp(KCMP_FILES)`.
+/// Needs ptrace-read access to both (what reading their `fd/` needs) and CONFIG_KCMP (ENOSYS
+/// without). A task that has exited has no table, so it shares none.
+pub fn same_fd_table(a: i32, b: i32) -> SysResult<bool> {
+    // SAFETY: kcmp takes five integer arguments and touches no memory of ours for KCMP_FILES.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_kcmp, a as libc::pid_t, b as libc::pid_t, KCMP_FILES, 0u64, 0u64)
+    };
+    match ret {
+        0 => Ok(true),
+        1 | 2 => Ok(false),
+        _ => Err(last_errno()),
+    }
+}
+
 /// A plain memfd for unit tests: a real file that is not a dma-buf, and needs no source tree
 /// (atest runs unit tests in /data/local/tmp).
 #[cfg(test)]
@@ -440,6 +467,21 @@ mod tests {
         let st = fstat(file.as_fd()).expect("fstat");
         assert_eq!(st.size, 5);
         assert_eq!(st.inode, std::os::unix::fs::MetadataExt::ino(&meta));
+    }
+
+    fn gettid() -> i32 {
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        link.file_name().and_then(|t| t.to_str()?.parse().ok()).expect("<pid>/task/<tid>")
+    }
+
+    #[test]
+    fn fd_tables_compare() {
+        let me = std::process::id() as i32;
+        assert_eq!(same_fd_table(me, me), Ok(true));
+        let shared = std::thread::spawn(move || same_fd_table(me, gettid())).join();
+        assert_eq!(shared.expect("thread"), Ok(true));
+        let gone = std::thread::spawn(gettid).join().expect("thread");
+        assert_eq!(same_fd_table(me, gone), Err(Errno::SRCH));
     }
 
     #[test]

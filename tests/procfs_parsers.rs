@@ -16,7 +16,7 @@ fn fdinfo_6_12_named() {
     assert_eq!(info.size, Some(8192));
     assert_eq!(info.count, Some(1));
     assert_eq!(info.exporter.as_deref(), Some("system"));
-    assert_eq!(info.name.as_deref(), Some("CAMERA preview"));
+    assert_eq!(info.name.as_deref(), Some(&b"CAMERA preview"[..]));
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn fdinfo_without_ino_keeps_trailing_space_in_name() {
     assert_eq!(info.ino, None);
     assert_eq!(info.size, Some(4096));
     assert_eq!(info.exporter.as_deref(), Some("qcom,system"));
-    assert_eq!(info.name.as_deref(), Some("GL trailing "));
+    assert_eq!(info.name.as_deref(), Some(&b"GL trailing "[..]));
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn maps_odd_shapes() {
 
 #[test]
 fn bufinfo_6_12() {
-    let info = bufinfo::parse(&fixture("bufinfo/6.12.txt"));
+    let info = bufinfo::parse(&fixture("bufinfo/6.12.txt")).expect("parses");
     let rows: Vec<_> = info
         .rows
         .iter()
@@ -70,9 +70,9 @@ fn bufinfo_6_12() {
     assert_eq!(
         rows,
         vec![
-            (8192, Some(3), "system", Some(1042), Some("CAMERA preview")),
-            (16384, Some(2), "system", Some(1043), None),
-            (12288, Some(1), "reserved", Some(1047), Some("kernel only")),
+            (8192, 3, "system", Some(1042), Some(&b"CAMERA preview"[..])),
+            (16384, 2, "system", Some(1043), None),
+            (12288, 1, "reserved", Some(1047), Some(&b"kernel only"[..])),
         ]
     );
     assert_eq!(info.total_bytes, Some(36864));
@@ -81,7 +81,7 @@ fn bufinfo_6_12() {
 
 #[test]
 fn bufinfo_4_19_without_inode_column() {
-    let info = bufinfo::parse(&fixture("bufinfo/4.19.txt"));
+    let info = bufinfo::parse(&fixture("bufinfo/4.19.txt")).expect("parses");
     assert_eq!(info.rows.len(), 2);
     assert!(info.rows.iter().all(|r| r.inode.is_none() && r.name.is_none() && r.exporter == "ion"));
     assert_eq!(info.exported_bytes(), 69632);
@@ -89,8 +89,10 @@ fn bufinfo_4_19_without_inode_column() {
 
 #[test]
 fn bufinfo_without_total_line_sums_rows() {
-    let info =
-        bufinfo::parse(b"00004096\t0\t0\t1\tsystem\t7\tx\n00008192\t0\t0\t1\tsystem\t8\ty\n");
+    let block = "\tAttached Devices:\nTotal 0 devices attached\n\n";
+    let text =
+        format!("00004096\t0\t0\t1\tsystem\t7\tx\n{block}00008192\t0\t0\t1\tsystem\t8\ty\n{block}");
+    let info = bufinfo::parse(text.as_bytes()).expect("parses");
     assert_eq!(info.total_bytes, None);
     assert_eq!(info.exported_bytes(), 12288);
 }
@@ -123,7 +125,7 @@ proptest! {
         let _ = fd::classify_link(&bytes);
         let _ = fdinfo::parse(&bytes);
         let _ = status::parse(&bytes);
-        let _ = bufinfo::parse(&bytes).exported_bytes();
+        let _ = bufinfo::parse(&bytes).map(|i| i.exported_bytes());
         let _ = sysfs::parse_size(&bytes);
         let _ = sysfs::parse_exporter(&bytes);
         maps::for_each_dmabuf(&bytes, |m| { let _ = m.len(); });
@@ -141,7 +143,7 @@ proptest! {
         let bytes = parts.concat().into_bytes();
         let _ = fdinfo::parse(&bytes);
         let _ = status::parse(&bytes);
-        let _ = bufinfo::parse(&bytes).exported_bytes();
+        let _ = bufinfo::parse(&bytes).map(|i| i.exported_bytes());
         maps::for_each_dmabuf(&bytes, |m| { let _ = m.len(); });
     }
 
@@ -159,16 +161,16 @@ proptest! {
 /// Captured from the VM (Debian 6.12): a process that allocated four buffers, mapped two.
 #[test]
 fn captured_6_12_bufinfo_and_maps() {
-    let info = bufinfo::parse(&fixture("bufinfo/6.12-vm-capture.txt"));
+    let info = bufinfo::parse(&fixture("bufinfo/6.12-vm-capture.txt")).expect("parses");
     let rows: Vec<_> =
         info.rows.iter().map(|r| (r.size, r.count, r.inode, r.name.as_deref())).collect();
     assert_eq!(
         rows,
         vec![
-            (12288, Some(1), Some(4), Some("kernel only")),
-            (4096, Some(1), Some(3), Some("mapped only")),
-            (16384, Some(1), Some(2), None),
-            (8192, Some(3), Some(1), Some("CAMERA preview")),
+            (12288, 1, Some(4), Some(&b"kernel only"[..])),
+            (4096, 1, Some(3), Some(&b"mapped only"[..])),
+            (16384, 1, Some(2), None),
+            (8192, 3, Some(1), Some(&b"CAMERA preview"[..])),
         ]
     );
     assert!(info.rows.iter().all(|r| r.exporter == "system"));
@@ -184,4 +186,120 @@ fn captured_6_12_bufinfo_and_maps() {
             (1, 0, 8192, b"CAMERA preview".to_vec()),
         ]
     );
+}
+
+/// Any bytes the kernel accepts as a name: not NUL, at most 31.
+fn any_name() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            4 => any::<u8>().prop_filter("no NUL", |b| *b != 0),
+            // The bytes of the formats, so that names often look like their lines.
+            4 => prop::sample::select(b"\n\t:0123456789 \\".to_vec()),
+            1 => Just(b'T'),
+        ],
+        0..=bufinfo::MAX_NAME_LEN,
+    )
+    .prop_flat_map(|name| {
+        // Sometimes whole lines of the format, cut to fit.
+        let pieces: &[&[u8]] = &[
+            b"\n\tAttached Devices:\n",
+            b"\nTotal 0 devices attached\n\n",
+            b"\nTotal 1 objects, 4096 bytes\n",
+            b"\n00004096\t00000002\t00080007\t00000001\tsystem\t00000009\t",
+            b"\n\tread fence:a b seq 1 signalled",
+            b"\nsize:\t1073741824\nino:\t9\n",
+            b"\\012",
+        ];
+        (Just(name), prop::sample::select(pieces.to_vec()), any::<bool>())
+    })
+    .prop_map(|(mut name, piece, add)| {
+        if add {
+            name.extend_from_slice(piece);
+            name.truncate(bufinfo::MAX_NAME_LEN);
+        }
+        name
+    })
+}
+
+/// The kernel's unnamed marker stays ambiguous (it is the kernel's own word).
+fn kernel_name(name: &[u8]) -> Option<&[u8]> {
+    (!name.is_empty() && name != b"<none>").then_some(name)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Names of any bytes inside real 6.12 bufinfo output: every row keeps its size, inode,
+    /// count and exporter, the total stays the kernel's, and a name reads back exactly unless
+    /// it imitates a fence line after a newline (then it reads as a prefix of itself).
+    #[test]
+    fn bufinfo_names_cannot_move_other_fields(
+        rows in proptest::collection::vec(
+            (1u64..1 << 40, 1u64..1 << 20, 1u64..100, any_name(), 0usize..3), 1..6),
+    ) {
+        let mut text = b"\nDma-buf Objects:\nsize    \tflags   \tmode    \tcount   \texp_name\tino     \tname\n".to_vec();
+        for (size, inode, count, name, devices) in &rows {
+            text.extend(format!("{size:08}\t00000002\t00080007\t{count:08}\tsystem\t{inode:08}\t").bytes());
+            text.extend(if name.is_empty() { &b"<none>"[..] } else { name });
+            text.extend(b"\n\tAttached Devices:\n");
+            for d in 0..*devices {
+                text.extend(format!("\tsoc:gpu{d}\n").bytes());
+            }
+            text.extend(format!("Total {devices} devices attached\n\n").bytes());
+        }
+        let total: u64 = rows.iter().map(|r| r.0).sum();
+        text.extend(format!("\nTotal {} objects, {total} bytes\n", rows.len()).bytes());
+        let info = bufinfo::parse(&text).expect("the kernel's structure");
+        prop_assert_eq!(info.total_bytes, Some(total));
+        prop_assert_eq!(info.rows.len(), rows.len());
+        for (row, (size, inode, count, name, _)) in info.rows.iter().zip(&rows) {
+            prop_assert_eq!((row.size, row.inode, row.count, row.exporter.as_str()), (*size, Some(*inode), *count, "system"));
+            let got = row.name.as_deref().unwrap_or_default();
+            let want = kernel_name(name).unwrap_or_default();
+            if memchr::memmem::find(want, b"\n\t").is_none() {
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert!(want.starts_with(got), "{:?} is no prefix of {:?}", got, want);
+            }
+        }
+    }
+
+    /// Names of any bytes in real fdinfo output: the kernel's fields are untouched and the name
+    /// is exact.
+    #[test]
+    fn fdinfo_names_are_exact(name in any_name().prop_filter("named", |n| !n.is_empty())) {
+        let mut text = fixture("fdinfo/6.12-named.txt");
+        let at = memchr::memmem::find(&text, b"\nname:\t").expect("name line") + 7;
+        text.truncate(at);
+        text.extend(&name);
+        text.push(b'\n');
+        let info = fdinfo::parse(&text);
+        prop_assert_eq!((info.ino, info.size, info.count, info.exporter.as_deref()), (Some(1042), Some(8192), Some(1), Some("system")));
+        prop_assert_eq!(info.name, Some(name));
+    }
+
+    /// Names of any bytes in real maps output, escaped as the kernel escapes them: the other
+    /// mappings parse unchanged and the name unescapes to itself unless it contains `\012`.
+    #[test]
+    fn maps_names_unescape(name in any_name()) {
+        let mut text = fixture("maps/6.12-vm-capture.txt");
+        let mut escaped = Vec::new();
+        for &b in &name {
+            if b == b'\n' { escaped.extend(b"\\012") } else { escaped.push(b) }
+        }
+        let line = [&b"7fd88f790000-7fd88f792000 rw-s 00000000 00:0b 77                         /dmabuf:"[..], &escaped, b"\n"].concat();
+        text.splice(0..0, line);
+        let mut seen = Vec::new();
+        maps::for_each_dmabuf(&text, |m| seen.push((m.inode, m.offset, m.len(), maps::unescape_name(m.name))));
+        prop_assert_eq!(seen.len(), 4);
+        prop_assert_eq!(&seen[1..], &[
+            (3, 0, 4096, b"mapped only".to_vec()),
+            (1, 4096, 4096, b"CAMERA preview".to_vec()),
+            (1, 0, 8192, b"CAMERA preview".to_vec()),
+        ][..]);
+        prop_assert_eq!((seen[0].0, seen[0].1, seen[0].2), (77, 0, 8192));
+        if memchr::memmem::find(&name, b"\\012").is_none() {
+            prop_assert_eq!(&seen[0].3, &name);
+        }
+    }
 }

@@ -14,7 +14,7 @@
 
 mod vm_support;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use dmabufd::buffer::DmaBuf;
@@ -65,6 +65,9 @@ fn still_serves(stack: &Stack, pid: u32, after: &str) {
     assert_eq!(a.size, 4096, "after {after}");
     let fd: OwnedFd = a.fd.expect("fd").into();
     assert_eq!(fdinfo_name(&fd).as_deref(), Some("after"), "after {after}");
+    // The next case may ask for the whole quota: this buffer must be gone by then.
+    drop(fd);
+    wait_freed(a.inode as u64);
 }
 
 /// Runs each case, checks its answer exactly, then that the service still serves.
@@ -131,6 +134,35 @@ fn over_quota_while_holding(stack: &mut Stack) {
     drop(held);
     inodes.into_iter().for_each(wait_freed);
     still_serves(stack, pid, "freeing what was held");
+}
+
+/// Clients rename what they hold (DMA_BUF_SET_NAME needs no permission but the fd) to names
+/// the kernel prints raw in debugfs bufinfo: a row without inode (which once made every prune
+/// fail, so no quota was released again) and a 1 GiB row. Pruning still reads the kernel's list:
+/// once freed, the whole quota is free again.
+fn forged_names_do_not_stop_pruning(stack: &mut Stack) {
+    let pid = stack.pid();
+    let alloc = allocator();
+    let half = req("system", (QUOTA / 2) as i64, "forger", 0);
+    let held = [alloc.allocate(&half).expect("first half"), alloc.allocate(&half).expect("second")];
+    let inodes = held.each_ref().map(|a| a.inode as u64);
+    let fds: Vec<OwnedFd> = held.into_iter().map(|a| a.fd.expect("fd").into()).collect();
+    let names = [c"\n1000000000000000000\t0\t0\t1\tx\n", c"\n1073741824\t0\t0\t1\tx\t1\tv"];
+    for (fd, name) in fds.iter().zip(names) {
+        dmabufd::sys::set_name(fd.as_fd(), name).expect("a holder may rename");
+    }
+    // Refused after a prune that read the list despite the names: the quota is really held.
+    assert_eq!(code(alloc.allocate(&req("system", 1, "GL", 0))), codes::ERROR_QUOTA_EXCEEDED);
+    drop(fds);
+    inodes.into_iter().for_each(wait_freed);
+    let whole = alloc
+        .allocate(&req("system", QUOTA as i64, "whole", 0))
+        .expect("freed buffers pruned despite their names");
+    assert_eq!(whole.size, QUOTA as i64);
+    let whole_inode = whole.inode as u64;
+    drop(whole);
+    wait_freed(whole_inode);
+    still_serves(stack, pid, "forged names");
 }
 
 fn names(stack: &mut Stack) {
@@ -405,9 +437,10 @@ fn raw_parcels(stack: &mut Stack) {
 }
 
 fn main() {
-    let tests: [(&str, Test); 7] = [
+    let tests: [(&str, Test); 8] = [
         ("sizes", sizes),
         ("over_quota_while_holding", over_quota_while_holding),
+        ("forged_names_do_not_stop_pruning", forged_names_do_not_stop_pruning),
         ("names", names),
         ("heap_names", heap_names),
         ("heap_flags", heap_flags),

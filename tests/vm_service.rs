@@ -204,7 +204,8 @@ fn service_survives_clients_killed_mid_call(stack: &mut Stack) {
     assert_eq!(allocator().getHeaps().expect("getHeaps"), served_heaps());
     // Nothing leaked: no buffer of the killed clients survives, in the kernel or the ledger.
     std::thread::sleep(Duration::from_millis(200));
-    let spam = bufinfo().rows.into_iter().filter(|r| r.name.as_deref() == Some("spam")).count();
+    let spam =
+        bufinfo().rows.into_iter().filter(|r| r.name.as_deref() == Some(&b"spam"[..])).count();
     assert_eq!(spam, 0, "buffers of killed clients are still alive");
     assert!(accounting().getLedger(10_004).expect("ledger").is_empty());
 }

@@ -16,6 +16,17 @@ pub fn assert_bounded(text: &str, input: &[u8]) {
     );
 }
 
+/// A buffer name as DMA_BUF_SET_NAME would store it from `data`: NUL bytes dropped (the
+/// kernel stops at the first), at most 31 bytes.
+pub fn kernel_name(data: &[u8]) -> Vec<u8> {
+    data.iter().copied().filter(|&b| b != 0).take(dmabufd::procfs::bufinfo::MAX_NAME_LEN).collect()
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Whether `part` is borrowed from `whole` (zero-copy parsers must not invent bytes).
 pub fn is_within(part: &[u8], whole: &[u8]) -> bool {
     let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());

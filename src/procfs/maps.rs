@@ -6,6 +6,12 @@
 //! every line we search the whole file for `/dmabuf:` (SIMD substring search) and parse only the
 //! lines it lands on. Anonymous-inode mappings of pre-5.3 kernels all share one inode and cannot be
 //! told apart; they are not reported.
+//!
+//! The kernel prints the path with `seq_path(..., "\n")`: a newline in a name becomes the four
+//! bytes `\012` (so a line stays a line), and nothing else is escaped, not even a backslash. A
+//! name that holds the text `\012` therefore reads the same as one holding a newline; see
+//! [`unescape_name`]. Everything before the path is the kernel's, and the name is the rest of
+//! the line, so a name cannot change a mapping's range, offset or inode.
 
 use memchr::{memchr, memmem, memrchr};
 
@@ -22,7 +28,7 @@ pub struct DmaBufMap<'a> {
     pub offset: u64,
     /// The buffer's inode.
     pub inode: u64,
-    /// Purpose name; empty when unnamed.
+    /// Purpose name as the kernel escaped it (see [`unescape_name`]); empty when unnamed.
     pub name: &'a [u8],
 }
 
@@ -36,6 +42,22 @@ impl DmaBufMap<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The name as set, from the name as maps shows it: every `\012` turned back into the newline
+/// the kernel escaped. Exact unless the name itself contained the text `\012`, which the
+/// kernel prints unchanged; prefer a name from an fd link, fdinfo or bufinfo where there is one.
+pub fn unescape_name(escaped: &[u8]) -> Vec<u8> {
+    const NEWLINE: &[u8] = b"\\012";
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = memmem::find(rest, NEWLINE) {
+        out.extend_from_slice(&rest[..at]);
+        out.push(b'\n');
+        rest = &rest[at + NEWLINE.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 const PATH_PREFIX: &[u8] = b"/dmabuf:";
@@ -75,4 +97,16 @@ pub fn parse_line(line: &[u8]) -> Option<DmaBufMap<'_>> {
     let path_start = rest.iter().position(|&b| b != b' ')?;
     let name = rest[path_start..].strip_prefix(PATH_PREFIX)?;
     Some(DmaBufMap { start, end, offset, inode, name })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newlines_are_unescaped() {
+        assert_eq!(unescape_name(b"a\\012b\\012"), b"a\nb\n");
+        assert_eq!(unescape_name(b"\\01\\0123"), b"\\01\n3");
+        assert_eq!(unescape_name(b"plain"), b"plain");
+    }
 }

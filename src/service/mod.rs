@@ -9,7 +9,6 @@ pub mod compat;
 pub mod convert;
 pub mod errors;
 mod interfaces;
-mod live;
 mod state;
 
 use std::path::PathBuf;
@@ -19,9 +18,9 @@ use clap::Parser;
 
 use self::compat::Transport;
 use self::interfaces::{AccountingService, AllocatorService};
-use self::live::LiveBuffers;
 use self::state::{Policy, Shared};
 use crate::heap::{Allocator, HEAP_DIR};
+use crate::kernel_buffers::LiveBuffers;
 use crate::units;
 
 #[derive(Debug, Parser)]

@@ -8,10 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::compat::Caller;
-use super::live::LiveBuffers;
 use crate::account::{Filter, Report};
 use crate::buffer::DmaBuf;
 use crate::heap::{AllocRequest, Allocator};
+use crate::kernel_buffers::LiveBuffers;
 use crate::ledger::{self, Entry, Ledger};
 use crate::scan::{self, ScanOptions};
 use crate::{units, Error, Result};

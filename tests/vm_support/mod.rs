@@ -220,7 +220,7 @@ pub const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
 
 pub fn bufinfo() -> dmabufd::procfs::bufinfo::BufInfo {
     let text = std::fs::read(BUFINFO).expect("bufinfo");
-    dmabufd::procfs::bufinfo::parse(&text)
+    dmabufd::procfs::bufinfo::parse(&text).expect("bufinfo has the kernel's structure")
 }
 
 pub fn bufinfo_inodes() -> Vec<u64> {
@@ -246,32 +246,51 @@ pub type Test = fn(&mut Stack);
 /// whose name contains the first non-option argument if there is one, and prints libtest's
 /// `test result:` line for tests/vm/run. Exits with 1 if any failed.
 pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut stack = Stack::start(config);
+    let failed = run_each(tests, &mut stack, |stack| {
+        // A test that failed half-way may have left the service down: later tests need it.
+        if stack.service.is_none() {
+            stack.start_service();
+        }
+    });
+    drop(stack);
+    std::process::exit(i32::from(failed));
+}
+
+/// [`run_suite`] for tests that need no service.
+pub fn run_plain(tests: &[(&str, fn())]) -> ! {
+    let tests: Vec<_> =
+        tests.iter().map(|&(name, test)| (name, move |_: &mut ()| test())).collect();
+    let failed = run_each(&tests, &mut (), |_| {});
+    std::process::exit(i32::from(failed));
+}
+
+/// The loop of [`run_suite`] and [`run_plain`]: true if any test failed.
+fn run_each<S, T: Fn(&mut S)>(
+    tests: &[(&str, T)],
+    state: &mut S,
+    mut after_each: impl FnMut(&mut S),
+) -> bool {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let ok =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&mut stack))).is_ok();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(state))).is_ok();
         println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
         if ok {
             passed += 1;
         } else {
             failed += 1;
         }
-        // A test that failed half-way may have left the service down: later tests need it.
-        if stack.service.is_none() {
-            stack.start_service();
-        }
+        after_each(state);
     }
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
         if failed == 0 { "ok" } else { "FAILED" }
     );
-    drop(stack);
-    std::process::exit(i32::from(failed > 0));
+    failed > 0
 }
 
 /// A small deterministic PRNG (xorshift64*), so that a random schedule can be replayed from the
