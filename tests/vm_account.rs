@@ -17,7 +17,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dmabufd::account::{AppView, Filter, NameView, Report};
-use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
 use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
@@ -25,16 +24,17 @@ use rustix::net::{
     recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
+use vm_support::exporter::Exporter;
+
+mod vm_support;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The system heap's buffer, or on kernels without heaps vgem's (see vm_support::exporter).
 fn alloc(name: &str, size: u64) -> OwnedFd {
-    Allocator::new()
-        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
-        .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
-        .into_owned_fd()
+    vm_support::exporter::dma_buf(name, size)
 }
 
 fn inode(fd: BorrowedFd<'_>) -> u64 {
@@ -246,7 +246,7 @@ fn workload_exact_per_process_app_and_name() {
     let ba = by_inode(inodes["a"]);
     assert_eq!(
         (ba.size, ba.name.as_deref(), ba.exporter.as_deref()),
-        (5 * PAGE, Some("acct GL"), Some("system"))
+        (5 * PAGE, Some("acct GL"), Some(Exporter::detect().exp_name()))
     );
     assert_eq!(ba.fd_refs, BTreeMap::from([(me, 1), (p1, 1), (p2, 1)]));
     assert_eq!(ba.map_refs, BTreeMap::from([(p2, 1)]));
@@ -265,7 +265,7 @@ fn workload_exact_per_process_app_and_name() {
     let be = by_inode(inodes["e"]);
     assert_eq!(
         (be.size, be.name.as_deref(), be.exporter.as_deref()),
-        (2 * PAGE, Some("acct mapped only"), Some("system"))
+        (2 * PAGE, Some("acct mapped only"), Some(Exporter::detect().exp_name()))
     );
     assert!(be.fd_refs.is_empty());
     let bk = by_inode(inodes["k"]);

@@ -9,6 +9,8 @@
 //! an I/O error (ELOOP).
 #![allow(dead_code)]
 
+pub mod exporter;
+
 use std::io::BufRead;
 use std::io::BufReader;
 use std::os::unix::process::CommandExt;
@@ -242,15 +244,56 @@ pub fn wait_freed(inode: u64) {
 /// One test of a suite: gets the running stack (mutable, so a test may restart the service).
 pub type Test = fn(&mut Stack);
 
+/// The libtest arguments the custom harness understands: a name filter (the first non-option
+/// argument), `--skip NAME` (exact names: tests/vm/run skips tests the kernel cannot run),
+/// `--list` and `--ignored` (there are no ignored tests); other options are ignored.
+#[derive(Debug, Default)]
+struct Args {
+    filter: Option<String>,
+    skip: Vec<String>,
+    list: bool,
+    ignored: bool,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args::default();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--skip" => args.skip.extend(it.next()),
+                "--list" => args.list = true,
+                "--ignored" => args.ignored = true,
+                _ if a.starts_with('-') => {}
+                _ if args.filter.is_none() => args.filter = Some(a),
+                _ => {}
+            }
+        }
+        args
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+            && !self.skip.iter().any(|s| s == name)
+    }
+}
+
 /// Runs `tests` one after another against one stack (one service manager per device), those
-/// whose name contains the first non-option argument if there is one, and prints libtest's
-/// `test result:` line for tests/vm/run. Exits with 1 if any failed.
+/// the arguments select (see [`Args`]), and prints libtest's `test result:` line for
+/// tests/vm/run. Exits with 1 if any failed. `--list` prints the names as libtest does.
 pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let args = Args::parse();
+    if args.list {
+        for (name, _) in tests.iter().filter(|_| !args.ignored) {
+            println!("{name}: test");
+        }
+        std::process::exit(0);
+    }
     let mut stack = Stack::start(config);
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
     for (name, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        if !args.selects(name) {
+            filtered += 1;
             continue;
         }
         let ok =
@@ -267,7 +310,8 @@ pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
         }
     }
     println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} \
+         filtered out",
         if failed == 0 { "ok" } else { "FAILED" }
     );
     drop(stack);
