@@ -18,6 +18,12 @@ use dmabufd::sys::{self, Errno};
 use vm_support::exporter::{Drm, Exporter};
 
 const PAGE: u64 = 4096;
+/// The tests hold buffers in this one process and some assert its totals: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The running kernel's (major, minor).
 fn version() -> (u32, u32) {
@@ -41,6 +47,7 @@ fn inode(fd: BorrowedFd<'_>) -> u64 {
 /// before, `fstat` is the only identity, and the scan must still attribute the buffer.
 #[test]
 fn fdinfo_has_ino_from_5_14_and_the_scan_needs_none() {
+    let _serial = serial();
     let exporter = Exporter::detect();
     let buf = exporter.dma_buf("compat ino", 2 * PAGE);
     let text = fdinfo_text(buf.as_fd());
@@ -62,6 +69,7 @@ fn fdinfo_has_ino_from_5_14_and_the_scan_needs_none() {
 /// kernels without heaps, vm_account's whole workload runs on them.
 #[test]
 fn vgem_buffers_are_named_listed_and_attributed() {
+    let _serial = serial();
     let buf = Exporter::Vgem.dma_buf("compat vgem", 3 * PAGE);
     let ino = inode(buf.as_fd());
     assert_eq!(sys::fstat(buf.as_fd()).expect("fstat").size, 3 * PAGE);
@@ -85,6 +93,7 @@ fn vgem_buffers_are_named_listed_and_attributed() {
 /// keeps the dma-buf file. tests/vm/init's `maps` feature follows the same rule.
 #[test]
 fn vgem_mappings_name_the_dma_buf_from_5_14() {
+    let _serial = serial();
     let buf = Exporter::Vgem.dma_buf("compat vgem map", 2 * PAGE);
     let ino = inode(buf.as_fd());
     let map = sys::SharedMap::new(buf.as_fd(), PAGE as usize).expect("mmap");
@@ -106,6 +115,7 @@ fn vgem_mappings_name_the_dma_buf_from_5_14() {
 /// importing it into the cirrus display (vgem imports its own buffers without attaching).
 #[test]
 fn rename_while_attached_is_ebusy_before_5_16() {
+    let _serial = serial();
     let exporter = Exporter::detect();
     let buf = exporter.dma_buf("before attach", PAGE);
     let importer = match exporter {
@@ -128,6 +138,7 @@ fn rename_while_attached_is_ebusy_before_5_16() {
 /// The dma_buf trace events came with 7.0, the BPF dma-buf iterator (`iter/dmabuf`) with 6.16.
 #[test]
 fn tracepoints_from_7_0_and_bpf_iterator_from_6_16() {
+    let _serial = serial();
     let events = Path::new("/sys/kernel/tracing/events/dma_buf");
     assert_eq!(events.is_dir(), version() >= (7, 0), "{}", events.display());
     let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("BTF (every kernel here has it)");
@@ -151,6 +162,7 @@ fn tracepoints_from_7_0_and_bpf_iterator_from_6_16() {
 /// sizes, names, exporter, refs and this process's Rss.
 #[test]
 fn dmabufctl_dump_reports_this_kernels_buffers() {
+    let _serial = serial();
     let exporter = Exporter::detect();
     let held = exporter.dma_buf("compat dump held", 3 * PAGE);
     let dup = held.try_clone().expect("dup");
@@ -208,6 +220,7 @@ fn dmabufctl_dump_reports_this_kernels_buffers() {
 #[test]
 #[ignore = "run by tests/vm/capture-fixtures"]
 fn fixtures() {
+    let _serial = serial();
     let exporter = Exporter::detect();
     let named = exporter.dma_buf("CAMERA preview", 2 * PAGE);
     let unnamed = match exporter {
