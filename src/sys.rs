@@ -403,6 +403,133 @@ pub fn same_fd_table(a: i32, b: i32) -> SysResult<bool> {
     }
 }
 
+/// `DRM_IOCTL_BASE`, the ioctl type of every DRM ioctl.
+const DRM_IOCTL_BASE: u8 = b'd';
+
+/// `struct drm_mode_create_dumb` from `<drm/drm_mode.h>` (32 bytes on every ABI).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct DrmModeCreateDumb {
+    height: u32,
+    width: u32,
+    bpp: u32,
+    flags: u32,
+    handle: u32,
+    pitch: u32,
+    size: u64,
+}
+
+/// `struct drm_prime_handle` from `<drm/drm.h>`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct DrmPrimeHandle {
+    handle: u32,
+    flags: u32,
+    fd: i32,
+}
+
+/// `struct drm_gem_close` from `<drm/drm.h>`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct DrmGemClose {
+    handle: u32,
+    pad: u32,
+}
+
+/// `DRM_IOCTL_GEM_CLOSE = DRM_IOW(0x09, struct drm_gem_close)`.
+pub const DRM_IOCTL_GEM_CLOSE: u32 = iow(DRM_IOCTL_BASE, 0x09, size_of::<DrmGemClose>());
+
+/// `DRM_IOCTL_PRIME_HANDLE_TO_FD = DRM_IOWR(0x2d, struct drm_prime_handle)`.
+pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 =
+    iowr(DRM_IOCTL_BASE, 0x2d, size_of::<DrmPrimeHandle>());
+
+/// `DRM_IOCTL_PRIME_FD_TO_HANDLE = DRM_IOWR(0x2e, struct drm_prime_handle)`.
+pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 =
+    iowr(DRM_IOCTL_BASE, 0x2e, size_of::<DrmPrimeHandle>());
+
+/// `DRM_IOCTL_MODE_CREATE_DUMB = DRM_IOWR(0xb2, struct drm_mode_create_dumb)`.
+pub const DRM_IOCTL_MODE_CREATE_DUMB: u32 =
+    iowr(DRM_IOCTL_BASE, 0xb2, size_of::<DrmModeCreateDumb>());
+
+/// A GEM object made by `DRM_IOCTL_MODE_CREATE_DUMB`, as the kernel sized it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumbBuffer {
+    /// GEM handle, valid on the DRM fd that created it.
+    pub handle: u32,
+    /// Bytes per row.
+    pub pitch: u32,
+    /// Size in bytes, after the driver's rounding.
+    pub size: u64,
+}
+
+/// Opens a DRM device node read-write, close-on-exec.
+pub fn open_drm(path: &Path) -> SysResult<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// A DRM ioctl whose argument the kernel reads and writes in place.
+///
+/// # Safety
+///
+/// `opcode` must be a number whose argument struct has `T`'s exact layout.
+unsafe fn drm_ioctl<T>(dev: BorrowedFd<'_>, opcode: u32, arg: &mut T) -> SysResult<()> {
+    // SAFETY: the caller guarantees that `arg` has the layout `opcode` names; it outlives the
+    // call.
+    unsafe { ioctl(dev, opcode, std::ptr::from_mut(arg).cast()) }.map(drop)
+}
+
+/// `DRM_IOCTL_MODE_CREATE_DUMB`: a `width` x `height` buffer of `bpp` bits per pixel. Virtual
+/// drivers such as vgem make these without any display hardware, which is what lets kernels
+/// without dma-buf heaps still produce dma-bufs (see [`drm_prime_export`]).
+pub fn drm_create_dumb(
+    dev: BorrowedFd<'_>,
+    width: u32,
+    height: u32,
+    bpp: u32,
+) -> SysResult<DumbBuffer> {
+    let mut arg = DrmModeCreateDumb { height, width, bpp, ..Default::default() };
+    // SAFETY: the opcode is `DRM_IOWR(0xb2, struct drm_mode_create_dumb)` and `arg` has its
+    // layout.
+    unsafe { drm_ioctl(dev, DRM_IOCTL_MODE_CREATE_DUMB, &mut arg)? };
+    Ok(DumbBuffer { handle: arg.handle, pitch: arg.pitch, size: arg.size })
+}
+
+/// `DRM_IOCTL_PRIME_HANDLE_TO_FD` with `DRM_CLOEXEC | DRM_RDWR` (the `O_` values): exports GEM
+/// object `handle` as a dma-buf that can be mapped writable and never leaks into children.
+pub fn drm_prime_export(dev: BorrowedFd<'_>, handle: u32) -> SysResult<OwnedFd> {
+    let flags = (OFlags::RDWR | OFlags::CLOEXEC).bits();
+    let mut arg = DrmPrimeHandle { handle, flags, fd: -1 };
+    // SAFETY: the opcode is `DRM_IOWR(0x2d, struct drm_prime_handle)` and `arg` has its layout.
+    unsafe { drm_ioctl(dev, DRM_IOCTL_PRIME_HANDLE_TO_FD, &mut arg)? };
+    if arg.fd < 0 {
+        return Err(Errno::BADF);
+    }
+    // SAFETY: on success the kernel installed a new fd in our table and handed ownership to us;
+    // nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(arg.fd) })
+}
+
+/// `DRM_IOCTL_PRIME_FD_TO_HANDLE`: imports dma-buf `buf` into the device and returns its GEM
+/// handle. Importing another exporter's buffer attaches the device to it (`dma_buf_attach`)
+/// until the handle is closed with [`drm_gem_close`]; a device's own buffer comes back as the
+/// same object, without an attachment.
+pub fn drm_prime_import(dev: BorrowedFd<'_>, buf: BorrowedFd<'_>) -> SysResult<u32> {
+    let fd = buf.as_raw_fd();
+    let mut arg = DrmPrimeHandle { handle: 0, flags: 0, fd };
+    // SAFETY: the opcode is `DRM_IOWR(0x2e, struct drm_prime_handle)` and `arg` has its layout.
+    unsafe { drm_ioctl(dev, DRM_IOCTL_PRIME_FD_TO_HANDLE, &mut arg)? };
+    Ok(arg.handle)
+}
+
+/// `DRM_IOCTL_GEM_CLOSE`: drops the device's handle `handle` (and with an imported buffer's last
+/// handle, its attachment).
+pub fn drm_gem_close(dev: BorrowedFd<'_>, handle: u32) -> SysResult<()> {
+    let mut arg = DrmGemClose { handle, pad: 0 };
+    // SAFETY: the opcode is `DRM_IOW(0x09, struct drm_gem_close)` and `arg` has its layout; the
+    // kernel only reads it.
+    unsafe { drm_ioctl(dev, DRM_IOCTL_GEM_CLOSE, &mut arg) }
+}
+
 /// A plain memfd for unit tests: a real file that is not a dma-buf, and needs no source tree
 /// (atest runs unit tests in /data/local/tmp).
 #[cfg(test)]
@@ -516,5 +643,15 @@ mod tests {
         assert_eq!(short, buf[..3]);
         assert!(n > 3);
         assert_eq!(readlink_at(dir.as_fd(), c"no-such-link", &mut buf), Err(Errno::NOENT));
+    }
+
+    #[test]
+    fn drm_numbers() {
+        assert_eq!(size_of::<DrmModeCreateDumb>(), 32);
+        assert_eq!(size_of::<DrmPrimeHandle>(), 12);
+        assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
+        assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d);
+        assert_eq!(DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e);
+        assert_eq!(DRM_IOCTL_MODE_CREATE_DUMB, 0xc020_64b2);
     }
 }

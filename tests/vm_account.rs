@@ -17,23 +17,26 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dmabufd::account::{AppView, Filter, NameView, Report};
-use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
+use exporter::Exporter;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 mod data_bins;
+// Only the exporter of tests/vm_support: the rest needs the service, which this test (also a
+// Soong module) does not link. Its DRM attach helpers are for vm_compat.
+#[path = "vm_support/exporter.rs"]
+#[allow(dead_code)]
+mod exporter;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The system heap's buffer, or on kernels without heaps vgem's (see tests/vm_support/exporter.rs).
 fn alloc(name: &str, size: u64) -> OwnedFd {
-    Allocator::new()
-        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
-        .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
-        .into_owned_fd()
+    exporter::dma_buf(name, size)
 }
 
 fn inode(fd: BorrowedFd<'_>) -> u64 {
@@ -251,7 +254,7 @@ fn workload_exact_per_process_app_and_name() {
     let ba = by_inode(inodes["a"]);
     assert_eq!(
         (ba.size, ba.name.as_deref(), ba.exporter.as_deref()),
-        (5 * PAGE, Some("acct GL"), Some("system"))
+        (5 * PAGE, Some("acct GL"), Some(Exporter::detect().exp_name()))
     );
     assert_eq!(ba.fd_refs, BTreeMap::from([(me, 1), (p1, 1), (p2, 1)]));
     assert_eq!(ba.map_refs, BTreeMap::from([(p2, 1)]));
@@ -270,7 +273,7 @@ fn workload_exact_per_process_app_and_name() {
     let be = by_inode(inodes["e"]);
     assert_eq!(
         (be.size, be.name.as_deref(), be.exporter.as_deref()),
-        (2 * PAGE, Some("acct mapped only"), Some("system"))
+        (2 * PAGE, Some("acct mapped only"), Some(Exporter::detect().exp_name()))
     );
     assert!(be.fd_refs.is_empty());
     let bk = by_inode(inodes["k"]);

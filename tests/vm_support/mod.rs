@@ -9,6 +9,8 @@
 //! an I/O error (ELOOP).
 #![allow(dead_code)]
 
+pub mod exporter;
+
 use std::io::BufRead;
 use std::io::BufReader;
 use std::os::unix::process::CommandExt;
@@ -242,12 +244,58 @@ pub fn wait_freed(inode: u64) {
 /// One test of a suite: gets the running stack (mutable, so a test may restart the service).
 pub type Test = fn(&mut Stack);
 
+/// The libtest arguments the custom harness understands: a name filter (the first non-option
+/// argument), `--skip NAME` (exact names: tests/vm/run skips tests the kernel cannot run),
+/// `--list` and `--ignored` (there are no ignored tests); other options are ignored.
+#[derive(Debug, Default)]
+struct Args {
+    filter: Option<String>,
+    skip: Vec<String>,
+    list: bool,
+    ignored: bool,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args::default();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--skip" => args.skip.extend(it.next()),
+                "--list" => args.list = true,
+                "--ignored" => args.ignored = true,
+                _ if a.starts_with('-') => {}
+                _ if args.filter.is_none() => args.filter = Some(a),
+                _ => {}
+            }
+        }
+        args
+    }
+
+    /// `--list`: prints the names as libtest does and exits, before any stack is started.
+    fn list_if_asked<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        if self.list {
+            for name in names.filter(|_| !self.ignored) {
+                println!("{name}: test");
+            }
+            std::process::exit(0);
+        }
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+            && !self.skip.iter().any(|s| s == name)
+    }
+}
+
 /// Runs `tests` one after another against one stack (one service manager per device), those
-/// whose name contains the first non-option argument if there is one, and prints libtest's
-/// `test result:` line for tests/vm/run. Exits with 1 if any failed.
+/// the arguments select (see [`Args`]), and prints libtest's `test result:` line for
+/// tests/vm/run. Exits with 1 if any failed. `--list` prints the names as libtest does.
 pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
+    let args = Args::parse();
+    args.list_if_asked(tests.iter().map(|(name, _)| *name));
     let mut stack = Stack::start(config);
-    let failed = run_each(tests, &mut stack, |stack| {
+    let failed = run_each(&args, tests, &mut stack, |stack| {
         // A test that failed half-way may have left the service down: later tests need it.
         if stack.service.is_none() {
             stack.start_service();
@@ -259,22 +307,25 @@ pub fn run_suite(tests: &[(&str, Test)], config: Config) -> ! {
 
 /// [`run_suite`] for tests that need no service.
 pub fn run_plain(tests: &[(&str, fn())]) -> ! {
+    let args = Args::parse();
+    args.list_if_asked(tests.iter().map(|(name, _)| *name));
     let tests: Vec<_> =
         tests.iter().map(|&(name, test)| (name, move |_: &mut ()| test())).collect();
-    let failed = run_each(&tests, &mut (), |_| {});
+    let failed = run_each(&args, &tests, &mut (), |_| {});
     std::process::exit(i32::from(failed));
 }
 
 /// The loop of [`run_suite`] and [`run_plain`]: true if any test failed.
 fn run_each<S, T: Fn(&mut S)>(
+    args: &Args,
     tests: &[(&str, T)],
     state: &mut S,
     mut after_each: impl FnMut(&mut S),
 ) -> bool {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
     for (name, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        if !args.selects(name) {
+            filtered += 1;
             continue;
         }
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(state))).is_ok();
@@ -287,7 +338,8 @@ fn run_each<S, T: Fn(&mut S)>(
         after_each(state);
     }
     println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} \
+         filtered out",
         if failed == 0 { "ok" } else { "FAILED" }
     );
     failed > 0
