@@ -50,7 +50,9 @@ fn main() {
     println!("| output | median ms | output bytes |");
     println!("|---|---:|---:|");
     let cases: [(&str, &dyn Fn() -> String); 6] = [
-        ("Report::build", &|| format!("{}", Report::build(&model, &Filter::default()).buffers.len())),
+        ("Report::build", &|| {
+            format!("{}", Report::build(&model, &Filter::default()).buffers.len())
+        }),
         ("table (default)", &|| report::table(&report, View::Processes, Units::KiB)),
         ("table --bytes", &|| report::table(&report, View::Processes, Units::Bytes)),
         ("table --by name", &|| report::table(&report, View::Names, Units::KiB)),
@@ -99,9 +101,15 @@ fn inherited_maps(clients: usize, bufs: usize) -> Model {
     let processes = all_pids
         .iter()
         .map(|&pid| {
-            let comm = if pid == COMPOSITOR { "surfaceflinger".into() } else { format!("app{pid}") };
+            let comm =
+                if pid == COMPOSITOR { "surfaceflinger".into() } else { format!("app{pid}") };
             (pid, Process { pid, uid: 10_000 + pid as u32, comm })
         })
         .collect();
-    Model { buffers, processes, exported_bytes: Some(bufs as u64 * 64 * 1024), unreadable_processes: 0 }
+    Model {
+        buffers,
+        processes,
+        exported_bytes: Some(bufs as u64 * 64 * 1024),
+        unreadable_processes: 0,
+    }
 }

@@ -8,6 +8,7 @@
 //! * [`procfs`]: pure parsers over bytes of `/proc`, debugfs and sysfs files.
 //! * [`scan`]: walks `/proc` and the kernel's buffer lists into a [`account::Model`].
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
+//! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * `service`: the binder adapter (feature `binder`).
@@ -28,6 +29,7 @@ pub mod scan;
 #[cfg(feature = "binder")]
 pub mod service;
 pub mod sys;
+pub mod text;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -7,12 +7,18 @@
 //! three decimals instead of being truncated (a 64 KiB buffer shared by 201 processes has a Pss of
 //! 0.318 kB, not 0 kB), and [`Units::Bytes`] prints exact bytes everywhere. CSV and JSON always
 //! carry exact bytes. Renderers return strings; printing is the caller's job.
+//!
+//! Names, command names and exporters are shown [escaped](crate::text::escape) in tables and CSV,
+//! so that no name can add a row; JSON keeps their exact bytes. Every renderer costs O(rows): what
+//! a row shows of a buffer (its Pss share, its holder count) is computed once per buffer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::account::{saturating_sum, BufferView, Report};
+use crate::account::{pss_share, saturating_sum, BufferView, Name, ProcessView, Report};
 use crate::ledger::Entry;
+use crate::text::escape;
 
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +71,20 @@ pub fn kib(bytes: u64) -> String {
     format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
 }
 
-fn or_unknown(s: &Option<String>) -> &str {
-    s.as_deref().filter(|s| !s.is_empty()).unwrap_or("<unknown>")
+/// A name as tables show it: escaped, `<unknown>` when unnamed.
+fn shown_name(name: &Option<Name>) -> Cow<'_, str> {
+    match name {
+        Some(n) if !n.is_empty() => escape(n.as_bytes()),
+        _ => Cow::Borrowed("<unknown>"),
+    }
+}
+
+/// An exporter or heap as tables show it: escaped, `<unknown>` when the kernel did not tell.
+fn shown_text(text: Option<&str>) -> Cow<'_, str> {
+    match text {
+        Some(t) if !t.is_empty() => escape(t.as_bytes()),
+        _ => Cow::Borrowed("<unknown>"),
+    }
 }
 
 /// The line printed instead of a table when there is nothing to show.
@@ -110,24 +128,25 @@ pub fn table(report: &Report, view: View, units: Units) -> String {
 fn processes_table(report: &Report, units: Units) -> String {
     let u = units.suffix();
     let mut out = String::new();
-    let by_pid = buffers_by_pid(report);
+    let by_pid = held_by_pid(report);
     for p in &report.processes {
-        let _ = writeln!(out, "{:>16}:{:<5}", p.comm, p.pid);
+        let _ = writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid);
         let _ = writeln!(
             out,
             "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
         );
-        for b in by_pid.get(&p.pid).into_iter().flatten() {
+        for h in by_pid.get(&p.pid).into_iter().flatten() {
+            let b = h.buffer;
             let _ = writeln!(
                 out,
                 "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}",
-                or_unknown(&b.name),
+                shown_name(&b.name),
                 units.fmt(b.size),
-                units.fmt(b.pss_of(p.pid)),
-                b.holders().len(),
+                units.fmt(h.pss),
+                h.holders,
                 b.inode,
-                or_unknown(&b.exporter)
+                shown_text(b.exporter.as_deref())
             );
         }
         let _ = writeln!(
@@ -158,7 +177,7 @@ fn grid_table(report: &Report, units: Units) -> String {
     let mut out =
         String::from("    Dmabuf Inode |            Size |   Fd Ref Counts |  Map Ref Counts |");
     for p in &report.processes {
-        let _ = write!(out, "{:>16}:{:<5} |", p.comm, p.pid);
+        let _ = write!(out, "{:>16}:{:<5} |", escape(p.comm.as_bytes()), p.pid);
     }
     out.push('\n');
     for b in &report.buffers {
@@ -209,14 +228,14 @@ fn buffers_table(report: &Report) -> String {
             "{:>16} |{:>16} | {:<35} | {}",
             b.inode,
             b.size,
-            or_unknown(&b.exporter),
-            or_unknown(&b.name)
+            shown_text(b.exporter.as_deref()),
+            shown_name(&b.name)
         );
     }
     out.push('\n');
     out.push_str("      Exporter Name              | Total Count |     Total Size(bytes)   |\n");
     for h in &report.heaps {
-        let name = if h.exporter.is_empty() { "<unknown>" } else { &h.exporter };
+        let name = shown_text(Some(&h.exporter));
         let _ = writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes);
     }
     let total = saturating_sum(report.buffers.iter().map(|b| b.size));
@@ -237,7 +256,7 @@ fn app_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|a| vec![a.uid.to_string(), size(a.rss), size(a.pss), a.buffers.to_string()])
         .collect();
-    let kernel_only = report.buffers.iter().filter(|b| b.holders().is_empty()).count();
+    let kernel_only = report.buffers.iter().filter(|b| b.is_kernel_only()).count();
     if kernel_only > 0 {
         let bytes = report.totals.kernel_only_bytes;
         rows.push(vec!["kernel".into(), size(bytes), size(bytes), kernel_only.to_string()]);
@@ -251,7 +270,7 @@ fn name_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|n| {
             vec![
-                if n.name.is_empty() { "<unknown>".into() } else { n.name.clone() },
+                if n.name.is_empty() { "<unknown>".into() } else { n.name.to_string() },
                 size(n.bytes),
                 n.buffers.to_string(),
             ]
@@ -264,11 +283,7 @@ fn heap_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .heaps
         .iter()
         .map(|h| {
-            vec![
-                if h.exporter.is_empty() { "<unknown>".into() } else { h.exporter.clone() },
-                size(h.bytes),
-                h.buffers.to_string(),
-            ]
+            vec![shown_text(Some(&h.exporter)).into_owned(), size(h.bytes), h.buffers.to_string()]
         })
         .collect()
 }
@@ -319,24 +334,28 @@ pub fn csv(report: &Report, view: View) -> String {
                 "map_refs",
             ],
             {
-                let by_pid = buffers_by_pid(report);
+                let by_pid = held_by_pid(report);
                 report
                     .processes
                     .iter()
                     .flat_map(|p| {
-                        by_pid.get(&p.pid).into_iter().flatten().map(move |b| {
-                            let fds = b.fd_refs.get(&p.pid).copied().unwrap_or(0);
-                            let maps = b.map_refs.get(&p.pid).copied().unwrap_or(0);
-                            process_csv_row(p.pid, &p.comm, p.uid, b, fds, maps)
-                        })
+                        let comm = escape(p.comm.as_bytes());
+                        by_pid
+                            .get(&p.pid)
+                            .into_iter()
+                            .flatten()
+                            .map(move |h| process_csv_row(p, &comm, h))
                     })
                     .collect()
             },
         ),
         View::Grid => {
             let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
-            let names: Vec<String> =
-                report.processes.iter().map(|p| format!("{}:{}", p.comm, p.pid)).collect();
+            let names: Vec<String> = report
+                .processes
+                .iter()
+                .map(|p| format!("{}:{}", escape(p.comm.as_bytes()), p.pid))
+                .collect();
             headers.extend(names.iter().map(String::as_str));
             let rows: Rows = report
                 .buffers
@@ -372,9 +391,9 @@ pub fn csv(report: &Report, view: View) -> String {
                     vec![
                         b.inode.to_string(),
                         b.size.to_string(),
-                        b.exporter.clone().unwrap_or_default(),
-                        b.name.clone().unwrap_or_default(),
-                        b.holders().len().to_string(),
+                        csv_text(b.exporter.as_deref()),
+                        csv_name(&b.name),
+                        b.holder_count().to_string(),
                     ]
                 })
                 .collect(),
@@ -386,39 +405,56 @@ pub fn csv(report: &Report, view: View) -> String {
     render_csv(&headers, &rows)
 }
 
-/// The buffers each pid references, in report order: one pass over the buffers instead of one
-/// per process, which matters with thousands of both.
-fn buffers_by_pid(report: &Report) -> HashMap<i32, Vec<&BufferView>> {
-    let mut out: HashMap<i32, Vec<&BufferView>> = HashMap::new();
-    for b in &report.buffers {
-        for pid in b.holders() {
-            out.entry(pid).or_default().push(b);
+/// One buffer as one of its holders sees it, with what that holder's row shows.
+struct Held<'r> {
+    buffer: &'r BufferView,
+    pid: i32,
+    /// The holder's Pss share.
+    pss: u64,
+    /// Distinct holders of the buffer (`nr_procs`).
+    holders: usize,
+}
+
+/// The buffers each pid references, in report order, each with its Pss share and holder count:
+/// one pass over buffers x holders instead of one per process or per row, which matters with
+/// hundreds of processes each mapping hundreds of buffers.
+fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
+    let mut out: HashMap<i32, Vec<Held<'_>>> = HashMap::new();
+    for buffer in &report.buffers {
+        let holders = buffer.holder_count();
+        for (rank, pid) in buffer.holders().enumerate() {
+            let pss = pss_share(buffer.size, holders, rank);
+            out.entry(pid).or_default().push(Held { buffer, pid, pss, holders });
         }
     }
     out
 }
 
-fn process_csv_row(
-    pid: i32,
-    comm: &str,
-    uid: u32,
-    b: &BufferView,
-    fds: u32,
-    maps: u32,
-) -> Vec<String> {
+fn process_csv_row(p: &ProcessView, comm: &str, h: &Held<'_>) -> Vec<String> {
+    let b = h.buffer;
     vec![
-        pid.to_string(),
+        p.pid.to_string(),
         comm.to_string(),
-        uid.to_string(),
-        b.name.clone().unwrap_or_default(),
+        p.uid.to_string(),
+        csv_name(&b.name),
         b.inode.to_string(),
-        b.exporter.clone().unwrap_or_default(),
+        csv_text(b.exporter.as_deref()),
         b.size.to_string(),
-        b.pss_of(pid).to_string(),
-        b.holders().len().to_string(),
-        fds.to_string(),
-        maps.to_string(),
+        h.pss.to_string(),
+        h.holders.to_string(),
+        b.fd_refs.get(&h.pid).copied().unwrap_or(0).to_string(),
+        b.map_refs.get(&h.pid).copied().unwrap_or(0).to_string(),
     ]
+}
+
+/// A name as CSV carries it: escaped, empty when unnamed.
+fn csv_name(name: &Option<Name>) -> String {
+    name.as_ref().map_or_else(String::new, Name::to_string)
+}
+
+/// An exporter as CSV carries it: escaped, empty when unknown.
+fn csv_text(text: Option<&str>) -> String {
+    text.map_or_else(String::new, |t| escape(t.as_bytes()).into_owned())
 }
 
 fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -461,11 +497,11 @@ fn ledger_rows(entries: &[Entry]) -> Rows {
             vec![
                 e.inode.to_string(),
                 e.size.to_string(),
-                e.heap.clone(),
+                escape(e.heap.as_bytes()).into_owned(),
                 requester(e, e.uid),
                 requester(e, e.pid),
                 e.time_millis.to_string(),
-                e.name.clone(),
+                e.name.to_string(),
             ]
         })
         .collect()
@@ -537,8 +573,83 @@ fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String
 
 #[cfg(test)]
 mod tests {
-    use super::{ledger_csv, ledger_table, utc_timestamp};
-    use crate::ledger::{Entry, UNKNOWN_PID, UNKNOWN_UID};
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::account::{Buffer, Filter, Model, Process};
+    use crate::ledger::{UNKNOWN_PID, UNKNOWN_UID};
+
+    /// One process holding one buffer per name, with a hostile command name and exporter.
+    fn hostile_report(names: &[Vec<u8>], comm: &str, exporter: &str) -> Report {
+        let buffers = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let inode = 100 + i as u64;
+                let buffer = Buffer {
+                    inode,
+                    size: 4096,
+                    exporter: Some(exporter.into()),
+                    name: Some(Name::from(name.clone())),
+                    fd_refs: BTreeMap::from([(7, 1)]),
+                    ..Buffer::default()
+                };
+                (inode, buffer)
+            })
+            .collect();
+        let process = Process { pid: 7, uid: 1000, comm: comm.into() };
+        let model = Model {
+            buffers,
+            processes: BTreeMap::from([(7, process)]),
+            exported_bytes: Some(4096 * names.len() as u64),
+            unreadable_processes: 0,
+        };
+        Report::build(&model, &Filter::default())
+    }
+
+    /// Every line is free of control characters, and there are exactly `lines` of them.
+    fn assert_rows(text: &str, lines: usize) -> std::result::Result<(), TestCaseError> {
+        prop_assert!(text.ends_with('\n'));
+        let rows: Vec<&str> = text.lines().collect();
+        prop_assert_eq!(rows.len(), lines, "{}", text);
+        for row in rows {
+            prop_assert!(!row.chars().any(|c| c.is_control()), "{:?}", row);
+            prop_assert!(!row.contains(['\u{2028}', '\u{2029}', '\u{202e}']), "{:?}", row);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Whatever bytes names, command names and exporters hold, every text output keeps one
+        /// line per row.
+        #[test]
+        fn hostile_bytes_never_add_rows(
+            names in proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..=31), 1..4),
+            comm in "\\PC{0,15}|[\n\t\x1b\u{85}\u{2028}a]{1,15}",
+            exporter in "[\n\r\x7f,\"a-z]{1,12}",
+        ) {
+            let r = hostile_report(&names, &comm, &exporter);
+            let n = names.len();
+            let groups = r.names.len();
+            assert_rows(&table(&r, View::Processes, Units::KiB), 2 + n + 2 + 1)?;
+            assert_rows(&table(&r, View::Buffers, Units::KiB), 1 + n + 1 + 1 + 1 + 1)?;
+            assert_rows(&table(&r, View::Grid, Units::KiB), 1 + n + 1)?;
+            assert_rows(&table(&r, View::Names, Units::KiB), 1 + groups)?;
+            assert_rows(&table(&r, View::Heaps, Units::KiB), 1 + 1)?;
+            assert_rows(&csv(&r, View::Processes), 1 + n)?;
+            assert_rows(&csv(&r, View::Buffers), 1 + n)?;
+            assert_rows(&csv(&r, View::Names), 1 + groups)?;
+            let entries: Vec<Entry> = names.iter().map(|name| Entry {
+                name: Name::from(name.clone()),
+                heap: exporter.clone(),
+                ..entry(1, "", 0, 0, 0)
+            }).collect();
+            assert_rows(&ledger_table(&entries), 1 + n)?;
+            assert_rows(&ledger_csv(&entries), 1 + n)?;
+        }
+    }
 
     fn entry(inode: u64, name: &str, uid: u32, pid: i32, time_millis: u64) -> Entry {
         let attributed = time_millis != 0;

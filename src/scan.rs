@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use rustix::fs::{openat, readlinkat_raw, statat, AtFlags, Mode, OFlags, RawDir, CWD};
 use rustix::io::Errno;
 
-use crate::account::{Buffer, Model, Process};
+use crate::account::{Buffer, Model, Name, Process};
 use crate::procfs::{self, fd::Link};
 use crate::{Error, Result};
 
@@ -304,7 +304,7 @@ impl<'a> Worker<'a> {
             entry.exporter = info.exporter;
         }
         if entry.name.is_none() {
-            entry.name = link_name(&self.link[..link_len]).or(info.name);
+            entry.name = link_name(&self.link[..link_len]).or(info.name.map(Name::from));
         }
         Some(inode)
     }
@@ -340,7 +340,7 @@ impl<'a> Worker<'a> {
                 inode: m.inode,
                 size: extent,
                 size_from_maps: true,
-                name: Some(procfs::lossy(m.name)).filter(|n| !n.is_empty()),
+                name: Some(Name::from(m.name)).filter(|n| !n.is_empty()),
                 ..Buffer::default()
             });
             if b.size_from_maps {
@@ -482,7 +482,7 @@ fn apply_kernel_list(model: &mut Model, list: Option<KernelList>) {
             b.exporter = exporter;
         }
         if b.name.is_none() {
-            b.name = name;
+            b.name = name.map(Name::from);
         }
     }
 }
@@ -513,9 +513,9 @@ fn read_sysfs(dir: &Path) -> Option<Vec<KernelRow>> {
 }
 
 /// The purpose name in a `/dmabuf:<name>` link; `None` when unnamed or an anonymous inode.
-fn link_name(link: &[u8]) -> Option<String> {
+fn link_name(link: &[u8]) -> Option<Name> {
     match procfs::fd::classify_link(link)? {
-        Link::DmaBuf { name } if !name.is_empty() => Some(procfs::lossy(name)),
+        Link::DmaBuf { name } if !name.is_empty() => Some(Name::from(name)),
         _ => None,
     }
 }

@@ -1,8 +1,9 @@
 //! `dmabufctl heaps` and `dmabufctl alloc`, straight against the kernel.
 //!
 //! `alloc` prints one line per buffer, stable for scripts:
-//! `inode=<ino> size=<bytes> heap=<heap> name=<name as a quoted, escaped string>`
-//! (the name is quoted because names may contain spaces).
+//! `inode=<ino> size=<bytes> heap=<heap> name="<name>"`, the heap and name
+//! [escaped](crate::text::escape) as in every text output; the name is quoted because names may
+//! contain spaces, and is last, so it runs to the line's final `"`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use super::AllocArgs;
 use crate::buffer::{DmaBuf, Mapping};
 use crate::heap::{AllocRequest, Allocator};
 use crate::sys::SyncAccess;
+use crate::text::escape;
 use crate::{units, Error, Result};
 
 /// Prints the available heaps, one per line.
@@ -58,11 +60,11 @@ pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
     for buf in buffers {
         writeln!(
             out,
-            "inode={} size={} heap={} name={:?}",
+            "inode={} size={} heap={} name=\"{}\"",
             buf.inode(),
             buf.size(),
-            args.heap,
-            args.name
+            escape(args.heap.as_bytes()),
+            escape(args.name.as_bytes())
         )
         .map_err(|e| Error::io("writing to stdout", e))?;
     }
