@@ -83,11 +83,11 @@ pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
 /// mappings lazily have every page in place, and the buffer is shown to be usable. (The system
 /// heap maps every page up front as VM_PFNMAP, which smaps never counts as Rss.)
 fn map_and_touch(buf: &DmaBuf) -> Result<Mapping<'_>> {
-    let mut mapping = buf.map()?;
-    let page = usize::try_from(units::page_size()).unwrap_or(4096);
-    let mut access = mapping.cpu_access(SyncAccess::Write)?;
-    for byte in access.iter_mut().step_by(page) {
-        *byte = 0xa5;
+    let mapping = buf.map()?;
+    let page = usize::try_from(units::page_size()).unwrap_or(4096).max(1);
+    let access = mapping.cpu_access(SyncAccess::Write)?;
+    for offset in (0..mapping.len()).step_by(page) {
+        access.fill(offset, 1, 0xa5)?;
     }
     access.end()?;
     Ok(mapping)
