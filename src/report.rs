@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::account::{pss_share, saturating_sum, BufferView, Name, ProcessView, Report};
+use crate::account::{pss_share, saturating_sum, BufferView, Name, Report};
 use crate::ledger::Entry;
 use crate::text::escape;
 
@@ -319,36 +319,7 @@ fn simple_table(headers: &[&str], rows: Rows) -> String {
 pub fn csv(report: &Report, view: View) -> String {
     let bytes = |b: u64| b.to_string();
     let (headers, rows): (Vec<&str>, Rows) = match view {
-        View::Processes => (
-            vec![
-                "pid",
-                "comm",
-                "uid",
-                "name",
-                "inode",
-                "exporter",
-                "rss_bytes",
-                "pss_bytes",
-                "nr_procs",
-                "fd_refs",
-                "map_refs",
-            ],
-            {
-                let by_pid = held_by_pid(report);
-                report
-                    .processes
-                    .iter()
-                    .flat_map(|p| {
-                        let comm = escape(p.comm.as_bytes());
-                        by_pid
-                            .get(&p.pid)
-                            .into_iter()
-                            .flatten()
-                            .map(move |h| process_csv_row(p, &comm, h))
-                    })
-                    .collect()
-            },
-        ),
+        View::Processes => return processes_csv(report),
         View::Grid => {
             let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
             let names: Vec<String> = report
@@ -430,21 +401,43 @@ fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
     out
 }
 
-fn process_csv_row(p: &ProcessView, comm: &str, h: &Held<'_>) -> Vec<String> {
-    let b = h.buffer;
-    vec![
-        p.pid.to_string(),
-        comm.to_string(),
-        p.uid.to_string(),
-        csv_name(&b.name),
-        b.inode.to_string(),
-        csv_text(b.exporter.as_deref()),
-        b.size.to_string(),
-        h.pss.to_string(),
-        h.holders.to_string(),
-        b.fd_refs.get(&h.pid).copied().unwrap_or(0).to_string(),
-        b.map_refs.get(&h.pid).copied().unwrap_or(0).to_string(),
-    ]
+/// The per-process CSV, written straight into the output: with hundreds of thousands of rows,
+/// a vector of cells per row would cost more than the rows themselves.
+fn processes_csv(report: &Report) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        [
+            "pid",
+            "comm",
+            "uid",
+            "name",
+            "inode",
+            "exporter",
+            "rss_bytes",
+            "pss_bytes",
+            "nr_procs",
+            "fd_refs",
+            "map_refs",
+        ],
+    );
+    let by_pid = held_by_pid(report);
+    for p in &report.processes {
+        let comm = escape(p.comm.as_bytes());
+        for h in by_pid.get(&p.pid).into_iter().flatten() {
+            let b = h.buffer;
+            let _ = write!(out, "{},", p.pid);
+            csv_cell(&mut out, &comm);
+            let _ = write!(out, ",{},", p.uid);
+            csv_cell(&mut out, &csv_name(&b.name));
+            let _ = write!(out, ",{},", b.inode);
+            csv_cell(&mut out, &csv_text(b.exporter.as_deref()));
+            let fds = b.fd_refs.get(&h.pid).copied().unwrap_or(0);
+            let maps = b.map_refs.get(&h.pid).copied().unwrap_or(0);
+            let _ = writeln!(out, ",{},{},{},{fds},{maps}", b.size, h.pss, h.holders);
+        }
+    }
+    out
 }
 
 /// A name as CSV carries it: escaped, empty when unnamed.
@@ -459,24 +452,31 @@ fn csv_text(text: Option<&str>) -> String {
 
 fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            if cell.contains([',', '"', '\n', '\r']) {
-                let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
-            } else {
-                out.push_str(cell);
-            }
-        }
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
+    csv_line(&mut out, headers.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        csv_line(&mut out, row.iter().map(String::as_str));
     }
     out
+}
+
+fn csv_line<'c>(out: &mut String, cells: impl IntoIterator<Item = &'c str>) {
+    for (i, cell) in cells.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_cell(out, cell);
+    }
+    out.push('\n');
+}
+
+/// One field, RFC 4180-quoted when it holds a separator, a quote or a line break (escaped text
+/// never holds the latter, but a header or a future caller might).
+fn csv_cell(out: &mut String, cell: &str) {
+    if cell.contains([',', '"', '\n', '\r']) {
+        let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
+    } else {
+        out.push_str(cell);
+    }
 }
 
 const LEDGER_HEADERS: [&str; 7] = ["Inode", "Size", "Heap", "Uid", "Pid", "TimeMs", "Name"];
