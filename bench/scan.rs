@@ -249,7 +249,8 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
             .expect("allocate")
             .into_owned_fd();
         maps.push(
-            SharedMap::new(buf.as_fd(), 0, BUF_SIZE as usize, MapAccess::ReadOnly).expect("mmap"),
+            SharedMap::new_range(buf.as_fd(), 0, BUF_SIZE as usize, MapAccess::ReadOnly)
+                .expect("mmap"),
         );
         keep.push(buf);
     }

@@ -128,13 +128,13 @@ pub struct BufferView {
 
 impl BufferView {
     /// Distinct holders, ascending.
-    pub fn holders(&self) -> impl Iterator<Item = i32> + '_ {
-        holders(&self.fd_refs, &self.map_refs)
+    pub fn holders(&self) -> Vec<i32> {
+        holders(&self.fd_refs, &self.map_refs).collect()
     }
 
-    /// Number of distinct holders (`nr_procs`).
+    /// Number of distinct holders (`nr_procs`), without collecting them.
     pub fn holder_count(&self) -> usize {
-        self.holders().count()
+        holders(&self.fd_refs, &self.map_refs).count()
     }
 
     /// True when no process holds the buffer: the kernel alone does.
@@ -147,7 +147,7 @@ impl BufferView {
     pub fn pss_of(&self, pid: i32) -> u64 {
         let mut rank = None;
         let mut count = 0;
-        for (i, p) in self.holders().enumerate() {
+        for (i, p) in holders(&self.fd_refs, &self.map_refs).enumerate() {
             if p == pid {
                 rank = Some(i);
             }

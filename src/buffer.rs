@@ -63,7 +63,7 @@ impl DmaBuf {
     /// Maps `len` bytes from byte `offset` (a multiple of the page size): a partial mapping, or a
     /// read-only one, is still a reference that makes this process a holder of the whole buffer.
     pub fn map_range(&self, offset: u64, len: usize, access: MapAccess) -> Result<Mapping<'_>> {
-        let map = SharedMap::new(self.fd.as_fd(), offset, len, access)
+        let map = SharedMap::new_range(self.fd.as_fd(), offset, len, access)
             .map_err(|e| Error::io("mmap of a dma-buf", e))?;
         Ok(Mapping { map, fd: self.fd.as_fd() })
     }

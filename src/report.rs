@@ -392,8 +392,9 @@ struct Held<'r> {
 fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
     let mut out: HashMap<i32, Vec<Held<'_>>> = HashMap::new();
     for buffer in &report.buffers {
-        let holders = buffer.holder_count();
-        for (rank, pid) in buffer.holders().enumerate() {
+        let pids = buffer.holders();
+        let holders = pids.len();
+        for (rank, &pid) in pids.iter().enumerate() {
             let pss = pss_share(buffer.size, holders, rank);
             out.entry(pid).or_default().push(Held { buffer, pid, pss, holders });
         }

@@ -282,11 +282,21 @@ unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
-    /// Maps `len` bytes of `fd` from byte `offset` (a multiple of the page size), shared with
-    /// every other mapping of the file (that is what makes the pages count in everyone's Rss).
+    /// Maps the first `len` bytes of `fd`, readable and writable, shared with every other
+    /// mapping of the file (that is what makes the pages count in everyone's Rss).
+    pub fn new(fd: BorrowedFd<'_>, len: usize) -> SysResult<Self> {
+        Self::new_range(fd, 0, len, MapAccess::ReadWrite)
+    }
+
+    /// Maps `len` bytes of `fd` from byte `offset` (a multiple of the page size) with `access`.
     /// A partial mapping (`offset > 0` or `len` short of the file) shows in `/proc/<pid>/maps`
     /// with that offset and extent.
-    pub fn new(fd: BorrowedFd<'_>, offset: u64, len: usize, access: MapAccess) -> SysResult<Self> {
+    pub fn new_range(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        access: MapAccess,
+    ) -> SysResult<Self> {
         if len == 0 {
             return Err(Errno::INVAL);
         }

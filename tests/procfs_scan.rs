@@ -115,7 +115,7 @@ fn filters_select_processes_but_keep_global_shares() {
     let r = Report::build(&model, &Filter { uid: Some(10057), pid: None });
     assert_eq!(r.processes, vec![pv(300, 10057, "app", 65536, 21845, 65536, 0)]);
     assert_eq!(r.buffers.iter().map(|b| b.inode).collect::<Vec<_>>(), vec![2001]);
-    assert_eq!(r.buffers[0].holder_count(), 3);
+    assert_eq!(r.buffers[0].holders().len(), 3);
     assert_eq!(
         (r.totals.userspace_rss, r.totals.userspace_pss, r.totals.kernel_only_bytes),
         (65536, 21845, 0)
@@ -324,7 +324,7 @@ proptest! {
             prop_assert_eq!(shares, p.pss);
         }
         for b in &r.buffers {
-            let n = b.holder_count() as u64;
+            let n = b.holders().len() as u64;
             for pid in b.holders() {
                 let share = b.pss_of(pid);
                 prop_assert!(share == b.size / n || share == b.size / n + 1);

@@ -47,7 +47,7 @@ fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
 
 /// A shared read-only mapping of `len` bytes from `offset`, unmapped on drop.
 fn map(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SharedMap {
-    SharedMap::new(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
+    SharedMap::new_range(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
 }
 
 fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) {
@@ -368,7 +368,7 @@ fn processes_exiting_during_scans() {
         scans += 1;
         let stable_view =
             r.buffers.iter().find(|b| b.inode == stable_inode).expect("stable buffer");
-        assert_eq!(stable_view.holders().collect::<Vec<_>>(), {
+        assert_eq!(stable_view.holders().into_iter().collect::<Vec<_>>(), {
             let mut h = holders.to_vec();
             h.sort_unstable();
             h

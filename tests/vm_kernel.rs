@@ -198,7 +198,7 @@ fn partial_and_read_only_mappings() {
 fn mapped_buffer_outlives_its_fd() {
     let buf = alloc(4096, "ORPHAN MAP");
     let inode = buf.inode();
-    let map = SharedMap::new(buf.as_fd(), 0, 4096, MapAccess::ReadOnly).expect("map");
+    let map = SharedMap::new(buf.as_fd(), 4096).expect("map");
     drop(buf);
     // Only the mapping holds the buffer now; maps still carries its name.
     let maps = fs::read_to_string("/proc/self/maps").expect("read maps");

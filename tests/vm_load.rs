@@ -34,7 +34,7 @@ use dmabufd::service::compat::aidl::IAccounting::ALL;
 use dmabufd::service::compat::aidl::IAllocator::{self as codes};
 use dmabufd::service::compat::ALLOCATOR_INSTANCE;
 use dmabufd::service::errors::from_status;
-use dmabufd::sys::{self, MapAccess, SharedMap, SyncAccess};
+use dmabufd::sys::{self, SharedMap, SyncAccess};
 use dmabufd::Error;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -136,9 +136,7 @@ impl Counters {
             std::fs::set_permissions(COUNTERS, std::fs::Permissions::from_mode(0o666))
                 .expect("counters mode");
         }
-        Counters(
-            SharedMap::new(file.as_fd(), 0, 4096, MapAccess::ReadWrite).expect("mmap counters"),
-        )
+        Counters(SharedMap::new(file.as_fd(), 4096).expect("mmap counters"))
     }
 
     fn slots(&self) -> &[AtomicU64] {
@@ -309,8 +307,7 @@ fn client_hold(args: &[String]) {
     let mut map = None;
     if map_only == "1" {
         let buf = kept.take().expect("buffer");
-        map =
-            Some(SharedMap::new(buf.as_fd(), 0, size as usize, MapAccess::ReadOnly).expect("map"));
+        map = Some(SharedMap::new(buf.as_fd(), size as usize).expect("map"));
         drop(buf);
     }
     println!("{inode} {size}");

@@ -59,7 +59,8 @@ fn hostile_names_stay_in_their_rows() {
         cases.push(Case { inode: buf.inode(), raw, shown, map_only });
         if map_only {
             maps.push(
-                SharedMap::new(buf.as_fd(), 0, SIZE as usize, MapAccess::ReadOnly).expect("mmap"),
+                SharedMap::new_range(buf.as_fd(), 0, SIZE as usize, MapAccess::ReadOnly)
+                    .expect("mmap"),
             );
         } else {
             held.push(buf);

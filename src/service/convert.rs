@@ -106,6 +106,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
         name: b.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         refs: b
             .holders()
+            .into_iter()
             .map(|pid| BufferRef {
                 pid,
                 fdCount: count(b.fd_refs.get(&pid).copied().unwrap_or(0)),
