@@ -129,6 +129,7 @@ fn processes_table(report: &Report, units: Units) -> String {
     let u = units.suffix();
     let mut out = String::new();
     let by_pid = held_by_pid(report);
+    let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
     for p in &report.processes {
         let _ = writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid);
         let _ = writeln!(
@@ -137,17 +138,7 @@ fn processes_table(report: &Report, units: Units) -> String {
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
         );
         for h in by_pid.get(&p.pid).into_iter().flatten() {
-            let b = h.buffer;
-            let _ = writeln!(
-                out,
-                "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}",
-                shown_name(&b.name),
-                units.fmt(b.size),
-                units.fmt(h.pss),
-                h.holders,
-                b.inode,
-                shown_text(b.exporter.as_deref())
-            );
+            rows[h.index].write(&mut out, h.pss);
         }
         let _ = writeln!(
             out,
@@ -170,6 +161,44 @@ fn processes_table(report: &Report, units: Units) -> String {
         units.fmt(t.userspace_pss)
     );
     out
+}
+
+/// One buffer's row of the per-process table, rendered once. Every holder's row of a buffer is
+/// the same but for the Pss cell, which takes one of two values (the division remainder goes one
+/// byte each to the first holders), so each row costs three copies instead of six formatted cells.
+struct ProcessRow {
+    /// Name and Rss cells.
+    head: String,
+    /// The Pss cell for a share of `base` and of `base + 1` bytes.
+    pss: [String; 2],
+    base: u64,
+    /// nr_procs, Inode and Exporter cells, and the line end.
+    tail: String,
+}
+
+impl ProcessRow {
+    fn new(b: &BufferView, units: Units) -> Self {
+        let u = units.suffix();
+        let holders = b.holder_count();
+        let base = b.size / holders.max(1) as u64;
+        ProcessRow {
+            head: format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size)),
+            pss: [base, base.saturating_add(1)].map(|v| format!("{:>13}{u}", units.fmt(v))),
+            base,
+            tail: format!(
+                " {:>16} {:>16}  {:>22}\n",
+                holders,
+                b.inode,
+                shown_text(b.exporter.as_deref())
+            ),
+        }
+    }
+
+    fn write(&self, out: &mut String, pss: u64) {
+        out.push_str(&self.head);
+        out.push_str(&self.pss[usize::from(pss != self.base)]);
+        out.push_str(&self.tail);
+    }
 }
 
 fn grid_table(report: &Report, units: Units) -> String {
@@ -379,6 +408,8 @@ pub fn csv(report: &Report, view: View) -> String {
 /// One buffer as one of its holders sees it, with what that holder's row shows.
 struct Held<'r> {
     buffer: &'r BufferView,
+    /// Position of `buffer` in the report.
+    index: usize,
     pid: i32,
     /// The holder's Pss share.
     pss: u64,
@@ -391,12 +422,12 @@ struct Held<'r> {
 /// hundreds of processes each mapping hundreds of buffers.
 fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
     let mut out: HashMap<i32, Vec<Held<'_>>> = HashMap::new();
-    for buffer in &report.buffers {
+    for (index, buffer) in report.buffers.iter().enumerate() {
         let pids = buffer.holders();
         let holders = pids.len();
         for (rank, &pid) in pids.iter().enumerate() {
             let pss = pss_share(buffer.size, holders, rank);
-            out.entry(pid).or_default().push(Held { buffer, pid, pss, holders });
+            out.entry(pid).or_default().push(Held { buffer, index, pid, pss, holders });
         }
     }
     out
@@ -620,6 +651,32 @@ mod tests {
             prop_assert!(!row.contains(['\u{2028}', '\u{2029}', '\u{202e}']), "{:?}", row);
         }
         Ok(())
+    }
+
+    #[test]
+    fn shared_buffer_rows_carry_each_holders_share() {
+        let mut model = Model::default();
+        let buffer = Buffer {
+            inode: 9,
+            size: 4097,
+            exporter: Some("system".into()),
+            name: Some("GL".into()),
+            fd_refs: BTreeMap::from([(1, 1), (2, 1)]),
+            map_refs: BTreeMap::from([(3, 1)]),
+            ..Buffer::default()
+        };
+        model.buffers.insert(9, buffer);
+        for pid in 1..=3 {
+            model.processes.insert(pid, Process { pid, uid: 0, comm: format!("p{pid}") });
+        }
+        let r = Report::build(&model, &Filter::default());
+        let table = table(&r, View::Processes, Units::Bytes);
+        let rows: Vec<&str> = table.lines().filter(|l| l.trim_start().starts_with("GL ")).collect();
+        let want = |pss: u64| {
+            format!("{:>22} {:>13} B {pss:>13} B {:>16} {:>16}  {:>22}", "GL", 4097, 3, 9, "system")
+        };
+        // 4097 = 3 x 1365 + 2: the two lowest pids get the remainder bytes.
+        assert_eq!(rows, [want(1366), want(1366), want(1365)]);
     }
 
     proptest! {
