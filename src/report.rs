@@ -453,20 +453,31 @@ fn processes_csv(report: &Report) -> String {
             "map_refs",
         ],
     );
+    // What a row shows of its buffer (name, inode, exporter, size) is rendered once per buffer.
+    let buffer_cells: Vec<String> = report
+        .buffers
+        .iter()
+        .map(|b| {
+            let mut cells = String::new();
+            csv_cell(&mut cells, &csv_name(&b.name));
+            let _ = write!(cells, ",{},", b.inode);
+            csv_cell(&mut cells, &csv_text(b.exporter.as_deref()));
+            let _ = write!(cells, ",{},", b.size);
+            cells
+        })
+        .collect();
     let by_pid = held_by_pid(report);
     for p in &report.processes {
-        let comm = escape(p.comm.as_bytes());
+        let mut process_cells = format!("{},", p.pid);
+        csv_cell(&mut process_cells, &escape(p.comm.as_bytes()));
+        let _ = write!(process_cells, ",{},", p.uid);
         for h in by_pid.get(&p.pid).into_iter().flatten() {
             let b = h.buffer;
-            let _ = write!(out, "{},", p.pid);
-            csv_cell(&mut out, &comm);
-            let _ = write!(out, ",{},", p.uid);
-            csv_cell(&mut out, &csv_name(&b.name));
-            let _ = write!(out, ",{},", b.inode);
-            csv_cell(&mut out, &csv_text(b.exporter.as_deref()));
+            out.push_str(&process_cells);
+            out.push_str(&buffer_cells[h.index]);
             let fds = b.fd_refs.get(&h.pid).copied().unwrap_or(0);
             let maps = b.map_refs.get(&h.pid).copied().unwrap_or(0);
-            let _ = writeln!(out, ",{},{},{},{fds},{maps}", b.size, h.pss, h.holders);
+            let _ = writeln!(out, "{},{},{fds},{maps}", h.pss, h.holders);
         }
     }
     out
