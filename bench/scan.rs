@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
+use dmabufd::sys::{MapAccess, SharedMap};
 use rustix::io::{fcntl_setfd, FdFlags};
-use rustix::mm::{mmap, MapFlags, ProtFlags};
 use rustix::pipe::PipeFlags;
 
 const BUF_SIZE: u64 = 4096;
@@ -236,6 +236,7 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
     let (ready, stop) = unsafe { (OwnedFd::from_raw_fd(ready), OwnedFd::from_raw_fd(stop)) };
     let alloc = Allocator::new();
     let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut maps: Vec<SharedMap> = Vec::new();
     for i in 0..bufs {
         let name = format!("bench {i}");
         let buf = alloc
@@ -247,18 +248,10 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
             })
             .expect("allocate")
             .into_owned_fd();
-        // SAFETY: a fresh shared mapping, kept until the process exits.
-        unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                BUF_SIZE as usize,
-                ProtFlags::READ,
-                MapFlags::SHARED,
-                &buf,
-                0,
-            )
-        }
-        .expect("mmap");
+        maps.push(
+            SharedMap::new_range(buf.as_fd(), 0, BUF_SIZE as usize, MapAccess::ReadOnly)
+                .expect("mmap"),
+        );
         keep.push(buf);
     }
     // K other fds, a phone-like mix: pipes, stream and datagram sockets, files.
@@ -283,7 +276,7 @@ fn holder(ready: i32, stop: i32, bufs: usize, other: usize) {
     let mut ready = File::from(ready);
     ready.write_all(b"r").expect("ready");
     let _ = File::from(stop).read(&mut [0u8]);
-    drop((keep, other_fds));
+    drop((maps, keep, other_fds));
 }
 
 #[derive(Debug, Clone)]

@@ -7,9 +7,11 @@
 //! byte each to the lowest pids, so per-process Pss always sums to exactly the bytes referenced
 //! (AOSP dmabuf_dump truncates each share, so widely shared buffers show 0 and totals drift).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub use crate::text::Name;
 
 /// A process that references at least one dma-buf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +36,8 @@ pub struct Buffer {
     pub size_from_maps: bool,
     /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
     pub exporter: Option<String>,
-    /// Purpose name; `None` when unnamed.
-    pub name: Option<String>,
+    /// Purpose name, exact bytes; `None` when unnamed.
+    pub name: Option<Name>,
     /// Number of fds per referencing pid.
     pub fd_refs: BTreeMap<i32, u32>,
     /// Number of mappings (VMAs) per referencing pid.
@@ -44,9 +46,31 @@ pub struct Buffer {
 
 impl Buffer {
     /// Distinct pids that reference the buffer by fd or mapping, ascending.
-    pub fn holders(&self) -> BTreeSet<i32> {
-        self.fd_refs.keys().chain(self.map_refs.keys()).copied().collect()
+    pub fn holders(&self) -> Vec<i32> {
+        holders(&self.fd_refs, &self.map_refs).collect()
     }
+}
+
+/// The distinct keys of two pid-keyed maps, ascending: one merge of two sorted sequences, so
+/// walking a buffer's holders costs O(holders) and allocates nothing.
+fn holders<'a>(
+    fd_refs: &'a BTreeMap<i32, u32>,
+    map_refs: &'a BTreeMap<i32, u32>,
+) -> impl Iterator<Item = i32> + 'a {
+    let (mut fds, mut maps) = (fd_refs.keys().peekable(), map_refs.keys().peekable());
+    std::iter::from_fn(move || match (fds.peek(), maps.peek()) {
+        (Some(&&f), Some(&&m)) => {
+            if f <= m {
+                fds.next();
+            }
+            if m <= f {
+                maps.next();
+            }
+            Some(f.min(m))
+        }
+        (Some(_), None) => fds.next().copied(),
+        (None, _) => maps.next().copied(),
+    })
 }
 
 /// Everything one scan saw.
@@ -92,8 +116,10 @@ pub struct BufferView {
     pub size: u64,
     /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
     pub exporter: Option<String>,
-    /// Purpose name; `None` when unnamed.
-    pub name: Option<String>,
+    /// Purpose name, exact bytes; `None` when unnamed. JSON: `name` and, for a name that is
+    /// not UTF-8, `name_bytes` (see [`Name::serialize_fields`]).
+    #[serde(flatten, serialize_with = "Name::serialize_fields")]
+    pub name: Option<Name>,
     /// Number of fds per holding pid.
     pub fd_refs: BTreeMap<i32, u32>,
     /// Number of mappings (VMAs) per holding pid.
@@ -102,17 +128,32 @@ pub struct BufferView {
 
 impl BufferView {
     /// Distinct holders, ascending.
-    pub fn holders(&self) -> BTreeSet<i32> {
-        self.fd_refs.keys().chain(self.map_refs.keys()).copied().collect()
+    pub fn holders(&self) -> Vec<i32> {
+        holders(&self.fd_refs, &self.map_refs).collect()
     }
 
-    /// Pss share of `pid` in this buffer (0 if it does not hold it).
+    /// Number of distinct holders (`nr_procs`), without collecting them.
+    pub fn holder_count(&self) -> usize {
+        holders(&self.fd_refs, &self.map_refs).count()
+    }
+
+    /// True when no process holds the buffer: the kernel alone does.
+    pub fn is_kernel_only(&self) -> bool {
+        self.fd_refs.is_empty() && self.map_refs.is_empty()
+    }
+
+    /// Pss share of `pid` in this buffer (0 if it does not hold it). One pass over the holders:
+    /// to share out every holder's Pss, walk [`BufferView::holders`] with [`pss_share`] instead.
     pub fn pss_of(&self, pid: i32) -> u64 {
-        let holders = self.holders();
-        holders
-            .iter()
-            .position(|&p| p == pid)
-            .map_or(0, |rank| pss_share(self.size, holders.len(), rank))
+        let mut rank = None;
+        let mut count = 0;
+        for (i, p) in holders(&self.fd_refs, &self.map_refs).enumerate() {
+            if p == pid {
+                rank = Some(i);
+            }
+            count = i + 1;
+        }
+        rank.map_or(0, |rank| pss_share(self.size, count, rank))
     }
 }
 
@@ -151,8 +192,9 @@ pub struct AppView {
 /// Buffers sharing one purpose name (`""` for unnamed ones).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NameView {
-    /// The purpose name.
-    pub name: String,
+    /// The purpose name, exact bytes; JSON as for [`BufferView::name`].
+    #[serde(flatten, serialize_with = "Name::serialize_field")]
+    pub name: Name,
     /// Sum of the sizes of those buffers.
     pub bytes: u64,
     /// Number of distinct buffers.
@@ -224,47 +266,50 @@ impl Report {
     /// selected processes and only the buffers they reference, Pss still shared among all
     /// holders.
     pub fn build(model: &Model, filter: &Filter) -> Report {
-        let selected: BTreeMap<i32, &Process> = model
+        // Every step is one pass over buffers x holders or over processes, with O(log n) map
+        // steps at most: a compositor's buffers mapped by hundreds of forked clients make
+        // buffers x holders the largest number in the report.
+        let mut usage: BTreeMap<i32, (&Process, Usage)> = model
             .processes
             .iter()
             .filter(|(_, p)| filter.selects(p))
-            .map(|(&pid, p)| (pid, p))
+            .map(|(&pid, p)| (pid, (p, Usage::default())))
             .collect();
-        let mut usage: BTreeMap<i32, Usage> =
-            selected.keys().map(|&pid| (pid, Usage::default())).collect();
-        let mut app_bufs: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+        // Per uid: distinct buffers (inode -> size) and summed Pss.
+        let mut app_bufs: BTreeMap<u32, (BTreeMap<u64, u64>, u64)> = BTreeMap::new();
         let mut buffers = Vec::new();
         let mut kernel_only_bytes: u64 = 0;
         let mut userspace_rss: u64 = 0;
+        let mut holders: Vec<i32> = Vec::new();
 
         for buf in model.buffers.values() {
-            let holders = buf.holders();
-            let mut wanted = filter.is_empty();
+            holders.clear();
+            holders.extend(self::holders(&buf.fd_refs, &buf.map_refs));
             if holders.is_empty() {
                 kernel_only_bytes = kernel_only_bytes.saturating_add(buf.size);
-            } else if holders.iter().any(|pid| selected.contains_key(pid)) {
-                wanted = true;
-            }
-            if !wanted {
-                continue;
             }
             let mut referenced = false;
             for (rank, pid) in holders.iter().enumerate() {
-                let Some(u) = usage.get_mut(pid) else {
+                let Some((p, u)) = usage.get_mut(pid) else {
                     continue;
                 };
                 referenced = true;
+                let share = pss_share(buf.size, holders.len(), rank);
                 u.rss = u.rss.saturating_add(buf.size);
-                u.pss = u.pss.saturating_add(pss_share(buf.size, holders.len(), rank));
+                u.pss = u.pss.saturating_add(share);
                 if buf.fd_refs.contains_key(pid) {
                     u.fd_bytes = u.fd_bytes.saturating_add(buf.size);
                 } else {
                     u.map_only_bytes = u.map_only_bytes.saturating_add(buf.size);
                 }
-                app_bufs.entry(selected[pid].uid).or_default().insert(buf.inode);
+                let app = app_bufs.entry(p.uid).or_default();
+                app.0.insert(buf.inode, buf.size);
+                app.1 = app.1.saturating_add(share);
             }
             if referenced {
                 userspace_rss = userspace_rss.saturating_add(buf.size);
+            } else if !filter.is_empty() {
+                continue;
             }
             buffers.push(BufferView {
                 inode: buf.inode,
@@ -278,28 +323,23 @@ impl Report {
 
         let processes: Vec<ProcessView> = usage
             .into_iter()
-            .map(|(pid, u)| {
-                let p = selected[&pid];
-                ProcessView {
-                    pid,
-                    uid: p.uid,
-                    comm: p.comm.clone(),
-                    rss: u.rss,
-                    pss: u.pss,
-                    fd_bytes: u.fd_bytes,
-                    map_only_bytes: u.map_only_bytes,
-                }
+            .map(|(pid, (p, u))| ProcessView {
+                pid,
+                uid: p.uid,
+                comm: p.comm.clone(),
+                rss: u.rss,
+                pss: u.pss,
+                fd_bytes: u.fd_bytes,
+                map_only_bytes: u.map_only_bytes,
             })
             .collect();
 
-        let by_inode: BTreeMap<u64, u64> =
-            model.buffers.values().map(|b| (b.inode, b.size)).collect();
         let apps = app_bufs
             .into_iter()
-            .map(|(uid, inodes)| AppView {
+            .map(|(uid, (inodes, pss))| AppView {
                 uid,
-                rss: saturating_sum(inodes.iter().map(|i| by_inode.get(i).copied().unwrap_or(0))),
-                pss: saturating_sum(processes.iter().filter(|p| p.uid == uid).map(|p| p.pss)),
+                rss: saturating_sum(inodes.values().copied()),
+                pss,
                 buffers: count(inodes.len()),
             })
             .collect();
@@ -325,11 +365,11 @@ impl Report {
 }
 
 /// Sums bytes and counts buffers per key, sorted by key.
-fn group(
+fn group<K: Ord>(
     buffers: &[BufferView],
-    key: impl Fn(&BufferView) -> String,
-) -> BTreeMap<String, (u64, u32)> {
-    let mut out: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+    key: impl Fn(&BufferView) -> K,
+) -> BTreeMap<K, (u64, u32)> {
+    let mut out: BTreeMap<K, (u64, u32)> = BTreeMap::new();
     for b in buffers {
         let e = out.entry(key(b)).or_default();
         e.0 = e.0.saturating_add(b.size);

@@ -1,10 +1,9 @@
 //! An owned dma-buf: its identity (inode, size), naming, and CPU access through a mapping.
 
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::name::{self, BufName};
-use crate::sys::{self, SharedMap, SyncAccess, SyncPhase};
+use crate::sys::{self, MapAccess, MapError, SharedMap, SyncAccess, SyncPhase};
 use crate::{Error, Result};
 
 /// A dma-buf fd, with the inode and size read once when it was taken over. Dropping it closes
@@ -58,8 +57,14 @@ impl DmaBuf {
         let len = usize::try_from(self.size).map_err(|_| {
             Error::InvalidArgument(format!("a {}-byte buffer cannot be mapped here", self.size))
         })?;
-        let map =
-            SharedMap::new(self.fd.as_fd(), len).map_err(|e| Error::io("mmap of a dma-buf", e))?;
+        self.map_range(0, len, MapAccess::ReadWrite)
+    }
+
+    /// Maps `len` bytes from byte `offset` (a multiple of the page size): a partial mapping, or a
+    /// read-only one, is still a reference that makes this process a holder of the whole buffer.
+    pub fn map_range(&self, offset: u64, len: usize, access: MapAccess) -> Result<Mapping<'_>> {
+        let map = SharedMap::new_range(self.fd.as_fd(), offset, len, access)
+            .map_err(|e| Error::io("mmap of a dma-buf", e))?;
         Ok(Mapping { map, fd: self.fd.as_fd() })
     }
 }
@@ -79,9 +84,10 @@ impl From<DmaBuf> for OwnedFd {
 /// A shared mapping of a [`DmaBuf`], unmapped on drop. It borrows the buffer because CPU-access
 /// sync is an ioctl on the fd.
 ///
-/// Other processes and devices may write the same pages at any time; the slices this hands out
-/// see such writes like any shared memory does. Bracket access with [`Mapping::cpu_access`] so the
-/// exporter can keep caches coherent.
+/// Other processes and devices may write the same pages at any time, so the bytes are never lent
+/// out as slices: they are copied in and out, bounds-checked, inside a CPU access window
+/// ([`Mapping::cpu_access`]) that lets the exporter keep caches coherent. A buffer can be mapped
+/// any number of times; each mapping is one more VMA referencing it.
 #[derive(Debug)]
 pub struct Mapping<'a> {
     map: SharedMap,
@@ -89,68 +95,85 @@ pub struct Mapping<'a> {
 }
 
 impl<'a> Mapping<'a> {
-    /// Length of the mapping (the buffer size).
+    /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// Never true: dma-bufs have at least one page.
+    /// Never true: mappings have at least one page.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
-    /// The mapped bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the range is mapped readable for as long as `self.map` lives, which outlives the
-        // borrow of `self`.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    /// Start address, as `/proc/<pid>/maps` shows it.
+    pub fn addr(&self) -> usize {
+        self.map.addr()
     }
 
-    /// The mapped bytes, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: mapped writable for the lifetime of `self.map`; `&mut self` makes this the only
-        // slice handed out by this mapping.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr(), self.map.len()) }
-    }
-
-    /// Starts a CPU access window (`DMA_BUF_IOCTL_SYNC` START); the returned guard ends it on drop
-    /// or, to see the kernel's answer, with [`CpuAccess::end`].
-    pub fn cpu_access(&mut self, access: SyncAccess) -> Result<CpuAccess<'_, 'a>> {
+    /// Starts a CPU access window (`DMA_BUF_IOCTL_SYNC` START); the returned guard copies bytes
+    /// in and out and ends the window on drop or, to see the kernel's answer, with
+    /// [`CpuAccess::end`].
+    pub fn cpu_access(&self, access: SyncAccess) -> Result<CpuAccess<'_, 'a>> {
         sys::sync(self.fd, SyncPhase::Start, access)
             .map_err(|e| Error::io("DMA_BUF_IOCTL_SYNC start", e))?;
         Ok(CpuAccess { mapping: self, access, ended: false })
     }
 }
 
-/// An open CPU access window on a [`Mapping`]; dereferences to the mapped bytes.
+/// An open CPU access window on a [`Mapping`]: reads need [`SyncAccess::Read`] or
+/// [`SyncAccess::ReadWrite`], writes [`SyncAccess::Write`] or [`SyncAccess::ReadWrite`], so that
+/// what the exporter was told matches what the CPU does. Offsets are from the mapping's start.
 #[derive(Debug)]
 pub struct CpuAccess<'m, 'a> {
-    mapping: &'m mut Mapping<'a>,
+    mapping: &'m Mapping<'a>,
     access: SyncAccess,
     ended: bool,
 }
 
 impl CpuAccess<'_, '_> {
+    /// Copies `dst.len()` bytes at `offset` out of the mapping.
+    pub fn read_to(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.allows(SyncAccess::Read)?;
+        self.mapping.map.read_to(offset, dst).map_err(map_error)
+    }
+
+    /// Copies `src` into the mapping at `offset`.
+    pub fn write_from(&self, offset: usize, src: &[u8]) -> Result<()> {
+        self.allows(SyncAccess::Write)?;
+        self.mapping.map.write_from(offset, src).map_err(map_error)
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.allows(SyncAccess::Write)?;
+        self.mapping.map.fill(offset, len, byte).map_err(map_error)
+    }
+
     /// Ends the window (`DMA_BUF_IOCTL_SYNC` END) and reports failure, which dropping cannot.
     pub fn end(mut self) -> Result<()> {
         self.ended = true;
         sys::sync(self.mapping.fd, SyncPhase::End, self.access)
             .map_err(|e| Error::io("DMA_BUF_IOCTL_SYNC end", e))
     }
-}
 
-impl Deref for CpuAccess<'_, '_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.mapping.as_slice()
+    fn allows(&self, wanted: SyncAccess) -> Result<()> {
+        if self.access == wanted || self.access == SyncAccess::ReadWrite {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "a CPU access window opened for {:?} does not allow {wanted:?}",
+            self.access
+        )))
     }
 }
 
-impl DerefMut for CpuAccess<'_, '_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.mapping.as_mut_slice()
-    }
+fn map_error(e: MapError) -> Error {
+    Error::InvalidArgument(match e {
+        MapError::OutOfBounds { offset, len, map_len } => {
+            format!("{len} bytes at offset {offset} do not fit in a {map_len}-byte mapping")
+        }
+        MapError::ReadOnly => "the mapping is read-only".into(),
+    })
 }
 
 impl Drop for CpuAccess<'_, '_> {

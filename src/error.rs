@@ -6,6 +6,8 @@
 
 use std::io;
 
+use crate::text::escape;
+
 /// Why a size argument was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
@@ -77,7 +79,7 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// No such file under the heap directory.
-    #[error("unknown heap {heap:?}; available heaps: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
+    #[error("unknown heap \"{}\"; available heaps: {}", escape(heap.as_bytes()), if available.is_empty() { "none".to_string() } else { escape(available.join(", ").as_bytes()).into_owned() })]
     UnknownHeap {
         /// The heap name as requested.
         heap: String,
@@ -92,7 +94,7 @@ pub enum Error {
     #[error("buffer is busy (renaming while devices are attached is refused by this kernel)")]
     Busy,
     /// The heap returned ENOMEM.
-    #[error("out of memory allocating {size} bytes from heap {heap:?}")]
+    #[error("out of memory allocating {size} bytes from heap \"{}\"", escape(heap.as_bytes()))]
     OutOfMemory {
         /// The heap asked.
         heap: String,

@@ -17,6 +17,7 @@ use crate::buffer::DmaBuf;
 use crate::error::SizeError;
 use crate::name::BufName;
 use crate::sys::{self, Errno};
+use crate::text::escape;
 use crate::{units, Error, Result};
 
 /// Where the kernel puts heap devices.
@@ -195,9 +196,13 @@ pub fn alloc_error(errno: Errno, heap: &str, size: u64, heap_flags: u64) -> Erro
     match errno {
         Errno::NOMEM => Error::OutOfMemory { heap: heap.to_string(), size },
         Errno::INVAL => Error::InvalidArgument(format!(
-            "heap {heap:?} refused {size} bytes with heap flags {heap_flags:#x}"
+            "heap \"{}\" refused {size} bytes with heap flags {heap_flags:#x}",
+            escape(heap.as_bytes())
         )),
-        other => Error::io(format!("DMA_HEAP_IOCTL_ALLOC on heap {heap:?}"), other),
+        other => Error::io(
+            format!("DMA_HEAP_IOCTL_ALLOC on heap \"{}\"", escape(heap.as_bytes())),
+            other,
+        ),
     }
 }
 
@@ -215,7 +220,10 @@ pub fn validate_heap_name(heap: &str) -> Result<&str> {
         )));
     }
     if heap.is_empty() || heap == "." || heap == ".." || heap.contains('/') || heap.contains('\0') {
-        return Err(Error::InvalidArgument(format!("heap name {heap:?} is not a plain file name")));
+        return Err(Error::InvalidArgument(format!(
+            "heap name \"{}\" is not a plain file name",
+            escape(heap.as_bytes())
+        )));
     }
     Ok(heap)
 }

@@ -37,7 +37,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::account::Model;
+use crate::account::{Model, Name};
 
 /// Below this many entries an amortised prune is not worth a read of the kernel's buffer list.
 const MIN_PRUNE_ENTRIES: usize = 256;
@@ -56,8 +56,10 @@ pub struct Entry {
     pub inode: u64,
     /// Size after page rounding.
     pub size: u64,
-    /// Purpose name set before the buffer left the service.
-    pub name: String,
+    /// Purpose name set before the buffer left the service, or (rebuilt) the kernel's exact
+    /// bytes; JSON as for [`BufferView::name`](crate::account::BufferView::name).
+    #[serde(flatten, serialize_with = "Name::serialize_field")]
+    pub name: Name,
     /// Heap it came from.
     pub heap: String,
     /// Binder calling uid.
@@ -450,7 +452,7 @@ mod tests {
             .into_iter()
             .map(|r| (r.entry.inode, r.entry.name.clone(), r.charged))
             .collect();
-        let want: Vec<(u64, String, Option<u32>)> = vec![
+        let want: Vec<(u64, Name, Option<u32>)> = vec![
             (1, "one uid".into(), Some(100)),
             (2, "two pids".into(), Some(100)),
             (3, "two uids".into(), None),

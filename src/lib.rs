@@ -9,6 +9,7 @@
 //! * [`kernel_buffers`]: the kernel's own list of every exported buffer (debugfs, sysfs).
 //! * [`scan`]: walks `/proc`, around two reads of that list, into a [`account::Model`].
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
+//! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * `service`: the binder adapter (feature `binder`).
@@ -30,6 +31,7 @@ pub mod scan;
 #[cfg(feature = "binder")]
 pub mod service;
 pub mod sys;
+pub mod text;
 pub mod units;
 
 pub use error::{Error, Result};

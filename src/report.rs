@@ -7,12 +7,18 @@
 //! three decimals instead of being truncated (a 64 KiB buffer shared by 201 processes has a Pss of
 //! 0.318 kB, not 0 kB), and [`Units::Bytes`] prints exact bytes everywhere. CSV and JSON always
 //! carry exact bytes. Renderers return strings; printing is the caller's job.
+//!
+//! Names, command names and exporters are shown [escaped](crate::text::escape) in tables and CSV,
+//! so that no name can add a row; JSON keeps their exact bytes. Every renderer costs O(rows): what
+//! a row shows of a buffer (its Pss share, its holder count) is computed once per buffer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::account::{saturating_sum, BufferView, Report};
+use crate::account::{pss_share, saturating_sum, BufferView, Name, Report};
 use crate::ledger::Entry;
+use crate::text::escape;
 
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +71,20 @@ pub fn kib(bytes: u64) -> String {
     format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
 }
 
-fn or_unknown(s: &Option<String>) -> &str {
-    s.as_deref().filter(|s| !s.is_empty()).unwrap_or("<unknown>")
+/// A name as tables show it: escaped, `<unknown>` when unnamed.
+fn shown_name(name: &Option<Name>) -> Cow<'_, str> {
+    match name {
+        Some(n) if !n.is_empty() => escape(n.as_bytes()),
+        _ => Cow::Borrowed("<unknown>"),
+    }
+}
+
+/// An exporter or heap as tables show it: escaped, `<unknown>` when the kernel did not tell.
+fn shown_text(text: Option<&str>) -> Cow<'_, str> {
+    match text {
+        Some(t) if !t.is_empty() => escape(t.as_bytes()),
+        _ => Cow::Borrowed("<unknown>"),
+    }
 }
 
 /// The line printed instead of a table when there is nothing to show.
@@ -110,25 +128,17 @@ pub fn table(report: &Report, view: View, units: Units) -> String {
 fn processes_table(report: &Report, units: Units) -> String {
     let u = units.suffix();
     let mut out = String::new();
-    let by_pid = buffers_by_pid(report);
+    let by_pid = held_by_pid(report);
+    let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
     for p in &report.processes {
-        let _ = writeln!(out, "{:>16}:{:<5}", p.comm, p.pid);
+        let _ = writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid);
         let _ = writeln!(
             out,
             "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
         );
-        for b in by_pid.get(&p.pid).into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}",
-                or_unknown(&b.name),
-                units.fmt(b.size),
-                units.fmt(b.pss_of(p.pid)),
-                b.holders().len(),
-                b.inode,
-                or_unknown(&b.exporter)
-            );
+        for h in by_pid.get(&p.pid).into_iter().flatten() {
+            rows[h.index].write(&mut out, h.pss);
         }
         let _ = writeln!(
             out,
@@ -153,12 +163,50 @@ fn processes_table(report: &Report, units: Units) -> String {
     out
 }
 
+/// One buffer's row of the per-process table, rendered once. Every holder's row of a buffer is
+/// the same but for the Pss cell, which takes one of two values (the division remainder goes one
+/// byte each to the first holders), so each row costs three copies instead of six formatted cells.
+struct ProcessRow {
+    /// Name and Rss cells.
+    head: String,
+    /// The Pss cell for a share of `base` and of `base + 1` bytes.
+    pss: [String; 2],
+    base: u64,
+    /// nr_procs, Inode and Exporter cells, and the line end.
+    tail: String,
+}
+
+impl ProcessRow {
+    fn new(b: &BufferView, units: Units) -> Self {
+        let u = units.suffix();
+        let holders = b.holder_count();
+        let base = b.size / holders.max(1) as u64;
+        ProcessRow {
+            head: format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size)),
+            pss: [base, base.saturating_add(1)].map(|v| format!("{:>13}{u}", units.fmt(v))),
+            base,
+            tail: format!(
+                " {:>16} {:>16}  {:>22}\n",
+                holders,
+                b.inode,
+                shown_text(b.exporter.as_deref())
+            ),
+        }
+    }
+
+    fn write(&self, out: &mut String, pss: u64) {
+        out.push_str(&self.head);
+        out.push_str(&self.pss[usize::from(pss != self.base)]);
+        out.push_str(&self.tail);
+    }
+}
+
 fn grid_table(report: &Report, units: Units) -> String {
     let u = units.suffix();
     let mut out =
         String::from("    Dmabuf Inode |            Size |   Fd Ref Counts |  Map Ref Counts |");
     for p in &report.processes {
-        let _ = write!(out, "{:>16}:{:<5} |", p.comm, p.pid);
+        let _ = write!(out, "{:>16}:{:<5} |", escape(p.comm.as_bytes()), p.pid);
     }
     out.push('\n');
     for b in &report.buffers {
@@ -209,14 +257,14 @@ fn buffers_table(report: &Report) -> String {
             "{:>16} |{:>16} | {:<35} | {}",
             b.inode,
             b.size,
-            or_unknown(&b.exporter),
-            or_unknown(&b.name)
+            shown_text(b.exporter.as_deref()),
+            shown_name(&b.name)
         );
     }
     out.push('\n');
     out.push_str("      Exporter Name              | Total Count |     Total Size(bytes)   |\n");
     for h in &report.heaps {
-        let name = if h.exporter.is_empty() { "<unknown>" } else { &h.exporter };
+        let name = shown_text(Some(&h.exporter));
         let _ = writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes);
     }
     let total = saturating_sum(report.buffers.iter().map(|b| b.size));
@@ -237,7 +285,7 @@ fn app_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|a| vec![a.uid.to_string(), size(a.rss), size(a.pss), a.buffers.to_string()])
         .collect();
-    let kernel_only = report.buffers.iter().filter(|b| b.holders().is_empty()).count();
+    let kernel_only = report.buffers.iter().filter(|b| b.is_kernel_only()).count();
     if kernel_only > 0 {
         let bytes = report.totals.kernel_only_bytes;
         rows.push(vec!["kernel".into(), size(bytes), size(bytes), kernel_only.to_string()]);
@@ -251,7 +299,7 @@ fn name_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .iter()
         .map(|n| {
             vec![
-                if n.name.is_empty() { "<unknown>".into() } else { n.name.clone() },
+                if n.name.is_empty() { "<unknown>".into() } else { n.name.to_string() },
                 size(n.bytes),
                 n.buffers.to_string(),
             ]
@@ -264,11 +312,7 @@ fn heap_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
         .heaps
         .iter()
         .map(|h| {
-            vec![
-                if h.exporter.is_empty() { "<unknown>".into() } else { h.exporter.clone() },
-                size(h.bytes),
-                h.buffers.to_string(),
-            ]
+            vec![shown_text(Some(&h.exporter)).into_owned(), size(h.bytes), h.buffers.to_string()]
         })
         .collect()
 }
@@ -304,39 +348,14 @@ fn simple_table(headers: &[&str], rows: Rows) -> String {
 pub fn csv(report: &Report, view: View) -> String {
     let bytes = |b: u64| b.to_string();
     let (headers, rows): (Vec<&str>, Rows) = match view {
-        View::Processes => (
-            vec![
-                "pid",
-                "comm",
-                "uid",
-                "name",
-                "inode",
-                "exporter",
-                "rss_bytes",
-                "pss_bytes",
-                "nr_procs",
-                "fd_refs",
-                "map_refs",
-            ],
-            {
-                let by_pid = buffers_by_pid(report);
-                report
-                    .processes
-                    .iter()
-                    .flat_map(|p| {
-                        by_pid.get(&p.pid).into_iter().flatten().map(move |b| {
-                            let fds = b.fd_refs.get(&p.pid).copied().unwrap_or(0);
-                            let maps = b.map_refs.get(&p.pid).copied().unwrap_or(0);
-                            process_csv_row(p.pid, &p.comm, p.uid, b, fds, maps)
-                        })
-                    })
-                    .collect()
-            },
-        ),
+        View::Processes => return processes_csv(report),
         View::Grid => {
             let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
-            let names: Vec<String> =
-                report.processes.iter().map(|p| format!("{}:{}", p.comm, p.pid)).collect();
+            let names: Vec<String> = report
+                .processes
+                .iter()
+                .map(|p| format!("{}:{}", escape(p.comm.as_bytes()), p.pid))
+                .collect();
             headers.extend(names.iter().map(String::as_str));
             let rows: Rows = report
                 .buffers
@@ -372,9 +391,9 @@ pub fn csv(report: &Report, view: View) -> String {
                     vec![
                         b.inode.to_string(),
                         b.size.to_string(),
-                        b.exporter.clone().unwrap_or_default(),
-                        b.name.clone().unwrap_or_default(),
-                        b.holders().len().to_string(),
+                        csv_text(b.exporter.as_deref()),
+                        csv_name(&b.name),
+                        b.holder_count().to_string(),
                     ]
                 })
                 .collect(),
@@ -386,61 +405,121 @@ pub fn csv(report: &Report, view: View) -> String {
     render_csv(&headers, &rows)
 }
 
-/// The buffers each pid references, in report order: one pass over the buffers instead of one
-/// per process, which matters with thousands of both.
-fn buffers_by_pid(report: &Report) -> HashMap<i32, Vec<&BufferView>> {
-    let mut out: HashMap<i32, Vec<&BufferView>> = HashMap::new();
-    for b in &report.buffers {
-        for pid in b.holders() {
-            out.entry(pid).or_default().push(b);
+/// One buffer as one of its holders sees it, with what that holder's row shows.
+struct Held<'r> {
+    buffer: &'r BufferView,
+    /// Position of `buffer` in the report.
+    index: usize,
+    pid: i32,
+    /// The holder's Pss share.
+    pss: u64,
+    /// Distinct holders of the buffer (`nr_procs`).
+    holders: usize,
+}
+
+/// The buffers each pid references, in report order, each with its Pss share and holder count:
+/// one pass over buffers x holders instead of one per process or per row, which matters with
+/// hundreds of processes each mapping hundreds of buffers.
+fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
+    let mut out: HashMap<i32, Vec<Held<'_>>> = HashMap::new();
+    for (index, buffer) in report.buffers.iter().enumerate() {
+        let pids = buffer.holders();
+        let holders = pids.len();
+        for (rank, &pid) in pids.iter().enumerate() {
+            let pss = pss_share(buffer.size, holders, rank);
+            out.entry(pid).or_default().push(Held { buffer, index, pid, pss, holders });
         }
     }
     out
 }
 
-fn process_csv_row(
-    pid: i32,
-    comm: &str,
-    uid: u32,
-    b: &BufferView,
-    fds: u32,
-    maps: u32,
-) -> Vec<String> {
-    vec![
-        pid.to_string(),
-        comm.to_string(),
-        uid.to_string(),
-        b.name.clone().unwrap_or_default(),
-        b.inode.to_string(),
-        b.exporter.clone().unwrap_or_default(),
-        b.size.to_string(),
-        b.pss_of(pid).to_string(),
-        b.holders().len().to_string(),
-        fds.to_string(),
-        maps.to_string(),
-    ]
+/// The per-process CSV, written straight into the output: with hundreds of thousands of rows,
+/// a vector of cells per row would cost more than the rows themselves.
+fn processes_csv(report: &Report) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        [
+            "pid",
+            "comm",
+            "uid",
+            "name",
+            "inode",
+            "exporter",
+            "rss_bytes",
+            "pss_bytes",
+            "nr_procs",
+            "fd_refs",
+            "map_refs",
+        ],
+    );
+    // What a row shows of its buffer (name, inode, exporter, size) is rendered once per buffer.
+    let buffer_cells: Vec<String> = report
+        .buffers
+        .iter()
+        .map(|b| {
+            let mut cells = String::new();
+            csv_cell(&mut cells, &csv_name(&b.name));
+            let _ = write!(cells, ",{},", b.inode);
+            csv_cell(&mut cells, &csv_text(b.exporter.as_deref()));
+            let _ = write!(cells, ",{},", b.size);
+            cells
+        })
+        .collect();
+    let by_pid = held_by_pid(report);
+    for p in &report.processes {
+        let mut process_cells = format!("{},", p.pid);
+        csv_cell(&mut process_cells, &escape(p.comm.as_bytes()));
+        let _ = write!(process_cells, ",{},", p.uid);
+        for h in by_pid.get(&p.pid).into_iter().flatten() {
+            let b = h.buffer;
+            out.push_str(&process_cells);
+            out.push_str(&buffer_cells[h.index]);
+            let fds = b.fd_refs.get(&h.pid).copied().unwrap_or(0);
+            let maps = b.map_refs.get(&h.pid).copied().unwrap_or(0);
+            let _ = writeln!(out, "{},{},{fds},{maps}", h.pss, h.holders);
+        }
+    }
+    out
+}
+
+/// A name as CSV carries it: escaped, empty when unnamed.
+fn csv_name(name: &Option<Name>) -> String {
+    name.as_ref().map_or_else(String::new, Name::to_string)
+}
+
+/// An exporter as CSV carries it: escaped, empty when unknown.
+fn csv_text(text: Option<&str>) -> String {
+    text.map_or_else(String::new, |t| escape(t.as_bytes()).into_owned())
 }
 
 fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            if cell.contains([',', '"', '\n', '\r']) {
-                let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
-            } else {
-                out.push_str(cell);
-            }
-        }
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
+    csv_line(&mut out, headers.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        csv_line(&mut out, row.iter().map(String::as_str));
     }
     out
+}
+
+fn csv_line<'c>(out: &mut String, cells: impl IntoIterator<Item = &'c str>) {
+    for (i, cell) in cells.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_cell(out, cell);
+    }
+    out.push('\n');
+}
+
+/// One field, RFC 4180-quoted when it holds a separator, a quote or a line break (escaped text
+/// never holds the latter, but a header or a future caller might).
+fn csv_cell(out: &mut String, cell: &str) {
+    if cell.contains([',', '"', '\n', '\r']) {
+        let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
+    } else {
+        out.push_str(cell);
+    }
 }
 
 const LEDGER_HEADERS: [&str; 7] = ["Inode", "Size", "Heap", "Uid", "Pid", "TimeMs", "Name"];
@@ -461,11 +540,11 @@ fn ledger_rows(entries: &[Entry]) -> Rows {
             vec![
                 e.inode.to_string(),
                 e.size.to_string(),
-                e.heap.clone(),
+                escape(e.heap.as_bytes()).into_owned(),
                 requester(e, e.uid),
                 requester(e, e.pid),
                 e.time_millis.to_string(),
-                e.name.clone(),
+                e.name.to_string(),
             ]
         })
         .collect()
@@ -537,8 +616,109 @@ fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String
 
 #[cfg(test)]
 mod tests {
-    use super::{ledger_csv, ledger_table, utc_timestamp};
-    use crate::ledger::{Entry, UNKNOWN_PID, UNKNOWN_UID};
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::account::{Buffer, Filter, Model, Process};
+    use crate::ledger::{UNKNOWN_PID, UNKNOWN_UID};
+
+    /// One process holding one buffer per name, with a hostile command name and exporter.
+    fn hostile_report(names: &[Vec<u8>], comm: &str, exporter: &str) -> Report {
+        let buffers = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let inode = 100 + i as u64;
+                let buffer = Buffer {
+                    inode,
+                    size: 4096,
+                    exporter: Some(exporter.into()),
+                    name: Some(Name::from(name.clone())),
+                    fd_refs: BTreeMap::from([(7, 1)]),
+                    ..Buffer::default()
+                };
+                (inode, buffer)
+            })
+            .collect();
+        let process = Process { pid: 7, uid: 1000, comm: comm.into() };
+        let model = Model {
+            buffers,
+            processes: BTreeMap::from([(7, process)]),
+            exported_bytes: Some(4096 * names.len() as u64),
+            unreadable_processes: 0,
+        };
+        Report::build(&model, &Filter::default())
+    }
+
+    /// Every line is free of control characters, and there are exactly `lines` of them.
+    fn assert_rows(text: &str, lines: usize) -> std::result::Result<(), TestCaseError> {
+        prop_assert!(text.ends_with('\n'));
+        let rows: Vec<&str> = text.lines().collect();
+        prop_assert_eq!(rows.len(), lines, "{}", text);
+        for row in rows {
+            prop_assert!(!row.chars().any(|c| c.is_control()), "{:?}", row);
+            prop_assert!(!row.contains(['\u{2028}', '\u{2029}', '\u{202e}']), "{:?}", row);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn shared_buffer_rows_carry_each_holders_share() {
+        let mut model = Model::default();
+        let buffer = Buffer {
+            inode: 9,
+            size: 4097,
+            exporter: Some("system".into()),
+            name: Some("GL".into()),
+            fd_refs: BTreeMap::from([(1, 1), (2, 1)]),
+            map_refs: BTreeMap::from([(3, 1)]),
+            ..Buffer::default()
+        };
+        model.buffers.insert(9, buffer);
+        for pid in 1..=3 {
+            model.processes.insert(pid, Process { pid, uid: 0, comm: format!("p{pid}") });
+        }
+        let r = Report::build(&model, &Filter::default());
+        let table = table(&r, View::Processes, Units::Bytes);
+        let rows: Vec<&str> = table.lines().filter(|l| l.trim_start().starts_with("GL ")).collect();
+        let want = |pss: u64| {
+            format!("{:>22} {:>13} B {pss:>13} B {:>16} {:>16}  {:>22}", "GL", 4097, 3, 9, "system")
+        };
+        // 4097 = 3 x 1365 + 2: the two lowest pids get the remainder bytes.
+        assert_eq!(rows, [want(1366), want(1366), want(1365)]);
+    }
+
+    proptest! {
+        /// Whatever bytes names, command names and exporters hold, every text output keeps one
+        /// line per row.
+        #[test]
+        fn hostile_bytes_never_add_rows(
+            names in proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..=31), 1..4),
+            comm in "\\PC{0,15}|[\n\t\x1b\u{85}\u{2028}a]{1,15}",
+            exporter in "[\n\r\x7f,\"a-z]{1,12}",
+        ) {
+            let r = hostile_report(&names, &comm, &exporter);
+            let n = names.len();
+            let groups = r.names.len();
+            assert_rows(&table(&r, View::Processes, Units::KiB), 2 + n + 2 + 1)?;
+            assert_rows(&table(&r, View::Buffers, Units::KiB), 1 + n + 1 + 1 + 1 + 1)?;
+            assert_rows(&table(&r, View::Grid, Units::KiB), 1 + n + 1)?;
+            assert_rows(&table(&r, View::Names, Units::KiB), 1 + groups)?;
+            assert_rows(&table(&r, View::Heaps, Units::KiB), 1 + 1)?;
+            assert_rows(&csv(&r, View::Processes), 1 + n)?;
+            assert_rows(&csv(&r, View::Buffers), 1 + n)?;
+            assert_rows(&csv(&r, View::Names), 1 + groups)?;
+            let entries: Vec<Entry> = names.iter().map(|name| Entry {
+                name: Name::from(name.clone()),
+                heap: exporter.clone(),
+                ..entry(1, "", 0, 0, 0)
+            }).collect();
+            assert_rows(&ledger_table(&entries), 1 + n)?;
+            assert_rows(&ledger_csv(&entries), 1 + n)?;
+        }
+    }
 
     fn entry(inode: u64, name: &str, uid: u32, pid: i32, time_millis: u64) -> Entry {
         let attributed = time_millis != 0;

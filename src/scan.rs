@@ -38,7 +38,7 @@ use std::sync::Mutex;
 
 use crate::sys::{self, Errno, RawDir};
 
-use crate::account::{Buffer, Model, Process};
+use crate::account::{Buffer, Model, Name, Process};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
 use crate::procfs::{self, fd::Link};
 use crate::{Error, Result};
@@ -595,13 +595,13 @@ fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: &KernelB
 }
 
 /// The one conversion of a name from the exact bytes the kernel printed into the model's type.
-fn model_name(raw: &[u8]) -> Option<String> {
-    (!raw.is_empty()).then(|| String::from_utf8_lossy(raw).into_owned())
+fn model_name(raw: &[u8]) -> Option<Name> {
+    (!raw.is_empty()).then(|| Name::from(raw))
 }
 
 /// The purpose name in a `/dmabuf:<name>` link (printed raw, so exact); `None` when unnamed or
 /// an anonymous inode.
-fn link_name(link: &[u8]) -> Option<String> {
+fn link_name(link: &[u8]) -> Option<Name> {
     match procfs::fd::classify_link(link)? {
         Link::DmaBuf { name } => model_name(name),
         Link::AnonDmaBuf => None,
@@ -648,7 +648,10 @@ mod tests {
         assert_eq!(inodes, [2, 3]);
         assert!(model.buffers[&2].holders().is_empty());
         let b = &model.buffers[&3];
-        assert_eq!((b.size, b.size_from_maps, b.name.as_deref()), (16384, false, Some("k\n")));
+        assert_eq!(
+            (b.size, b.size_from_maps, b.name.as_ref().and_then(Name::to_str)),
+            (16384, false, Some("k\n"))
+        );
         assert_eq!(model.exported_bytes, Some(4096 + 8192 + 16384 + 32768));
     }
 }

@@ -20,6 +20,7 @@ use std::ffi::{c_void, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -330,39 +331,84 @@ pub fn is_dma_buf(fd: BorrowedFd<'_>) -> SysResult<bool> {
     Ok(fs_type == i128::from(DMA_BUF_MAGIC))
 }
 
-/// A `MAP_SHARED` mapping, unmapped on drop. Owning the address range is all it does; access and
-/// CPU sync belong to [`crate::buffer::Mapping`].
+/// What a [`SharedMap`] may do with its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapAccess {
+    /// `PROT_READ`: enough to be counted as a holder, and to read.
+    ReadOnly,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+/// Why a [`SharedMap`] copy was refused before touching memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// `len` bytes at `offset` do not fit in a mapping of `map_len` bytes.
+    OutOfBounds {
+        /// Start of the requested range, from the start of the mapping.
+        offset: usize,
+        /// Length of the requested range.
+        len: usize,
+        /// Length of the mapping.
+        map_len: usize,
+    },
+    /// A write to a [`MapAccess::ReadOnly`] mapping (it would fault).
+    ReadOnly,
+}
+
+/// A `MAP_SHARED` mapping, unmapped on drop, in crosvm's `MemoryMapping` shape: the pages are
+/// shared with other processes and devices that may write them at any time, so no Rust reference
+/// to them is ever handed out (a `&[u8]` would promise they do not change, a `&mut [u8]` that
+/// nothing else sees them). Bytes are copied in and out instead, with bounds checked against the
+/// mapping. CPU-access sync belongs to [`crate::buffer::Mapping`].
 #[derive(Debug)]
 pub struct SharedMap {
     ptr: NonNull<u8>,
     len: usize,
+    access: MapAccess,
 }
 
+// SAFETY: the mapping is plain memory owned by this value; every access copies through raw
+// pointers (or atomics) and takes `&self`, exactly as it could from any thread.
+unsafe impl Send for SharedMap {}
+// SAFETY: as for `Send`: no method relies on being the only thread touching the pages, since
+// other processes touch them anyway.
+unsafe impl Sync for SharedMap {}
+
 impl SharedMap {
-    /// Maps `len` bytes of `fd` from offset 0, readable and writable, shared with every other
-    /// mapping of the buffer (that is what makes the pages count in everyone's Rss).
+    /// Maps the first `len` bytes of `fd`, readable and writable, shared with every other
+    /// mapping of the file (that is what makes the pages count in everyone's Rss).
     pub fn new(fd: BorrowedFd<'_>, len: usize) -> SysResult<Self> {
+        Self::new_range(fd, 0, len, MapAccess::ReadWrite)
+    }
+
+    /// Maps `len` bytes of `fd` from byte `offset` (a multiple of the page size) with `access`.
+    /// A partial mapping (`offset > 0` or `len` short of the file) shows in `/proc/<pid>/maps`
+    /// with that offset and extent.
+    pub fn new_range(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        access: MapAccess,
+    ) -> SysResult<Self> {
         if len == 0 {
             return Err(Errno::INVAL);
         }
+        let prot = match access {
+            MapAccess::ReadOnly => ProtFlags::READ,
+            MapAccess::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
         // SAFETY: a fresh mapping at an address the kernel picks cannot alias any Rust object.
         let addr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )?
+            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, offset)?
         };
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or(Errno::INVAL)?;
-        Ok(SharedMap { ptr, len })
+        Ok(SharedMap { ptr, len, access })
     }
 
-    /// Start of the mapping.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+    /// Start address of the mapping, as `/proc/<pid>/maps` shows it; for comparison only.
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
     }
 
     /// Length in bytes.
@@ -374,6 +420,67 @@ impl SharedMap {
     /// `len` (clippy's `len_without_is_empty`).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// What the mapping may do.
+    pub fn access(&self) -> MapAccess {
+        self.access
+    }
+
+    /// Copies `dst.len()` bytes at `offset` into `dst`.
+    pub fn read_to(&self, offset: usize, dst: &mut [u8]) -> Result<(), MapError> {
+        let src = self.range(offset, dst.len())?;
+        // SAFETY: `range` checked that `src..src + dst.len()` lies in the mapping, readable while
+        // `self` lives; `dst` is a distinct Rust buffer. The source may change under the copy
+        // (other processes, devices); any byte value is a valid `u8`, so that is only stale data.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    /// Copies `src` into the mapping at `offset`.
+    pub fn write_from(&self, offset: usize, src: &[u8]) -> Result<(), MapError> {
+        let dst = self.writable_range(offset, src.len())?;
+        // SAFETY: `writable_range` checked the range lies in a writable part of the mapping that
+        // lives as long as `self`; no Rust reference points into it, so nothing observes the
+        // write except through raw copies like this one.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), MapError> {
+        let dst = self.writable_range(offset, len)?;
+        // SAFETY: as in `write_from`: an in-bounds, writable range no Rust reference points into.
+        unsafe { std::ptr::write_bytes(dst, byte, len) };
+        Ok(())
+    }
+
+    /// The mapping as 64-bit atomics (`len / 8` of them), for counters that several processes
+    /// update through their own mappings of one file; `None` for a read-only mapping.
+    pub fn as_atomic_u64s(&self) -> Option<&[AtomicU64]> {
+        self.writable_range(0, self.len).ok()?;
+        // SAFETY: the mapping is page-aligned (so 8-byte aligned), readable and writable, and
+        // lives as long as the returned borrow; `AtomicU64` allows shared mutation through `&`,
+        // has `u64`'s layout, and every bit pattern is a valid value.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len / 8) })
+    }
+
+    fn range(&self, offset: usize, len: usize) -> Result<*mut u8, MapError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: `offset <= self.len`, so the result stays within (or one past) the
+                // mapping.
+                Ok(unsafe { self.ptr.as_ptr().add(offset) })
+            }
+            _ => Err(MapError::OutOfBounds { offset, len, map_len: self.len }),
+        }
+    }
+
+    fn writable_range(&self, offset: usize, len: usize) -> Result<*mut u8, MapError> {
+        if self.access == MapAccess::ReadOnly {
+            return Err(MapError::ReadOnly);
+        }
+        self.range(offset, len)
     }
 }
 

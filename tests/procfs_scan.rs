@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dmabufd::account::{
-    AppView, Buffer, ExporterView, Filter, Model, NameView, Process, ProcessView, Report,
+    AppView, Buffer, ExporterView, Filter, Model, Name, NameView, Process, ProcessView, Report,
 };
 use dmabufd::scan::{scan, ScanOptions};
 use proptest::prelude::*;
@@ -41,7 +41,7 @@ fn fixture_model_is_exact() {
     assert_eq!(model.processes.keys().copied().collect::<Vec<_>>(), vec![100, 200, 300]);
     let gl = &model.buffers[&2001];
     assert_eq!(
-        (gl.size, gl.exporter.as_deref(), gl.name.as_deref()),
+        (gl.size, gl.exporter.as_deref(), gl.name.as_ref().and_then(Name::to_str)),
         (65536, Some("system"), Some("GL"))
     );
     assert_eq!(gl.fd_refs, BTreeMap::from([(100, 2), (200, 1), (300, 1)]));
@@ -52,7 +52,7 @@ fn fixture_model_is_exact() {
         (8192, false),
         "true size from bufinfo"
     );
-    assert_eq!(mapped_only.name.as_deref(), Some("mapped only"));
+    assert_eq!(mapped_only.name.as_ref().and_then(Name::to_str), Some("mapped only"));
     assert!(mapped_only.fd_refs.is_empty());
     let kernel = &model.buffers[&2005];
     assert!(kernel.fd_refs.is_empty() && kernel.map_refs.is_empty());
@@ -371,7 +371,7 @@ fn sysfs_stats_stand_in_for_debugfs() {
     assert_eq!(model.exported_bytes, Some(1_138_688));
     let kernel = &model.buffers[&2005];
     assert_eq!(
-        (kernel.size, kernel.exporter.as_deref(), kernel.name.as_deref()),
+        (kernel.size, kernel.exporter.as_deref(), kernel.name.as_ref().and_then(Name::to_str)),
         (1_048_576, Some("reserved"), None)
     );
     assert_eq!(model.buffers[&2004].exporter.as_deref(), Some("system"));

@@ -16,12 +16,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dmabufd::account::{AppView, Filter, NameView, Report};
+use dmabufd::account::{AppView, Filter, Name, NameView, Report};
 use dmabufd::scan::{scan, ScanOptions};
+use dmabufd::sys::{MapAccess, SharedMap};
 use exporter::Exporter;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use rustix::io::{fcntl_setfd, FdFlags};
-use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 mod data_bins;
 // Only the exporter of tests/vm_support: the rest needs the service, which this test (also a
@@ -47,25 +47,9 @@ fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
     fcntl_setfd(fd, if yes { FdFlags::empty() } else { FdFlags::CLOEXEC }).expect("fcntl");
 }
 
-/// A shared read-only mapping, unmapped on drop.
-struct Map(*mut std::ffi::c_void, usize);
-
-impl Map {
-    fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Map {
-        // SAFETY: a fresh mapping at a kernel-chosen address; nothing else refers to it.
-        let ptr = unsafe {
-            mmap(std::ptr::null_mut(), len as usize, ProtFlags::READ, MapFlags::SHARED, fd, offset)
-        }
-        .expect("mmap");
-        Map(ptr, len as usize)
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped, once.
-        let _ = unsafe { munmap(self.0, self.1) };
-    }
+/// A shared read-only mapping of `len` bytes from `offset`, unmapped on drop.
+fn map(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SharedMap {
+    SharedMap::new_range(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
 }
 
 // SCM_RIGHTS through nix: AOSP's rustix 0.38 is built without `net`.
@@ -124,7 +108,7 @@ fn child_role() {
             // SAFETY: an inherited fd that stays open for the whole life of this process.
             unsafe { BorrowedFd::borrow_raw(parts[0].parse().expect("fd")) }
         };
-        maps.push(Map::new(fd, offset, len));
+        maps.push(map(fd, offset, len));
     }
     // Straight to fd 1: libtest may capture `println!` even under --nocapture.
     let mut out = std::io::stdout().lock();
@@ -197,15 +181,15 @@ fn workload_exact_per_process_app_and_name() {
     // B: dup'd and mapped twice here.
     let b = alloc("acct dup", 2 * PAGE);
     let b2 = b.try_clone().expect("dup");
-    let (_b_map1, _b_map2) = (Map::new(b.as_fd(), 0, 2 * PAGE), Map::new(b.as_fd(), PAGE, PAGE));
+    let (_b_map1, _b_map2) = (map(b.as_fd(), 0, 2 * PAGE), map(b.as_fd(), PAGE, PAGE));
     // C: passed over a unix socket to a child of uid 10057, which maps it; our fd closed.
     let c = alloc("acct passed", 4 * PAGE);
     // D: held here and mapped partially (one page at offset 1 page).
     let d = alloc("acct partial", 4 * PAGE);
-    let _d_map = Map::new(d.as_fd(), PAGE, PAGE);
+    let _d_map = map(d.as_fd(), PAGE, PAGE);
     // E: mapped partially, then the fd closed: only maps know it (name and all).
     let e = alloc("acct mapped only", 2 * PAGE);
-    let _e_map = Map::new(e.as_fd(), 0, PAGE);
+    let _e_map = map(e.as_fd(), 0, PAGE);
     // K: in flight in a unix socket, held by no process: kernel-only.
     let k = alloc("acct in flight", 3 * PAGE);
     let inodes: BTreeMap<&str, u64> =
@@ -253,7 +237,7 @@ fn workload_exact_per_process_app_and_name() {
 
     let ba = by_inode(inodes["a"]);
     assert_eq!(
-        (ba.size, ba.name.as_deref(), ba.exporter.as_deref()),
+        (ba.size, ba.name.as_ref().and_then(Name::to_str), ba.exporter.as_deref()),
         (5 * PAGE, Some("acct GL"), Some(Exporter::detect().exp_name()))
     );
     assert_eq!(ba.fd_refs, BTreeMap::from([(me, 1), (p1, 1), (p2, 1)]));
@@ -272,13 +256,16 @@ fn workload_exact_per_process_app_and_name() {
     assert_eq!((bd.size, bd.map_refs.get(&me)), (4 * PAGE, Some(&1)));
     let be = by_inode(inodes["e"]);
     assert_eq!(
-        (be.size, be.name.as_deref(), be.exporter.as_deref()),
+        (be.size, be.name.as_ref().and_then(Name::to_str), be.exporter.as_deref()),
         (2 * PAGE, Some("acct mapped only"), Some(Exporter::detect().exp_name()))
     );
     assert!(be.fd_refs.is_empty());
     let bk = by_inode(inodes["k"]);
     assert!(bk.fd_refs.is_empty() && bk.map_refs.is_empty());
-    assert_eq!((bk.size, bk.name.as_deref()), (3 * PAGE, Some("acct in flight")));
+    assert_eq!(
+        (bk.size, bk.name.as_ref().and_then(Name::to_str)),
+        (3 * PAGE, Some("acct in flight"))
+    );
 
     let holders_a = [me, p1, p2];
     let mine = by_pid(me);
@@ -302,7 +289,7 @@ fn workload_exact_per_process_app_and_name() {
     let pss_1000 = share(5 * PAGE, &holders_a, p1) + share(5 * PAGE, &holders_a, p2);
     assert_eq!(app(1000), Some(AppView { uid: 1000, rss: 5 * PAGE, pss: pss_1000, buffers: 1 }));
     assert_eq!(app(10057), Some(AppView { uid: 10057, rss: 4 * PAGE, pss: 4 * PAGE, buffers: 1 }));
-    let name = |n: &str| report.names.iter().find(|v| v.name == n).cloned();
+    let name = |n: &str| report.names.iter().find(|v| v.name.to_str() == Some(n)).cloned();
     for (n, pages) in [
         ("acct GL", 5),
         ("acct dup", 2),

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use dmabufd::buffer::DmaBuf;
 use dmabufd::error::{NameError, SizeError};
 use dmabufd::heap::{AllocRequest, Allocator, DEFAULT_MAX_SIZE, HEAP_DIR};
-use dmabufd::sys::{self, Errno, SetNameIoctl, SharedMap, SyncAccess};
+use dmabufd::sys::{self, Errno, MapAccess, SetNameIoctl, SharedMap, SyncAccess};
 use dmabufd::Error;
 
 mod data_bins;
@@ -127,7 +127,7 @@ fn name_with_space_in_fd_link_maps_and_bufinfo() {
     assert_eq!(fd_link(&buf), "/dmabuf:CAMERA preview");
     assert!(fdinfo(&buf).lines().any(|l| l == "name:\tCAMERA preview"));
     let map = buf.map().expect("map");
-    let start = map.as_slice().as_ptr() as usize;
+    let start = map.addr();
     let maps = fs::read_to_string("/proc/self/maps").expect("read maps");
     let lines = maps_lines(&maps, buf.inode());
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -143,24 +143,60 @@ fn name_with_space_in_fd_link_maps_and_bufinfo() {
 #[test]
 fn write_and_read_through_mappings_with_sync() {
     let buf = alloc(16384, "RW");
-    let mut writer = buf.map().expect("map");
-    {
-        let mut access = writer.cpu_access(SyncAccess::Write).expect("sync start");
-        for (i, byte) in access.iter_mut().enumerate() {
-            *byte = (i % 251) as u8;
-        }
-        access.end().expect("sync end");
-    }
+    let pattern: Vec<u8> = (0..16384).map(|i| (i % 251) as u8).collect();
+    let writer = buf.map().expect("map");
+    let access = writer.cpu_access(SyncAccess::Write).expect("sync start");
+    access.write_from(0, &pattern).expect("write");
+    // The window says write: reading through it is refused, not silently incoherent.
+    assert!(matches!(access.read_to(0, &mut [0; 1]), Err(Error::InvalidArgument(_))));
+    access.end().expect("sync end");
     // A second, independent mapping sees the same pages: it is one shared buffer.
-    let mut reader = buf.map().expect("second map");
-    assert_ne!(reader.as_slice().as_ptr(), writer.as_slice().as_ptr());
+    let reader = buf.map().expect("second map");
+    assert_ne!(reader.addr(), writer.addr());
     let access = reader.cpu_access(SyncAccess::Read).expect("sync start");
-    assert!(access.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    let mut got = vec![0; 16384];
+    access.read_to(0, &mut got).expect("read");
+    assert_eq!(got, pattern);
+    assert!(matches!(access.write_from(0, &[1]), Err(Error::InvalidArgument(_))));
     drop(access);
-    let mut rw = writer.cpu_access(SyncAccess::ReadWrite).expect("sync start rw");
-    rw[0] = 0xee;
+    let rw = writer.cpu_access(SyncAccess::ReadWrite).expect("sync start rw");
+    rw.fill(16383, 1, 0xee).expect("fill");
+    // Bounds are checked before memory is touched.
+    assert!(matches!(rw.fill(16383, 2, 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(rw.read_to(usize::MAX, &mut [0; 2]), Err(Error::InvalidArgument(_))));
     drop(rw);
-    assert_eq!(reader.as_slice()[0], 0xee);
+    let mut last = [0; 1];
+    reader.cpu_access(SyncAccess::Read).expect("sync").read_to(16383, &mut last).expect("read");
+    assert_eq!(last, [0xee]);
+}
+
+#[test]
+fn partial_and_read_only_mappings() {
+    let buf = alloc(4 * 4096, "PARTIAL");
+    let writer = buf.map().expect("map");
+    let access = writer.cpu_access(SyncAccess::Write).expect("sync");
+    access.fill(4096, 4096, 0x11).expect("fill");
+    access.end().expect("sync end");
+    let part = buf.map_range(4096, 8192, MapAccess::ReadOnly).expect("partial map");
+    assert_eq!(part.len(), 8192);
+    let maps = fs::read_to_string("/proc/self/maps").expect("read maps");
+    let line = maps_lines(&maps, buf.inode())
+        .into_iter()
+        .find(|l| l.starts_with(&format!("{:x}-", part.addr())))
+        .expect("maps line of the partial mapping");
+    let cols: Vec<&str> = line.split_ascii_whitespace().collect();
+    assert_eq!(cols[0], format!("{:x}-{:x}", part.addr(), part.addr() + 8192));
+    assert_eq!((cols[1], cols[2]), ("r--s", "00001000"));
+    let mut got = [0; 4];
+    let access = part.cpu_access(SyncAccess::ReadWrite).expect("sync");
+    access.read_to(4094, &mut got).expect("read");
+    assert_eq!(got, [0x11, 0x11, 0, 0]);
+    // Writing a read-only mapping would fault: refused instead.
+    assert!(matches!(access.write_from(0, &[1]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(access.read_to(8190, &mut got), Err(Error::InvalidArgument(_))));
+    drop(access);
+    // An offset that is not page-aligned is the kernel's EINVAL.
+    assert!(buf.map_range(100, 4096, MapAccess::ReadOnly).is_err());
 }
 
 #[test]

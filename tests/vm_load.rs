@@ -72,10 +72,8 @@ fn word(inode: u64, i: usize) -> u64 {
     (inode << 32) ^ (i as u64).wrapping_mul(0x9e37_79b9)
 }
 
-fn fill(bytes: &mut [u8], inode: u64) {
-    for (i, w) in bytes.chunks_exact_mut(8).enumerate() {
-        w.copy_from_slice(&word(inode, i).to_ne_bytes());
-    }
+fn pattern(len: usize, inode: u64) -> Vec<u8> {
+    (0..len / 8).flat_map(|i| word(inode, i).to_ne_bytes()).collect()
 }
 
 fn holds_pattern(bytes: &[u8], inode: u64) -> bool {
@@ -83,17 +81,19 @@ fn holds_pattern(bytes: &[u8], inode: u64) -> bool {
 }
 
 fn fill_buf(buf: &DmaBuf) {
-    let mut map = buf.map().expect("map");
-    let mut w = map.cpu_access(SyncAccess::Write).expect("sync");
-    fill(&mut w, buf.inode());
+    let map = buf.map().expect("map");
+    let w = map.cpu_access(SyncAccess::Write).expect("sync");
+    w.write_from(0, &pattern(map.len(), buf.inode())).expect("write");
     w.end().expect("sync end");
 }
 
 /// Maps the buffer afresh and checks the pattern.
 fn check_buf(buf: &DmaBuf) -> bool {
-    let mut map = buf.map().expect("map");
+    let map = buf.map().expect("map");
     let r = map.cpu_access(SyncAccess::Read).expect("sync");
-    let ok = holds_pattern(&r, buf.inode());
+    let mut bytes = vec![0; map.len()];
+    r.read_to(0, &mut bytes).expect("read");
+    let ok = holds_pattern(&bytes, buf.inode());
     r.end().expect("sync end");
     ok
 }
@@ -117,7 +117,7 @@ const OPS: [(&str, Op); 5] = [
     ("free", Op::Free),
 ];
 
-struct Counters(&'static [AtomicU64]);
+struct Counters(SharedMap);
 
 impl Counters {
     /// `create`: the parent makes a zeroed file; clients map the existing one.
@@ -136,33 +136,23 @@ impl Counters {
             std::fs::set_permissions(COUNTERS, std::fs::Permissions::from_mode(0o666))
                 .expect("counters mode");
         }
-        // SAFETY: a fresh shared mapping of a 4096-byte file, never unmapped (leaked for the
-        // process's life); AtomicU64 has the layout of u64 and any bit pattern is valid.
-        let slots = unsafe {
-            let ptr = rustix::mm::mmap(
-                std::ptr::null_mut(),
-                4096,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-                &file,
-                0,
-            )
-            .expect("mmap counters");
-            std::slice::from_raw_parts(ptr.cast::<AtomicU64>(), OPS.len())
-        };
-        Counters(slots)
+        Counters(SharedMap::new(file.as_fd(), 4096).expect("mmap counters"))
+    }
+
+    fn slots(&self) -> &[AtomicU64] {
+        &self.0.as_atomic_u64s().expect("a writable mapping")[..OPS.len()]
     }
 
     fn add(&self, op: Op) {
-        self.0[op as usize].fetch_add(1, Ordering::Relaxed);
+        self.slots()[op as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     fn get(&self, op: Op) -> u64 {
-        self.0[op as usize].load(Ordering::Relaxed)
+        self.slots()[op as usize].load(Ordering::Relaxed)
     }
 
     fn reset(&self) {
-        self.0.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        self.slots().iter().for_each(|c| c.store(0, Ordering::Relaxed));
     }
 }
 
@@ -327,9 +317,9 @@ fn client_hold(args: &[String]) {
         let ok = match (&kept, &map) {
             (Some(buf), _) => check_buf(buf),
             (None, Some(map)) => {
-                // SAFETY: the mapping is `size` bytes, readable, and lives while `map` does.
-                let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
-                holds_pattern(bytes, inode)
+                let mut bytes = vec![0; map.len()];
+                map.read_to(0, &mut bytes).expect("read");
+                holds_pattern(&bytes, inode)
             }
             (None, None) => false,
         };

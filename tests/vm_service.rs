@@ -47,16 +47,15 @@ fn client_alloc(args: &[String]) {
     assert!(fdinfo.lines().any(|l| l == format!("name:\t{name}")), "{fdinfo}");
     let buf = DmaBuf::from_fd(fd).expect("a dma-buf");
     assert_eq!((buf.inode() as i64, buf.size() as i64), (allocation.inode, allocation.size));
-    let mut map = buf.map().expect("map");
-    {
-        let mut w = map.cpu_access(SyncAccess::Write).expect("sync");
-        for (i, b) in w.iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
-        w.end().expect("sync end");
-    }
+    let map = buf.map().expect("map");
+    let pattern: Vec<u8> = (0..map.len()).map(|i| (i % 251) as u8).collect();
+    let w = map.cpu_access(SyncAccess::Write).expect("sync");
+    w.write_from(0, &pattern).expect("write");
+    w.end().expect("sync end");
     let r = map.cpu_access(SyncAccess::Read).expect("sync");
-    assert!(r.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8), "read back differs");
+    let mut got = vec![0; map.len()];
+    r.read_to(0, &mut got).expect("read");
+    assert!(got == pattern, "read back differs");
     r.end().expect("sync end");
     println!("{} {}", buf.inode(), buf.size());
     std::io::stdout().flush().expect("flush");

@@ -1,8 +1,9 @@
 //! `dmabufctl heaps` and `dmabufctl alloc`, straight against the kernel.
 //!
 //! `alloc` prints one line per buffer, stable for scripts:
-//! `inode=<ino> size=<bytes> heap=<heap> name=<name as a quoted, escaped string>`
-//! (the name is quoted because names may contain spaces).
+//! `inode=<ino> size=<bytes> heap=<heap> name="<name>"`, the heap and name
+//! [escaped](crate::text::escape) as in every text output; the name is quoted because names may
+//! contain spaces, and is last, so it runs to the line's final `"`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use super::AllocArgs;
 use crate::buffer::{DmaBuf, Mapping};
 use crate::heap::{AllocRequest, Allocator};
 use crate::sys::SyncAccess;
+use crate::text::escape;
 use crate::{units, Error, Result};
 
 /// Prints the available heaps, one per line.
@@ -58,11 +60,11 @@ pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
     for buf in buffers {
         writeln!(
             out,
-            "inode={} size={} heap={} name={:?}",
+            "inode={} size={} heap={} name=\"{}\"",
             buf.inode(),
             buf.size(),
-            args.heap,
-            args.name
+            escape(args.heap.as_bytes()),
+            escape(args.name.as_bytes())
         )
         .map_err(|e| Error::io("writing to stdout", e))?;
     }
@@ -81,11 +83,11 @@ pub(super) fn present(args: &AllocArgs, buffers: &[DmaBuf]) -> Result<()> {
 /// mappings lazily have every page in place, and the buffer is shown to be usable. (The system
 /// heap maps every page up front as VM_PFNMAP, which smaps never counts as Rss.)
 fn map_and_touch(buf: &DmaBuf) -> Result<Mapping<'_>> {
-    let mut mapping = buf.map()?;
-    let page = usize::try_from(units::page_size()).unwrap_or(4096);
-    let mut access = mapping.cpu_access(SyncAccess::Write)?;
-    for byte in access.iter_mut().step_by(page) {
-        *byte = 0xa5;
+    let mapping = buf.map()?;
+    let page = usize::try_from(units::page_size()).unwrap_or(4096).max(1);
+    let access = mapping.cpu_access(SyncAccess::Write)?;
+    for offset in (0..mapping.len()).step_by(page) {
+        access.fill(offset, 1, 0xa5)?;
     }
     access.end()?;
     Ok(mapping)

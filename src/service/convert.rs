@@ -11,7 +11,9 @@ use super::compat::aidl::{
     LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
     Report::Report as AidlReport, Totals::Totals as AidlTotals,
 };
-use crate::account::{AppView, BufferView, ExporterView, NameView, ProcessView, Report, Totals};
+use crate::account::{
+    AppView, BufferView, ExporterView, Name, NameView, ProcessView, Report, Totals,
+};
 use crate::ledger::Entry;
 
 fn bytes(n: u64) -> i64 {
@@ -72,7 +74,7 @@ pub fn report_to_aidl(r: &Report) -> AidlReport {
             .names
             .iter()
             .map(|n| NameUsage {
-                name: n.name.clone(),
+                name: n.name.to_string_lossy().into_owned(),
                 bytes: bytes(n.bytes),
                 buffers: count(n.buffers),
             })
@@ -101,7 +103,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
         inode: bytes(b.inode),
         size: bytes(b.size),
         exporter: b.exporter.clone().unwrap_or_default(),
-        name: b.name.clone().unwrap_or_default(),
+        name: b.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         refs: b
             .holders()
             .into_iter()
@@ -146,7 +148,7 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
             .names
             .into_iter()
             .map(|n| NameView {
-                name: n.name,
+                name: n.name.into(),
                 bytes: unsigned(n.bytes),
                 buffers: unsigned32(n.buffers),
             })
@@ -180,7 +182,7 @@ fn buffer_from_aidl(b: BufferInfo) -> BufferView {
         fd_refs: refs(|r| r.fdCount),
         map_refs: refs(|r| r.mapCount),
         exporter: Some(b.exporter).filter(|s| !s.is_empty()),
-        name: Some(b.name).filter(|s| !s.is_empty()),
+        name: Some(b.name).filter(|s| !s.is_empty()).map(Name::from),
     }
 }
 
@@ -189,7 +191,7 @@ pub fn entry_to_aidl(e: &Entry) -> LedgerEntry {
     LedgerEntry {
         inode: bytes(e.inode),
         size: bytes(e.size),
-        name: e.name.clone(),
+        name: e.name.to_string_lossy().into_owned(),
         heap: e.heap.clone(),
         uid: uid_to_aidl(e.uid),
         pid: e.pid,
@@ -203,7 +205,7 @@ pub fn entry_from_aidl(e: LedgerEntry) -> Entry {
     Entry {
         inode: unsigned(e.inode),
         size: unsigned(e.size),
-        name: e.name,
+        name: e.name.into(),
         heap: e.heap,
         uid: uid_from_aidl(e.uid),
         pid: e.pid,
@@ -237,7 +239,7 @@ mod tests {
                 map_only_bytes: 0,
             }],
             apps: vec![AppView { uid: 10_001, rss: 65536, pss: 32768, buffers: 1 }],
-            names: vec![NameView { name: String::new(), bytes: 65536, buffers: 1 }],
+            names: vec![NameView { name: Name::default(), bytes: 65536, buffers: 1 }],
             heaps: vec![ExporterView { exporter: "system".into(), bytes: 65536, buffers: 1 }],
             totals: Totals {
                 exported_bytes: None,

@@ -109,7 +109,7 @@ impl Shared {
             Entry {
                 inode: buf.inode(),
                 size: buf.size(),
-                name: req.name.to_owned(),
+                name: req.name.into(),
                 heap: req.heap.to_owned(),
                 uid: caller.uid,
                 pid: caller.pid,

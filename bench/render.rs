@@ -1,0 +1,115 @@
+//! Render benchmark: table, CSV and JSON of one large synthetic report, on the host.
+//!
+//! `cargo bench --bench render [-- --clients 300 --bufs 900 --runs 5]`. The model has the shape
+//! of the "inherited maps" workload of issue #13: a compositor holds and maps every buffer, each
+//! client holds `bufs / clients` of them by fd and, forked from the compositor, maps all of them.
+//! That is `(clients + 1) * bufs` rows in the per-process views (270,900 for the defaults), every
+//! buffer with `clients + 1` holders. Prints a Markdown table (BENCHMARKS.md): the median of
+//! `runs` timed renders of each output after one untimed warm-up.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use dmabufd::account::{Buffer, Filter, Model, Process, Report};
+use dmabufd::report::{self, Units, View};
+
+/// Pid of the compositor; clients follow it.
+const COMPOSITOR: i32 = 1000;
+
+fn main() {
+    let mut clients = 300usize;
+    let mut bufs = 900usize;
+    let mut runs = 5usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let target = match arg.as_str() {
+            "--clients" => &mut clients,
+            "--bufs" => &mut bufs,
+            "--runs" => &mut runs,
+            // `cargo bench` passes `--bench`; anything else is a mistake.
+            "--bench" => continue,
+            other => {
+                eprintln!("usage: render [--clients N] [--bufs N] [--runs N] (got {other:?})");
+                std::process::exit(2);
+            }
+        };
+        *target = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{arg} needs a number");
+            std::process::exit(2);
+        });
+    }
+    let model = inherited_maps(clients.max(1), bufs.max(1));
+    let report = Report::build(&model, &Filter::default());
+    let rows: usize = report.buffers.iter().map(|b| b.map_refs.len()).sum();
+    println!(
+        "{} processes, {} buffers, {rows} process x buffer rows, median of {runs} runs\n",
+        report.processes.len(),
+        report.buffers.len()
+    );
+    println!("| output | median ms | output bytes |");
+    println!("|---|---:|---:|");
+    let cases: [(&str, &dyn Fn() -> String); 6] = [
+        ("Report::build", &|| {
+            format!("{}", Report::build(&model, &Filter::default()).buffers.len())
+        }),
+        ("table (default)", &|| report::table(&report, View::Processes, Units::KiB)),
+        ("table --bytes", &|| report::table(&report, View::Processes, Units::Bytes)),
+        ("table --by name", &|| report::table(&report, View::Names, Units::KiB)),
+        ("csv", &|| report::csv(&report, View::Processes)),
+        ("json", &|| report::json(&report).expect("json")),
+    ];
+    for (label, render) in cases {
+        let (median, len) = time(runs.max(1), render);
+        println!("| {label} | {:.1} | {len} |", median.as_secs_f64() * 1e3);
+    }
+}
+
+/// Median time of `runs` calls after one warm-up, and the output length.
+fn time(runs: usize, render: &dyn Fn() -> String) -> (Duration, usize) {
+    let len = black_box(render()).len();
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(render());
+            start.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    (times[times.len() / 2], len)
+}
+
+fn inherited_maps(clients: usize, bufs: usize) -> Model {
+    let all_pids: Vec<i32> = (0..=clients as i32).map(|i| COMPOSITOR + i).collect();
+    let mut buffers = BTreeMap::new();
+    for i in 0..bufs {
+        let inode = 5000 + i as u64;
+        let owner = COMPOSITOR + 1 + (i % clients) as i32;
+        buffers.insert(
+            inode,
+            Buffer {
+                inode,
+                size: 64 * 1024,
+                exporter: Some("system".into()),
+                name: Some(format!("client {owner} surface {i}").into()),
+                fd_refs: BTreeMap::from([(COMPOSITOR, 1), (owner, 1)]),
+                map_refs: all_pids.iter().map(|&pid| (pid, 1)).collect(),
+                ..Buffer::default()
+            },
+        );
+    }
+    let processes = all_pids
+        .iter()
+        .map(|&pid| {
+            let comm =
+                if pid == COMPOSITOR { "surfaceflinger".into() } else { format!("app{pid}") };
+            (pid, Process { pid, uid: 10_000 + pid as u32, comm })
+        })
+        .collect();
+    Model {
+        buffers,
+        processes,
+        exported_bytes: Some(bufs as u64 * 64 * 1024),
+        unreadable_processes: 0,
+    }
+}
