@@ -5,7 +5,10 @@
 //! the scan in progress instead of starting another, and a finished scan is reused until it is
 //! [`MIN_AGE`] old or [`DUTY`] times as old as it took to run, whichever is later. However many
 //! clients ask, scanning then keeps at most 1/([`DUTY`]+1) of one core busy, and a report is at
-//! most that old.
+//! most that old. One exception keeps the service's own clients consistent: after an allocation
+//! through the service (a new ledger generation), a scan older than [`MIN_AGE`] is not reused,
+//! so a client that allocates and then asks sees its buffer; forcing scans that way is bounded
+//! by one per [`MIN_AGE`] and costs the client an allocation each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,11 +29,14 @@ struct Latest {
     /// When the scan started: the data is at least this old.
     started: Instant,
     took: Duration,
+    /// The ledger generation when the scan started.
+    generation: u64,
 }
 
 impl Latest {
-    fn fresh(&self) -> bool {
-        self.started.elapsed() < MIN_AGE.max(self.took * (DUTY + 1))
+    fn fresh(&self, generation: u64) -> bool {
+        let age = self.started.elapsed();
+        age < MIN_AGE || (generation == self.generation && age < self.took * (DUTY + 1))
     }
 }
 
@@ -43,12 +49,13 @@ pub struct Scans {
 }
 
 impl Scans {
-    /// A model of the system, fresh or at most as old as the [module docs](self) say.
-    pub fn model(&self) -> Result<Arc<Model>> {
+    /// A model of the system, fresh or at most as old as the [module docs](self) say;
+    /// `generation` is the ledger's now.
+    pub fn model(&self, generation: u64) -> Result<Arc<Model>> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         // Held across the scan: concurrent callers wait for it rather than run their own.
         let mut latest = self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(l) = latest.as_ref().filter(|l| l.fresh()) {
+        if let Some(l) = latest.as_ref().filter(|l| l.fresh(generation)) {
             return Ok(Arc::clone(&l.model));
         }
         // Drop the old model before building the new one: two full models never coexist.
@@ -56,7 +63,8 @@ impl Scans {
         let started = Instant::now();
         let model = Arc::new(scan::scan(&ScanOptions::default())?);
         self.runs.fetch_add(1, Ordering::Relaxed);
-        *latest = Some(Latest { model: Arc::clone(&model), started, took: started.elapsed() });
+        let took = started.elapsed();
+        *latest = Some(Latest { model: Arc::clone(&model), started, took, generation });
         Ok(model)
     }
 
@@ -67,7 +75,7 @@ impl Scans {
             // A scan is running: it replaces the model anyway.
             return false;
         };
-        let stale = latest.as_ref().is_some_and(|l| !l.fresh());
+        let stale = latest.as_ref().is_some_and(|l| !l.fresh(l.generation));
         if stale {
             *latest = None;
         }

@@ -162,7 +162,7 @@ impl Shared {
     /// buffer list. Returns how many entries were rebuilt.
     pub fn rebuild_ledger(&self) -> Result<usize> {
         let heaps = self.heaps()?;
-        let model = self.scans.model()?;
+        let model = self.model()?;
         let rebuilt = ledger::rebuild(&model, &heaps);
         let count = rebuilt.len();
         let mut ledger = self.ledger();
@@ -180,7 +180,7 @@ impl Shared {
     /// The accounting report for `uid`/`pid` (`None`: every one) as `caller` may see it.
     pub fn report(&self, caller: Caller, filter: Filter) -> Result<Report> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        Ok(Report::build(&*self.scans.model()?, &filter))
+        Ok(Report::build(&*self.model()?, &filter))
     }
 
     /// The report snapshot a paged query reads (see [`snapshots::resolve`]): its id, the report
@@ -193,7 +193,7 @@ impl Shared {
     ) -> Result<(u32, Arc<Report>, usize)> {
         self.policy.check_query(caller.uid, filter.uid)?;
         snapshots::resolve(&self.reports, caller.uid, filter, cursor, || {
-            Ok(Report::build(&*self.scans.model()?, &filter))
+            Ok(Report::build(&*self.model()?, &filter))
         })
     }
 
@@ -270,6 +270,12 @@ impl Shared {
             writeln!(w, "  uid {}: {} buffers, {} bytes", u.uid, u.buffers, u.bytes)?;
         }
         w.write_all(report::ledger_table(&entries).as_bytes())
+    }
+
+    /// The latest scan (see [`Scans::model`]). The ledger lock is not held while scanning.
+    fn model(&self) -> Result<Arc<crate::account::Model>> {
+        let generation = self.ledger().generation();
+        self.scans.model(generation)
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
