@@ -16,15 +16,16 @@ import vendor.dmabufd.ReportPage;
  * Callers on the service's allowlist (root and system by default) may query any uid or pid;
  * everyone else only their own uid, otherwise IAllocator.ERROR_PERMISSION_DENIED.
  *
- * A report costs a scan of every process: the service scans at most once a second and answers
- * every query in between from the last scan.
+ * A report costs a scan of every process, so scans are shared: a scan answers every query until
+ * it is max(100 ms, 5 times its own duration) old (100 ms after an allocation through the
+ * service), and a report may be that old.
  *
  * Paging (V2): a call with cursor 0 takes a snapshot and returns its first page with a cursor;
  * each call with the returned cursor (and the same uid and pid) returns the next page, until the
  * cursor is 0. All pages of one snapshot describe the same instant. A snapshot lives until its
  * last page is read, or 30 s after its last call, or until its caller has opened two newer ones;
- * a cursor that outlived it fails with IAllocator.ERROR_CURSOR_EXPIRED. A cursor may be asked
- * for again (after a failed transaction) until the next one is used.
+ * a cursor that outlived it fails with IAllocator.ERROR_CURSOR_EXPIRED. Any cursor of an open
+ * snapshot may be asked for again (after a failed transaction, say).
  */
 @VintfStability
 interface IAccounting {
