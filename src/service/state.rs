@@ -301,4 +301,40 @@ mod tests {
         ));
         assert!(matches!(policy.check_query(10_001, None), Err(Error::PermissionDenied(_))));
     }
+
+    fn entry(inode: u64, uid: u32, name: &str) -> Entry {
+        Entry {
+            inode,
+            size: 4096,
+            name: name.into(),
+            heap: "system".into(),
+            uid,
+            pid: 7,
+            time_millis: 1_700_000_000_000 + inode,
+            attributed: true,
+        }
+    }
+
+    #[test]
+    fn dumpsys_shows_other_uids_only_to_the_allowlist() {
+        let policy = Policy { allowlist: [0].into(), quota: None };
+        // An unreadable live list keeps every entry (pruning never drops on doubt).
+        let live = LiveBuffers::Sysfs("/nonexistent/dmabuf/buffers".into());
+        let shared = Shared::new(policy, Allocator::with_dir("/nonexistent", 1 << 20), live);
+        shared.ledger().commit(0, entry(1, 10_001, "mine"));
+        shared.ledger().commit(0, entry(2, 10_002, "theirs"));
+        let dump = |uid| {
+            let mut out = Vec::new();
+            shared.write_dump(Caller { uid, pid: 1 }, &mut out).expect("dump");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let app = dump(10_001);
+        assert!(app.contains("ledger of uid 10001 (the caller's own; not on the allowlist):"));
+        assert!(app.contains("  uid 10001: 1 buffers, 4096 bytes"), "{app}");
+        assert!(app.contains("mine") && !app.contains("theirs") && !app.contains("10002"), "{app}");
+        let root = dump(0);
+        assert!(root.contains("mine") && root.contains("theirs"), "{root}");
+        // The same table as `dmabufctl ledger`.
+        assert!(root.ends_with(&report::ledger_table(&shared.ledger().entries(None))), "{root}");
+    }
 }
