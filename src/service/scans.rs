@@ -82,6 +82,14 @@ impl Scans {
         stale
     }
 
+    /// Forgets the latest model whatever its age: many of the buffers it describes died (a
+    /// prune dropped their entries), and holding it would keep their memory in the service.
+    pub fn forget(&self) {
+        if let Ok(mut latest) = self.latest.try_lock() {
+            *latest = None;
+        }
+    }
+
     /// `(queries served, scans run)` since start-up.
     pub fn counts(&self) -> (u64, u64) {
         (self.queries.load(Ordering::Relaxed), self.runs.load(Ordering::Relaxed))

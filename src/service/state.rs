@@ -17,8 +17,9 @@ use crate::heap::{AllocRequest, Allocator};
 use crate::ledger::{self, Entry, Ledger};
 use crate::{report, sys, Error, Result};
 
-/// A prune that drops at least this many entries is followed by returning freed memory to the
-/// kernel ([`sys::release_free_memory`]); smaller ones are not worth the allocator's walk.
+/// A prune that drops at least this many entries also drops the latest scan (it describes dead
+/// buffers) and returns freed memory to the kernel ([`sys::release_free_memory`]); smaller ones
+/// are not worth the allocator's walk.
 const TRIM_AFTER: usize = 1024;
 
 /// Who may see what, and how much each uid may hold.
@@ -147,6 +148,9 @@ impl Shared {
                 let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
                 drop(live);
+                if dropped >= TRIM_AFTER {
+                    self.scans.forget();
+                }
                 let expired = self.scans.expire();
                 let open = self.reports.expire() + self.ledgers.expire();
                 if dropped >= TRIM_AFTER || (expired && open == 0) {
