@@ -754,6 +754,19 @@ fn bench_pages() {
         "\nService RSS: {baseline} KiB before, {peak} KiB at the peak, {after} KiB after the \
          buffers died and the next two ledger queries ran."
     );
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for line in rollup.lines().chain(status.lines()).filter(|l| {
+        ["Rss:", "Anonymous:", "RssAnon:", "RssFile:", "RssShmem:", "Threads:"]
+            .iter()
+            .any(|k| l.starts_with(k))
+    }) {
+        println!("    {line}");
+    }
+    // Once the snapshots of the queries above are past their idle time.
+    std::thread::sleep(Duration::from_secs(31));
+    let _ = paged_ledger(&acct, i64::from(ALL));
+    println!("Service RSS 31 s later, after one more ledger query: {} KiB", service_rss_kib(pid));
     println!("\n| clients hammering getMyUsage for 5 s | calls | scans run | calls per scan |");
     println!("|---|---|---|---|");
     for n in [1u32, 4, 16] {
