@@ -222,12 +222,17 @@ impl Shared {
         })
     }
 
-    /// Ends a snapshot whose last page was served.
+    /// Ends a snapshot whose last page was served. When none is left open, the memory that
+    /// paging touched goes back to the kernel: the C allocator keeps freed pages of its thread
+    /// arenas otherwise, and each binder thread that served a page has its own.
     pub fn close_snapshot(&self, id: u32, report: bool) {
         if report {
             self.reports.close(id);
         } else {
             self.ledgers.close(id);
+        }
+        if self.reports.expire() + self.ledgers.expire() == 0 {
+            sys::release_free_memory();
         }
     }
 
