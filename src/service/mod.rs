@@ -78,6 +78,7 @@ impl Args {
 /// Runs the `dmabufd` service and returns its exit status (it only returns on failure).
 pub fn main() -> i32 {
     crate::logging::init("dmabufd", "warn");
+    crate::sys::return_large_frees_to_the_kernel();
     // init drops stderr: a panic (of a binder thread, say) must reach the log to be seen.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
