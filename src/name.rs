@@ -180,8 +180,7 @@ mod tests {
 
     #[test]
     fn setting_a_name_on_a_non_dma_buf_is_unsupported() {
-        let memfd =
-            rustix::fs::memfd_create("plain", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
+        let memfd = crate::sys::test_memfd();
         let name: BufName = "X".parse().expect("valid");
         assert!(matches!(
             set_name(std::os::fd::AsFd::as_fd(&memfd), &name),

@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rustix::fs::{openat, readlinkat_raw, statat, AtFlags, Mode, OFlags, RawDir, CWD};
-use rustix::io::Errno;
+use crate::sys::{self, Errno, RawDir};
 
 use crate::account::{Buffer, Model, Process};
 use crate::procfs::{self, fd::Link};
@@ -72,7 +71,7 @@ impl ScanOptions {
 /// listed; everything below that degrades to "skipped and counted".
 pub fn scan(opts: &ScanOptions) -> Result<Model> {
     let pids = list_pids(&opts.proc_root)?;
-    let root = openat(CWD, &opts.proc_root, dir_flags(), Mode::empty())
+    let root = sys::open_dir(&opts.proc_root)
         .map_err(|e| Error::io(format!("opening {}", opts.proc_root.display()), e))?;
     let next = AtomicUsize::new(0);
     // Read before the walk: buffers the kernel already named an exporter for need no fdinfo.
@@ -115,10 +114,6 @@ fn list_pids(proc_root: &Path) -> Result<Vec<i32>> {
         .collect();
     pids.sort_unstable();
     Ok(pids)
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
 }
 
 /// What one worker saw.
@@ -215,7 +210,7 @@ impl<'a> Worker<'a> {
     /// Reads one process; `Ok(None)` when it references no dma-buf.
     fn read_process(&mut self, pid: i32) -> std::result::Result<Option<Process>, Skip> {
         self.set_path(format_args!("{pid}"));
-        let dir = openat(self.root, self.cpath(), dir_flags(), Mode::empty())?;
+        let dir = sys::open_dir_at(self.root, self.cpath())?;
         self.read_fds(dir.as_fd())?;
         self.read_maps(dir.as_fd())?;
         if self.fd_hits.is_empty() && self.map_hits.is_empty() {
@@ -229,7 +224,7 @@ impl<'a> Worker<'a> {
     }
 
     fn read_fds(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<(), Skip> {
-        let fd_dir = openat(dir, c"fd", dir_flags(), Mode::empty())?;
+        let fd_dir = sys::open_dir_at(dir, c"fd")?;
         let mut dirents = std::mem::take(&mut self.dirents);
         let mut entries = RawDir::new(&fd_dir, &mut dirents);
         // The directory buffer is taken out of `self` for the loop so that `self` stays free
@@ -245,7 +240,7 @@ impl<'a> Worker<'a> {
                 continue;
             }
             // ENOENT here means this fd was closed since the listing: not an error.
-            let Ok(len) = readlinkat_raw(&fd_dir, name, &mut self.link[..]) else {
+            let Ok(len) = sys::readlink_at(fd_dir.as_fd(), name, &mut self.link[..]) else {
                 continue;
             };
             let Some(link) = procfs::fd::classify_link(&self.link[..len]) else {
@@ -271,14 +266,14 @@ impl<'a> Worker<'a> {
         link_len: usize,
     ) -> Option<u64> {
         // Anonymous inodes are shared by every buffer: identity must come from fdinfo.
-        let stat = if anon { None } else { statat(fd_dir, fd_name, AtFlags::empty()).ok() };
+        let stat = if anon { None } else { sys::stat_at(fd_dir, fd_name).ok() };
         if let Some(st) = &stat {
-            let inode = st.st_ino;
+            let inode = st.inode;
             if self.out.buffers.contains_key(&inode) || !self.claim(inode) {
                 let link = &self.link[..link_len];
                 self.out.buffers.entry(inode).or_insert_with(|| Buffer {
                     inode,
-                    size: st.st_size as u64,
+                    size: st.size,
                     name: link_name(link),
                     ..Buffer::default()
                 });
@@ -287,9 +282,8 @@ impl<'a> Worker<'a> {
         }
         // First sighting (or no usable stat): fdinfo gives the exporter and, failing stat, identity.
         let info = self.read_fdinfo(dir, fd_name);
-        let inode = stat.as_ref().map(|s| s.st_ino).or(info.as_ref().and_then(|i| i.ino))?;
-        let size =
-            stat.as_ref().map(|s| s.st_size as u64).or(info.as_ref().and_then(|i| i.size))?;
+        let inode = stat.as_ref().map(|s| s.inode).or(info.as_ref().and_then(|i| i.ino))?;
+        let size = stat.as_ref().map(|s| s.size).or(info.as_ref().and_then(|i| i.size))?;
         if stat.is_some() && info.is_none() {
             // Closed meanwhile: let another holder read the exporter.
             self.unclaim(inode);
@@ -381,14 +375,14 @@ fn read_file(
     buf: &mut Vec<u8>,
     records: Records,
 ) -> io::Result<()> {
-    let fd: OwnedFd = openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd: OwnedFd = sys::open_file_at(dir, path)?;
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(buf.capacity().max(8192));
         }
         let room = buf.capacity() - buf.len();
-        match rustix::io::read(&fd, rustix::buffer::spare_capacity(buf)) {
+        match sys::read_append(fd.as_fd(), buf) {
             Ok(0) => return Ok(()),
             Ok(n) if records == Records::One && n < room => return Ok(()),
             Ok(_) | Err(Errno::INTR) => {}

@@ -1,5 +1,10 @@
 //! The one module that talks to the kernel: dma-buf heap and dma-buf ioctls, `fstat`, `fstatfs`,
-//! shared mappings.
+//! shared mappings, and the `/proc` walk's directory, link and file reads.
+//!
+//! It is written against the part of rustix that is the same in every copy AOSP ships (0.38.31
+//! and 1.1.4, each with the features AOSP's build enables: see docs/aosp.md), and goes to libc
+//! directly where those copies differ (the ioctl API) or lack a feature (`param`): that keeps one
+//! source for Cargo and Soong builds.
 //!
 //! Everything here is a thin, safe wrapper that returns the kernel's own [`Errno`]: the callers
 //! ([`crate::heap`], [`crate::name`], [`crate::buffer`]) know what was being attempted and turn an
@@ -11,14 +16,14 @@
 //! values for both pointer widths, not just the one the tests were built for.
 
 use std::ffi::{c_void, CStr};
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 
-use rustix::fs::{Mode, OFlags};
-use rustix::ioctl::{ioctl, IntegerSetter, Opcode, Setter, Updater};
+use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::mm::{MapFlags, ProtFlags};
 
+pub use rustix::fs::RawDir;
 pub use rustix::io::Errno;
 
 /// Result of a raw kernel call: the value or the kernel's errno.
@@ -169,7 +174,7 @@ pub fn heap_alloc(heap: BorrowedFd<'_>, len: u64, heap_flags: u64) -> SysResult<
     };
     // SAFETY: the opcode is `_IOWR('H', 0, struct dma_heap_allocation_data)` and `data` has that
     // struct's exact layout; the kernel reads and writes only within it.
-    unsafe { ioctl(heap, Updater::<{ DMA_HEAP_IOCTL_ALLOC as Opcode }, _>::new(&mut data))? };
+    unsafe { ioctl(heap, DMA_HEAP_IOCTL_ALLOC, std::ptr::from_mut(&mut data).cast())? };
     let raw = i32::try_from(data.fd).map_err(|_| Errno::BADF)?;
     // SAFETY: on success the kernel installed a new fd in our table and handed ownership to us;
     // nothing else refers to it.
@@ -184,19 +189,13 @@ pub fn set_name(buf: BorrowedFd<'_>, name: &CStr) -> SysResult<()> {
 /// `DMA_BUF_SET_NAME_A` or `_B`. The name is not validated here: kernel tests pass names the
 /// library would refuse to see what the kernel itself does.
 pub fn set_name_using(buf: BorrowedFd<'_>, name: &CStr, which: SetNameIoctl) -> SysResult<()> {
-    let ptr = name.as_ptr().cast_mut().cast::<c_void>();
+    let request = match which {
+        SetNameIoctl::A => DMA_BUF_SET_NAME_A,
+        SetNameIoctl::B => DMA_BUF_SET_NAME_B,
+    };
     // SAFETY: both numbers take a pointer to a NUL-terminated string that the kernel only reads
     // (strndup_user), and `name` outlives the call.
-    unsafe {
-        match which {
-            SetNameIoctl::A => {
-                ioctl(buf, IntegerSetter::<{ DMA_BUF_SET_NAME_A as Opcode }>::new_pointer(ptr))
-            }
-            SetNameIoctl::B => {
-                ioctl(buf, IntegerSetter::<{ DMA_BUF_SET_NAME_B as Opcode }>::new_pointer(ptr))
-            }
-        }
-    }
+    unsafe { ioctl(buf, request, name.as_ptr().cast_mut().cast()) }.map(drop)
 }
 
 /// `DMA_BUF_IOCTL_SYNC`: brackets CPU access so the exporter can flush or invalidate caches.
@@ -205,10 +204,90 @@ pub fn sync(buf: BorrowedFd<'_>, phase: SyncPhase, access: SyncAccess) -> SysRes
         SyncPhase::Start => DMA_BUF_SYNC_START,
         SyncPhase::End => DMA_BUF_SYNC_END,
     };
-    let arg = DmaBufSync { flags: phase | access.bits() };
+    let mut arg = DmaBufSync { flags: phase | access.bits() };
     // SAFETY: the opcode is `_IOW('b', 0, struct dma_buf_sync)` and `arg` has its layout; the
     // kernel only reads it.
-    unsafe { ioctl(buf, Setter::<{ DMA_BUF_IOCTL_SYNC as Opcode }, _>::new(arg)) }
+    unsafe { ioctl(buf, DMA_BUF_IOCTL_SYNC, std::ptr::from_mut(&mut arg).cast()) }.map(drop)
+}
+
+/// `ioctl(2)` with a pointer argument, over libc: rustix's ioctl API changed between the 0.38 and
+/// 1.x copies AOSP ships, and the `_IOC` numbers are computed above anyway.
+///
+/// # Safety
+///
+/// `arg` must point to what `request` makes the kernel read or write, valid for the call.
+unsafe fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut c_void) -> SysResult<i32> {
+    // The request is `unsigned long` in glibc and `int` in bionic and musl; both take the same
+    // 32 bits, so the cast only changes the type.
+    // SAFETY: the caller guarantees that `arg` is what `request` expects; `fd` is open.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg) };
+    if ret < 0 {
+        Err(last_errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The calling thread's `errno` after a failed libc call.
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// This system's page size (`sysconf(_SC_PAGESIZE)`; AOSP's rustix 0.38 has no `param`).
+pub fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    // POSIX guarantees the page size; 4096 is every Linux architecture's smallest.
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// `O_RDONLY | O_DIRECTORY | O_CLOEXEC`: a directory opened only for `*at` lookups.
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
+/// Opens the directory `path` for `*at` lookups.
+pub fn open_dir(path: &Path) -> SysResult<OwnedFd> {
+    rustix::fs::openat(CWD, path, DIR_FLAGS, Mode::empty())
+}
+
+/// Opens the directory `path` relative to `dir` for `*at` lookups.
+pub fn open_dir_at(dir: BorrowedFd<'_>, path: &CStr) -> SysResult<OwnedFd> {
+    rustix::fs::openat(dir, path, DIR_FLAGS, Mode::empty())
+}
+
+/// Opens the file `path` relative to `dir` read-only.
+pub fn open_file_at(dir: BorrowedFd<'_>, path: &CStr) -> SysResult<OwnedFd> {
+    rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// `readlinkat` into `buf`: the length of the link text, truncated to `buf.len()` as the kernel
+/// does. Over libc because rustix 0.38 and 1.x take different buffer types here.
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `name` is NUL-terminated and `buf` is writable for `buf.len()` bytes, the most the
+    // kernel writes; it writes no NUL.
+    let n = unsafe {
+        libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    usize::try_from(n).map_err(|_| last_errno())
+}
+
+/// `fstatat` of `name` relative to `dir`, following links (a `/proc/<pid>/fd/<n>` entry is the
+/// open file), reduced to inode and size.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<FileStat> {
+    FileStat::new(rustix::fs::statat(dir, name, AtFlags::empty())?)
+}
+
+/// One `read` appended to `buf`'s spare capacity (which the caller reserves): the byte count, 0
+/// at end of file. Over libc because rustix 0.38 and 1.x spell a read into uninitialised memory
+/// differently (`io::read_uninit` and `buffer::spare_capacity`).
+pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> SysResult<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the kernel writes at most `spare.len()` bytes into the spare capacity, which is
+    // allocated and not aliased while `buf` is borrowed mutably.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let n = usize::try_from(n).map_err(|_| last_errno())?;
+    // SAFETY: the kernel initialised exactly `n <= spare.len()` bytes after the old length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// Identity of an open file as the dma-buf code needs it.
@@ -220,12 +299,18 @@ pub struct FileStat {
     pub size: u64,
 }
 
+impl FileStat {
+    fn new(st: rustix::fs::Stat) -> SysResult<Self> {
+        // A negative size never comes from a real file; treat it as a broken fd.
+        let size = u64::try_from(st.st_size).map_err(|_| Errno::INVAL)?;
+        #[allow(clippy::useless_conversion)] // `st_ino`'s width differs by architecture.
+        Ok(FileStat { inode: u64::from(st.st_ino), size })
+    }
+}
+
 /// `fstat`, reduced to inode and size.
 pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
-    let st = rustix::fs::fstat(fd)?;
-    // A negative size never comes from a real file; treat it as a broken fd.
-    let size = u64::try_from(st.st_size).map_err(|_| Errno::INVAL)?;
-    Ok(FileStat { inode: st.st_ino, size })
+    FileStat::new(rustix::fs::fstat(fd)?)
 }
 
 /// Makes the C allocator hand large freed blocks back to the kernel instead of keeping them,
@@ -345,6 +430,13 @@ impl Drop for SharedMap {
     }
 }
 
+/// A plain memfd for unit tests: a real file that is not a dma-buf, and needs no source tree
+/// (atest runs unit tests in /data/local/tmp).
+#[cfg(test)]
+pub(crate) fn test_memfd() -> OwnedFd {
+    rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd")
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -384,38 +476,57 @@ mod tests {
         assert_eq!(DMA_BUF_SYNC_END, 4);
     }
 
-    /// Our own `_IOC` must agree with rustix's for this platform, or the pure function would be
-    /// testing a model of the kernel rather than what is really issued.
-    #[test]
-    fn ioc_agrees_with_rustix() {
-        use rustix::ioctl::opcode;
-        assert_eq!(
-            DMA_HEAP_IOCTL_ALLOC as Opcode,
-            opcode::read_write::<DmaHeapAllocationData>(b'H', 0)
-        );
-        assert_eq!(DMA_BUF_IOCTL_SYNC as Opcode, opcode::write::<DmaBufSync>(b'b', 0));
-        assert_eq!(DMA_BUF_SET_NAME as Opcode, opcode::write::<*const u8>(b'b', 1));
+    fn memfd() -> std::fs::File {
+        test_memfd().into()
     }
 
     #[test]
     fn ordinary_files_are_not_dma_bufs() {
-        let file = std::fs::File::open("Cargo.toml").expect("open Cargo.toml");
-        assert_eq!(is_dma_buf(file.as_fd()), Ok(false));
+        assert_eq!(is_dma_buf(memfd().as_fd()), Ok(false));
     }
 
     #[test]
     fn fstat_reports_inode_and_size() {
-        let file = std::fs::File::open("Cargo.toml").expect("open Cargo.toml");
+        use std::io::Write;
+        let mut file = memfd();
+        file.write_all(b"12345").expect("write");
         let meta = file.metadata().expect("metadata");
         let st = fstat(file.as_fd()).expect("fstat");
-        assert_eq!(st.size, meta.len());
+        assert_eq!(st.size, 5);
         assert_eq!(st.inode, std::os::unix::fs::MetadataExt::ino(&meta));
     }
 
     #[test]
     fn set_name_on_a_memfd_is_enotty() {
-        let memfd = rustix::fs::memfd_create("not-a-dma-buf", rustix::fs::MemfdFlags::CLOEXEC)
-            .expect("memfd");
-        assert_eq!(set_name(memfd.as_fd(), c"X"), Err(Errno::NOTTY));
+        assert_eq!(set_name(memfd().as_fd(), c"X"), Err(Errno::NOTTY));
+    }
+
+    #[test]
+    fn read_append_fills_spare_capacity() {
+        use std::io::{Seek, Write};
+        let mut file = memfd();
+        file.write_all(b"abc").expect("write");
+        file.rewind().expect("rewind");
+        let mut buf = Vec::with_capacity(2);
+        buf.push(b'>');
+        assert_eq!(read_append(file.as_fd(), &mut buf), Ok(1));
+        assert_eq!(buf, b">a");
+        buf.reserve(16);
+        assert_eq!(read_append(file.as_fd(), &mut buf), Ok(2));
+        assert_eq!(read_append(file.as_fd(), &mut buf), Ok(0));
+        assert_eq!(buf, b">abc");
+    }
+
+    #[test]
+    fn readlink_at_truncates_like_the_kernel() {
+        let dir = open_dir(Path::new("/proc/self")).expect("open /proc/self");
+        let mut buf = [0u8; 64];
+        let n = readlink_at(dir.as_fd(), c"exe", &mut buf).expect("readlink");
+        assert_eq!(buf[0], b'/');
+        let mut short = [0u8; 3];
+        assert_eq!(readlink_at(dir.as_fd(), c"exe", &mut short), Ok(3));
+        assert_eq!(short, buf[..3]);
+        assert!(n > 3);
+        assert_eq!(readlink_at(dir.as_fd(), c"no-such-link", &mut buf), Err(Errno::NOENT));
     }
 }

@@ -44,7 +44,7 @@ pub fn round_up(size: u64, page: u64) -> Result<u64, SizeError> {
 
 /// This system's page size.
 pub fn page_size() -> u64 {
-    rustix::param::page_size() as u64
+    crate::sys::page_size() as u64
 }
 
 /// [`round_up`] to this system's page size.

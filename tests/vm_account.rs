@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 use dmabufd::account::{AppView, Filter, NameView, Report};
 use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
-use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
+
+mod data_bins;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
@@ -66,25 +65,31 @@ impl Drop for Map {
     }
 }
 
+// SCM_RIGHTS through nix: AOSP's rustix 0.38 is built without `net`.
 fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) {
-    let fds = [fd];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    assert!(cmsg.push(SendAncillaryMessage::ScmRights(&fds)));
-    sendmsg(sock, &[IoSlice::new(b"f")], &mut cmsg, SendFlags::empty()).expect("sendmsg");
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(b"f")], &cmsg, MsgFlags::empty(), None)
+        .expect("sendmsg");
 }
 
 fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut space = nix::cmsg_space!(RawFd);
     let mut byte = [0u8; 1];
-    recvmsg(sock, &mut [IoSliceMut::new(&mut byte)], &mut cmsg, RecvFlags::CMSG_CLOEXEC)
-        .expect("recvmsg");
-    let fd = cmsg.drain().find_map(|m| match m {
-        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-        _ => None,
-    });
-    fd.expect("an fd arrived")
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let msg =
+        recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+            .expect("recvmsg");
+    let raw = msg
+        .cmsgs()
+        .expect("control messages")
+        .find_map(|m| match m {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("an fd arrived");
+    // SAFETY: SCM_RIGHTS installed `raw` in this process's fd table for this receiver alone.
+    unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
 /// Child process entry, ignored in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
@@ -327,9 +332,7 @@ fn workload_exact_per_process_app_and_name() {
     assert_eq!(only.totals.userspace_pss, pss_1000);
 
     // The CLI agrees, in exact bytes, with dmabuf_dump's row layout.
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_dmabufctl"));
-    // The runner puts the project's binaries on the guest's PATH.
-    let exe = if built.exists() { built } else { std::path::Path::new("dmabufctl") };
+    let exe = data_bins::project_bin("dmabufctl", option_env!("CARGO_BIN_EXE_dmabufctl"));
     let out = Command::new(exe)
         .args(["dump", "--bytes", &me.to_string()])
         .output()

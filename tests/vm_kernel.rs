@@ -14,8 +14,13 @@ use dmabufd::heap::{AllocRequest, Allocator, DEFAULT_MAX_SIZE, HEAP_DIR};
 use dmabufd::sys::{self, Errno, SetNameIoctl, SharedMap, SyncAccess};
 use dmabufd::Error;
 
+mod data_bins;
+
 const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
-const DMABUFCTL: &str = env!("CARGO_BIN_EXE_dmabufctl");
+
+fn dmabufctl_path() -> std::path::PathBuf {
+    data_bins::project_bin("dmabufctl", option_env!("CARGO_BIN_EXE_dmabufctl"))
+}
 
 fn alloc(size: u64, name: &str) -> DmaBuf {
     let req = AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 };
@@ -334,7 +339,7 @@ fn naming_something_that_is_no_dma_buf_is_unsupported() {
 // dmabufctl
 
 fn dmabufctl(args: &[&str]) -> std::process::Output {
-    Command::new(DMABUFCTL).args(args).output().expect("run dmabufctl")
+    Command::new(dmabufctl_path()).args(args).output().expect("run dmabufctl")
 }
 
 #[test]
@@ -348,7 +353,7 @@ fn dmabufctl_heaps_lists_the_heap_directory() {
 #[test]
 fn dmabufctl_alloc_holds_mapped_named_buffers() {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(DMABUFCTL)
+    let mut child = Command::new(dmabufctl_path())
         .args([
             "alloc",
             "--heap",
@@ -429,7 +434,7 @@ fn dmabufctl_without_access_to_the_heap_fails_with_status_1() {
     use std::os::unix::process::CommandExt;
     // Heap devices are 0600 root: an unprivileged user may list heaps but not allocate.
     let unprivileged = |args: &[&str]| {
-        Command::new(DMABUFCTL)
+        Command::new(dmabufctl_path())
             .args(args)
             .uid(1000)
             .gid(1000)

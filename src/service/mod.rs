@@ -39,15 +39,15 @@ use crate::units;
 struct Args {
     /// Uids that may query other uids' accounting data and ledger (comma-separated or repeated).
     /// Everyone may query their own uid.
-    #[arg(long = "allow-uid", value_name = "UID", env = "DMABUFD_ALLOW_UIDS", value_delimiter = ',', default_values_t = [0, 1000])]
+    #[arg(long = "allow-uid", value_name = "UID", value_delimiter = ',', default_values_t = [0, 1000])]
     allow_uids: Vec<u32>,
     /// Outstanding bytes each uid may hold through the service (K, M, G suffixes), or `none`.
-    #[arg(long, value_name = "BYTES", env = "DMABUFD_QUOTA", default_value = "1G")]
+    #[arg(long, value_name = "BYTES", default_value = "1G")]
     quota: String,
     /// Largest single buffer (K, M, G suffixes). Lower than dmabufctl's direct 1 GiB: the service
     /// allocates for any uid, and a cap of a quarter of the default quota keeps one request from
     /// taking a uid's whole allowance (or the system heap into the OOM killer) at once.
-    #[arg(long, value_name = "BYTES", env = "DMABUFD_MAX_SIZE", default_value = "256M")]
+    #[arg(long, value_name = "BYTES", default_value = "256M")]
     max_size: String,
     /// Binder threads serving calls.
     #[arg(long, value_name = "N", default_value_t = 4)]
