@@ -111,6 +111,18 @@ pub enum Error {
         /// The uid's quota in bytes.
         limit: u64,
     },
+    /// A paging cursor of the service names no open snapshot (finished, expired, evicted, or
+    /// another caller's or query's).
+    #[error("cursor {0:#x} names no open snapshot (expired or finished); start again from 0")]
+    CursorExpired(u64),
+    /// A reply that binder could not deliver in one transaction (an unpaged V1 query).
+    #[error("reply of {items} items exceeds one {limit}-byte page; use the paged query")]
+    ReplyTooLarge {
+        /// Items the whole reply would carry.
+        items: usize,
+        /// Largest reply the service sends.
+        limit: usize,
+    },
     /// The kernel or the service's policy refused; the text says what was refused.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -137,7 +149,27 @@ pub enum Error {
 /// Result alias used throughout the library.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Process exit status for bad input, as with most Unix tools (and clap's own usage errors).
+/// Here rather than in a front end because both `dmabufctl` and `dmabufd` exit with it.
+pub const EXIT_USAGE: i32 = 2;
+/// Process exit status when a valid request failed.
+pub const EXIT_FAILURE: i32 = 1;
+
 impl Error {
+    /// The process exit status for this failure: bad input is the caller's to fix
+    /// ([`EXIT_USAGE`]), anything else is the system's ([`EXIT_FAILURE`]).
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::Size(_)
+            | Error::Name(_)
+            | Error::InvalidArgument(_)
+            | Error::UnknownHeap { .. } => EXIT_USAGE,
+            // The service's ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN_HEAP and ERROR_INVALID_NAME.
+            Error::Service { code: 1..=3, .. } => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
     /// Wraps an I/O error with what was being done, so a one-line message is enough to act on.
     pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
         Error::Io { context: context.into(), source: source.into() }

@@ -26,6 +26,9 @@ pub const HEAP_DIR: &str = "/dev/dma_heap";
 /// Default largest single allocation, 1 GiB. Larger than any one graphics, camera or codec
 /// buffer in practice, yet small enough that a typo (`--size 64G`) cannot drive the system heap,
 /// which allocates page by page, into the OOM killer. Use [`Allocator::with_dir`] to change it.
+/// This is the direct path's cap (`dmabufctl alloc`, run by someone who may open the heap
+/// anyway); the service defaults to 256 MiB, a quarter of its default per-uid quota, because it
+/// allocates on behalf of any uid.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
 /// One allocation: from which heap, how many bytes, under which purpose name.
@@ -40,6 +43,33 @@ pub struct AllocRequest<'a> {
     pub name: &'a [u8],
     /// Heap-specific flags (0 on mainline heaps).
     pub heap_flags: u64,
+}
+
+impl<'a> AllocRequest<'a> {
+    /// A request as the wire carries it (AIDL `AllocationRequest`, which has only signed
+    /// `long`s): the size must not be negative, the heap flags are the same 64 bits read as
+    /// unsigned. The one conversion from the wire, shared by the service and its fuzz target.
+    pub fn from_wire(
+        heap: &'a str,
+        size: i64,
+        name: &'a [u8],
+        heap_flags: i64,
+    ) -> std::result::Result<Self, SizeError> {
+        let size = units::size_from_i64(size)?;
+        Ok(AllocRequest {
+            heap,
+            size,
+            name,
+            heap_flags: u64::from_ne_bytes(heap_flags.to_ne_bytes()),
+        })
+    }
+
+    /// The inverse of [`AllocRequest::from_wire`] for the signed fields, `(size, heap_flags)`:
+    /// what a client puts on the wire. A size above `i64::MAX` cannot travel.
+    pub fn wire_size_and_flags(&self) -> std::result::Result<(i64, i64), SizeError> {
+        let size = i64::try_from(self.size).map_err(|_| SizeError::Overflow(self.size))?;
+        Ok((size, i64::from_ne_bytes(self.heap_flags.to_ne_bytes())))
+    }
 }
 
 /// A request that passed every check that needs no kernel: what [`Allocator::allocate_checked`]
@@ -382,6 +412,25 @@ mod tests {
         assert!(matches!(alloc.check(&req("../x", 0, "")), Err(Error::InvalidArgument(_))));
         assert!(matches!(alloc.check(&req("system", 0, "")), Err(Error::Name(NameError::Empty))));
         assert!(matches!(alloc.check(&req("system", 0, "X")), Err(Error::Size(SizeError::Zero))));
+    }
+
+    #[test]
+    fn wire_form_keeps_every_flag_bit_and_refuses_negative_sizes() {
+        for flags in [0, 1, i64::MAX, i64::MIN, -1] {
+            let req = AllocRequest::from_wire("system", 4096, b"X", flags).expect("valid");
+            assert_eq!(req.heap_flags, u64::from_ne_bytes(flags.to_ne_bytes()));
+            assert_eq!(req.wire_size_and_flags(), Ok((4096, flags)));
+        }
+        let top = AllocRequest::from_wire("system", 1, b"X", i64::MIN).expect("valid");
+        assert_eq!(top.heap_flags, 1 << 63);
+        assert_eq!(
+            AllocRequest::from_wire("system", -1, b"X", 0).map(|r| r.size),
+            Err(SizeError::Negative(-1))
+        );
+        let huge = AllocRequest { heap: "system", size: u64::MAX, name: b"X", heap_flags: 0 };
+        assert_eq!(huge.wire_size_and_flags(), Err(SizeError::Overflow(u64::MAX)));
+        let max = AllocRequest::from_wire("system", i64::MAX, b"X", 0).expect("valid");
+        assert_eq!(max.wire_size_and_flags(), Ok((i64::MAX, 0)));
     }
 
     #[test]

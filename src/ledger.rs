@@ -243,7 +243,14 @@ impl Ledger {
         for (uid, size) in freed {
             self.sub(uid, size);
         }
-        self.prune_at = (self.entries.len() * 2).max(MIN_PRUNE_ENTRIES);
+        // Hash maps never shrink by themselves: after a burst of allocations died, give the
+        // table back so the service returns to its baseline.
+        let live = self.entries.len();
+        if self.entries.capacity() > 4 * live.max(MIN_PRUNE_ENTRIES) {
+            self.entries.shrink_to(2 * live);
+            self.outstanding.shrink_to(2 * self.outstanding.len());
+        }
+        self.prune_at = (live * 2).max(MIN_PRUNE_ENTRIES);
         before - self.entries.len()
     }
 

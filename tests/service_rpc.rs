@@ -120,7 +120,9 @@ fn requests_refused_before_the_kernel_get_their_documented_codes() {
     let cases = [
         (request("system", 0, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
         (request("system", -4096, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
-        (request("system", 4096, "GL", -1), codes::ERROR_INVALID_ARGUMENT),
+        // Heap flags travel bit for bit, bit 63 included: only the heap may refuse them.
+        (request("no-such-heap", 4096, "GL", i64::MIN), codes::ERROR_UNKNOWN_HEAP),
+        (request("no-such-heap", 4096, "GL", -1), codes::ERROR_UNKNOWN_HEAP),
         (request("system", 2 << 20, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
         (request("../system", 4096, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
         (request("no-such-heap", 4096, "GL", 0), codes::ERROR_UNKNOWN_HEAP),
@@ -136,6 +138,66 @@ fn requests_refused_before_the_kernel_get_their_documented_codes() {
     assert_eq!(code(acct.getReport(-2, ALL)), codes::ERROR_INVALID_ARGUMENT);
     assert_eq!(code(acct.getReport(ALL, -7)), codes::ERROR_INVALID_ARGUMENT);
     assert_eq!(code(acct.getLedger(-3)), codes::ERROR_INVALID_ARGUMENT);
+    // V2 uids are `long`: -1 is ALL, 0..=u32::MAX a uid, anything else malformed.
+    for uid in [-2, 1 << 32, i64::MIN, i64::MAX] {
+        assert_eq!(code(acct.getLedgerPage(uid, 0)), codes::ERROR_INVALID_ARGUMENT, "{uid}");
+        assert_eq!(code(acct.getReportPage(uid, ALL, 0)), codes::ERROR_INVALID_ARGUMENT, "{uid}");
+    }
+    assert_eq!(code(acct.getReportPage(i64::from(ALL), -7, 0)), codes::ERROR_INVALID_ARGUMENT);
+    // A cursor the service never handed out, or a negative one.
+    let me = i64::from(my_uid());
+    for cursor in [-5, 1, (77 << 32) | 3, i64::MAX] {
+        assert_eq!(code(acct.getLedgerPage(me, cursor)), codes::ERROR_CURSOR_EXPIRED, "{cursor}");
+        assert_eq!(
+            code(acct.getReportPage(me, ALL, cursor)),
+            codes::ERROR_CURSOR_EXPIRED,
+            "{cursor}"
+        );
+    }
+}
+
+/// The message of a failed call.
+fn message(result: Result<impl std::fmt::Debug, dmabufd::service::compat::Status>) -> String {
+    match from_status(&result.expect_err("the call must fail")) {
+        Error::Service { message, .. } => message,
+        other => panic!("not a service-specific error: {other}"),
+    }
+}
+
+#[test]
+fn v2_selects_uid_4294967295_bit_for_bit_and_v1_reads_it_as_all() {
+    let service = Service::start("uidmax", &["--allow-uid", &someone_else()]);
+    let acct = service.accounting();
+    let me = my_uid();
+    // V2: u32::MAX is a uid like any other, so an ordinary caller may not ask for it...
+    assert_eq!(
+        message(acct.getLedgerPage(i64::from(u32::MAX), 0)),
+        format!("permission denied: uid {me} may not query uid 4294967295")
+    );
+    assert_eq!(
+        message(acct.getReportPage(i64::from(u32::MAX), ALL, 0)),
+        format!("permission denied: uid {me} may not query uid 4294967295")
+    );
+    // ... while V1's -1 is documented as ALL.
+    assert_eq!(
+        message(acct.getLedger(-1)),
+        format!("permission denied: uid {me} may only query its own uid ({me})")
+    );
+    // Its own uid, paged: one page, the last.
+    let page = acct.getLedgerPage(i64::from(me), 0).expect("own ledger");
+    assert_eq!((page.entries.len(), page.cursor), (0, 0));
+    let page = acct.getReportPage(i64::from(me), ALL, 0).expect("own report");
+    assert_eq!(page.cursor, 0);
+    assert!(page.report.processes.iter().all(|p| p.uid as u32 == me), "{page:?}");
+    // The CLI asks V2, so --uid 4294967295 is that uid, not everyone.
+    let out = service.dmabufctl(&["ledger", "--uid", "4294967295"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("dmabufctl: permission denied: uid {me} may not query uid 4294967295\n")
+    );
+    let out = service.dmabufctl(&["dump", "--uid", "4294967295"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
 #[test]

@@ -18,9 +18,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dmabufd::buffer::DmaBuf;
-use dmabufd::service::compat::aidl::IAccounting::ALL;
+use dmabufd::heap::{AllocRequest, Allocator};
+use dmabufd::service::compat::aidl::IAccounting::{IAccounting, ALL};
 use dmabufd::service::compat::aidl::IAllocator::{self as codes, IAllocator};
+use dmabufd::service::compat::aidl::{LedgerEntry::LedgerEntry, Report::Report};
 use dmabufd::service::compat::{Interface, Strong, ALLOCATOR_INSTANCE};
+use dmabufd::service::convert;
+use dmabufd::service::errors::from_status;
 use dmabufd::sys::SyncAccess;
 use rustix::process::Pid;
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -81,6 +85,53 @@ fn client_queries() {
     let inodes: Vec<_> = mine.buffers.iter().map(|b| b.inode).collect();
     assert_eq!(inodes, vec![held.inode]);
     println!("ok");
+}
+
+/// Client role `hammer SECONDS`: getMyUsage (a full scan each, were scans not shared) back to
+/// back; prints the number of calls.
+fn client_hammer(args: &[String]) {
+    let seconds: f64 = args[0].parse().expect("seconds");
+    let acct = accounting();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut calls = 0u64;
+    while Instant::now() < deadline {
+        acct.getMyUsage().expect("getMyUsage");
+        calls += 1;
+    }
+    println!("{calls}");
+}
+
+/// Every page of the ledger of `uid` (V2, `long`), and how many pages there were.
+fn paged_ledger(acct: &Strong<dyn IAccounting>, uid: i64) -> (Vec<LedgerEntry>, usize) {
+    let (mut entries, mut pages, mut cursor) = (Vec::new(), 0, 0);
+    loop {
+        let page = acct.getLedgerPage(uid, cursor).expect("getLedgerPage");
+        entries.extend(page.entries);
+        pages += 1;
+        cursor = page.cursor;
+        if cursor == 0 {
+            return (entries, pages);
+        }
+    }
+}
+
+/// The whole report (V2 pages appended), and how many pages there were.
+fn paged_report(acct: &Strong<dyn IAccounting>) -> (Report, usize) {
+    let (mut report, mut pages, mut cursor) = (Report::default(), 0, 0);
+    loop {
+        let page = acct.getReportPage(i64::from(ALL), ALL, cursor).expect("getReportPage");
+        convert::append_page(&mut report, page.report);
+        pages += 1;
+        cursor = page.cursor;
+        if cursor == 0 {
+            return (report, pages);
+        }
+    }
+}
+
+fn raise_nofile(n: u64) {
+    let limit = rustix::process::Rlimit { current: Some(n), maximum: Some(n) };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("RLIMIT_NOFILE");
 }
 
 /// Client role `spam SIZE`: allocate and drop forever (until killed).
@@ -236,6 +287,147 @@ fn dump_for_dumpsys(_: &mut Stack) {
     assert!(text.starts_with("dmabufd: up "), "{text}");
     assert!(text.contains(&format!("quota: {QUOTA} bytes outstanding per uid")), "{text}");
     assert!(text.contains("live buffer list: debugfs /sys/kernel/debug/dma_buf/bufinfo"), "{text}");
+}
+
+/// 4000 live entries are more than one 256 KiB reply holds: V1 refuses with its documented code
+/// instead of a failed transaction, V2 pages bring back exactly the buffers held, each once,
+/// and `dmabufctl --service` shows all of them.
+fn ledger_and_report_page_past_one_reply(_: &mut Stack) {
+    const N: usize = 4000;
+    raise_nofile(20_000);
+    let alloc = allocator();
+    let held: Vec<_> =
+        (0..N).map(|_| alloc.allocate(&request("system", 4096, "paged")).expect("hold")).collect();
+    let want: std::collections::BTreeSet<i64> = held.iter().map(|a| a.inode).collect();
+    assert_eq!(want.len(), N);
+    let acct = accounting();
+    assert_eq!(code(acct.getLedger(ALL)), codes::ERROR_REPLY_TOO_LARGE);
+    assert_eq!(code(acct.getReport(ALL, ALL)), codes::ERROR_REPLY_TOO_LARGE);
+    let (entries, pages) = paged_ledger(&acct, 0);
+    assert!(pages >= 2, "{pages} pages");
+    let got: Vec<i64> = entries.iter().filter(|e| e.name == "paged").map(|e| e.inode).collect();
+    assert_eq!(got.len(), N, "an entry came twice or not at all");
+    assert_eq!(got.into_iter().collect::<std::collections::BTreeSet<_>>(), want);
+    assert!(entries.iter().all(|e| e.uid == 0 && e.pid == std::process::id() as i32));
+    let (report, pages) = paged_report(&acct);
+    assert!(pages >= 2, "{pages} pages");
+    let me = std::process::id() as i32;
+    let mut seen = std::collections::BTreeSet::new();
+    for b in report.buffers.iter().filter(|b| want.contains(&b.inode)) {
+        assert!(seen.insert(b.inode), "buffer {} twice", b.inode);
+        assert_eq!(
+            (b.size, b.name.as_str(), b.nameBytes.as_slice()),
+            (4096, "paged", &b"paged"[..])
+        );
+        let refs: Vec<_> = b.refs.iter().map(|r| (r.pid, r.fdCount, r.mapCount)).collect();
+        assert_eq!(refs, vec![(me, 1, 0)]);
+    }
+    assert_eq!(seen.len(), N);
+    let mine = report.processes.iter().find(|p| p.pid == me).expect("this process");
+    assert!(mine.fdBytes >= (N as i64) * 4096, "{mine:?}");
+    let cli = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
+        .args(["--service", "ledger", "-o", "csv"])
+        .env("DMABUFD_BINDER_DEVICE", DEVICE)
+        .output()
+        .expect("dmabufctl ledger");
+    assert!(cli.status.success(), "{cli:?}");
+    let csv = String::from_utf8_lossy(&cli.stdout);
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",paged")).count(), N);
+    drop(held);
+}
+
+/// Heap flags keep all 64 bits through the service: bit 63 reaches the heap, which refuses it
+/// exactly as on the direct path (mainline heaps take only 0).
+fn heap_flags_bit_63_reach_the_heap(_: &mut Stack) {
+    let direct = Allocator::with_dir("/dev/dma_heap", 1 << 30)
+        .allocate(&AllocRequest { heap: "system", size: 4096, name: b"F", heap_flags: 1 << 63 })
+        .expect_err("mainline heaps refuse flags");
+    let mut req = request("system", 4096, "F");
+    req.heapFlags = i64::MIN;
+    let status = allocator().allocate(&req).expect_err("refused by the heap");
+    match from_status(&status) {
+        dmabufd::Error::Service { code, message } => {
+            assert_eq!(code, codes::ERROR_INVALID_ARGUMENT);
+            assert_eq!(message, direct.to_string());
+            assert!(message.contains("heap flags 0x8000000000000000"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// V2 selects uid 4294967295 as a uid: nobody allocated as it, so its ledger is empty while
+/// ALL's is not; V1's -1 is ALL.
+fn uid_4294967295_is_a_uid_in_v2(_: &mut Stack) {
+    let held = allocator().allocate(&request("system", 4096, "uidmax")).expect("hold");
+    let acct = accounting();
+    let (all, _) = paged_ledger(&acct, i64::from(ALL));
+    assert!(all.iter().any(|e| e.inode == held.inode), "{all:?}");
+    let (max, pages) = paged_ledger(&acct, i64::from(u32::MAX));
+    assert_eq!((max.len(), pages), (0, 1), "{max:?}");
+    let v1 = acct.getLedger(-1).expect("V1 ALL");
+    assert!(v1.iter().any(|e| e.inode == held.inode));
+    let page = acct.getReportPage(i64::from(u32::MAX), ALL, 0).expect("report of the uid");
+    assert!(page.report.processes.is_empty() && page.report.buffers.is_empty(), "{page:?}");
+}
+
+fn dump_as(uid: u32) -> String {
+    let out = Command::new("rsb_service")
+        .args(["--device", "vndbinder", "dump", ALLOCATOR_INSTANCE])
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("rsb_service dump");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// dumpsys follows the query rule: root (allowlisted) sees every uid's ledger; uid 10006 sees
+/// its own uid only, and nothing of root's buffer.
+fn dumpsys_off_the_allowlist_sees_only_its_own_uid(_: &mut Stack) {
+    let held = allocator().allocate(&request("system", 4096, "rootsecret")).expect("hold");
+    let root = dump_as(0);
+    assert!(root.contains("rootsecret") && root.contains(&held.inode.to_string()), "{root}");
+    assert!(root.contains("\nledger:\n"), "{root}");
+    let app = dump_as(10_006);
+    assert!(app.starts_with("dmabufd: up "), "{app}");
+    assert!(app.contains("ledger of uid 10006 (the caller's own; not on the allowlist):"), "{app}");
+    assert!(app.contains("  0 live buffers"), "{app}");
+    assert!(!app.contains("rootsecret") && !app.contains("uid 0:"), "{app}");
+}
+
+/// The "scans: R run for Q queries" line of dumpsys.
+fn scan_counts() -> (u64, u64) {
+    let text = dump_as(0);
+    let line = text.lines().find(|l| l.starts_with("scans: ")).expect("scans line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[4].parse().expect("queries"), words[1].parse().expect("runs"))
+}
+
+/// N clients calling getMyUsage back to back for `seconds`: calls served, scans run.
+fn hammer(clients: u32, seconds: f64) -> (u64, u64, f64) {
+    let (q0, r0) = scan_counts();
+    let t = Instant::now();
+    let mut children: Vec<_> =
+        (0..clients).map(|i| client(10_100 + i, "hammer", &[&seconds.to_string()])).collect();
+    let calls: u64 =
+        children.iter_mut().map(|(_, out)| read_line(out).parse::<u64>().expect("calls")).sum();
+    for (child, _) in &mut children {
+        assert!(child.wait().expect("client").success());
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let (q1, r1) = scan_counts();
+    assert!(q1 - q0 >= calls, "{calls} calls, {} queries counted", q1 - q0);
+    (calls, r1 - r0, elapsed)
+}
+
+/// 8 uids hammering reports cannot make the service scan more than once per
+/// max(100 ms, 5 x scan time): far fewer scans than calls.
+fn hammering_clients_share_scans(_: &mut Stack) {
+    let (calls, runs, elapsed) = hammer(8, 3.0);
+    // At most one scan per 100 ms of the run (plus the one in progress at each end).
+    let bound = (elapsed / 0.1).ceil() as u64 + 2;
+    assert!(runs <= bound, "{runs} scans in {elapsed:.1} s for {calls} calls");
+    assert!(calls > runs, "{calls} calls, {runs} scans");
 }
 
 fn dmabufctl_alloc_hold_through_the_service(_: &mut Stack) {
@@ -489,6 +681,100 @@ fn bench() {
     );
 }
 
+/// Client role `hold-many N`: allocate N 4 KiB buffers through the service, print `held`, hold
+/// them until stdin closes.
+fn client_hold_many(args: &[String]) {
+    let n: usize = args[0].parse().expect("n");
+    let alloc = allocator();
+    let held: Vec<_> =
+        (0..n).map(|_| alloc.allocate(&request("system", 4096, "bench")).expect("hold")).collect();
+    println!("held");
+    std::io::stdout().flush().expect("flush");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(held);
+}
+
+/// `vm_service bench-pages`: 100,000 live ledger entries (BENCHMARKS.md, "Replies of any
+/// size"), allocated through the service by 16 clients of 16 uids, and scans shared by
+/// hammering clients.
+fn bench_pages() {
+    const CLIENTS: u32 = 16;
+    const EACH: usize = 6250;
+    const N: usize = CLIENTS as usize * EACH;
+    // Inherited by the clients, which cannot raise it themselves.
+    raise_nofile(2 * EACH as u64 + 1000);
+    let stack = Stack::start(CONFIG);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = stack.pid();
+    let baseline = service_rss_kib(pid);
+    let t = Instant::now();
+    let mut clients: Vec<_> =
+        (0..CLIENTS).map(|i| client(10_200 + i, "hold-many", &[&EACH.to_string()])).collect();
+    for (_, out) in &mut clients {
+        assert_eq!(read_line(out), "held");
+    }
+    println!("{N} allocations by {CLIENTS} clients in {:.1} s", t.elapsed().as_secs_f64());
+    let acct = accounting();
+    assert_eq!(code(acct.getLedger(ALL)), codes::ERROR_REPLY_TOO_LARGE);
+    println!("\n| query, 100,000 live entries | pages | items | whole reply | service RSS after |");
+    println!("|---|---|---|---|---|");
+    for round in 1..=2 {
+        let t = Instant::now();
+        let (entries, pages) = paged_ledger(&acct, i64::from(ALL));
+        let took = t.elapsed().as_secs_f64();
+        assert_eq!(entries.iter().filter(|e| e.name == "bench").count(), N);
+        let rss = service_rss_kib(pid);
+        println!(
+            "| getLedgerPage, round {round} | {pages} | {} | {took:.2} s | {rss} KiB |",
+            entries.len()
+        );
+        let t = Instant::now();
+        let (report, pages) = paged_report(&acct);
+        let took = t.elapsed().as_secs_f64();
+        assert_eq!(report.buffers.iter().filter(|b| b.name == "bench").count(), N);
+        let rss = service_rss_kib(pid);
+        let items = convert::report_len(&convert::report_from_aidl(report));
+        println!("| getReportPage, round {round} | {pages} | {items} | {took:.2} s | {rss} KiB |");
+    }
+    let peak = service_rss_kib(pid);
+    for (child, _) in &mut clients {
+        drop(child.stdin.take());
+    }
+    for (child, _) in &mut clients {
+        assert!(child.wait().expect("client").success());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // The next queries prune the ledger; the one after finds the scan stale and drops it.
+    let (entries, _) = paged_ledger(&acct, i64::from(ALL));
+    assert!(entries.iter().all(|e| e.name != "bench"), "entries of freed buffers left");
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = paged_ledger(&acct, i64::from(ALL));
+    let after = service_rss_kib(pid);
+    println!(
+        "\nService RSS: {baseline} KiB before, {peak} KiB at the peak, {after} KiB after the \
+         buffers died and the next two ledger queries ran."
+    );
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for line in rollup.lines().chain(status.lines()).filter(|l| {
+        ["Rss:", "Anonymous:", "RssAnon:", "RssFile:", "RssShmem:", "Threads:"]
+            .iter()
+            .any(|k| l.starts_with(k))
+    }) {
+        println!("    {line}");
+    }
+    // Once the snapshots of the queries above are past their idle time.
+    std::thread::sleep(Duration::from_secs(31));
+    let _ = paged_ledger(&acct, i64::from(ALL));
+    println!("Service RSS 31 s later, after one more ledger query: {} KiB", service_rss_kib(pid));
+    println!("\n| clients hammering getMyUsage for 5 s | calls | scans run | calls per scan |");
+    println!("|---|---|---|---|");
+    for n in [1u32, 4, 16] {
+        let (calls, runs, _) = hammer(n, 5.0);
+        println!("| {n} | {calls} | {runs} | {:.1} |", calls as f64 / runs.max(1) as f64);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("client") {
@@ -497,6 +783,8 @@ fn main() {
             Some("queries") => client_queries(),
             Some("spam") => client_spam(&args[3..]),
             Some("count") => client_count(&args[3..]),
+            Some("hammer") => client_hammer(&args[3..]),
+            Some("hold-many") => client_hold_many(&args[3..]),
             other => panic!("unknown client role {other:?}"),
         }
         return;
@@ -505,7 +793,11 @@ fn main() {
         bench();
         return;
     }
-    let tests: [(&str, Test); 8] = [
+    if args.get(1).map(String::as_str) == Some("bench-pages") {
+        bench_pages();
+        return;
+    }
+    let tests: [(&str, Test); 13] = [
         (
             "non_root_client_gets_a_working_named_attributed_buffer",
             non_root_client_gets_a_working_named_attributed_buffer,
@@ -520,6 +812,14 @@ fn main() {
         ),
         ("dump_for_dumpsys", dump_for_dumpsys),
         ("dmabufctl_alloc_hold_through_the_service", dmabufctl_alloc_hold_through_the_service),
+        ("ledger_and_report_page_past_one_reply", ledger_and_report_page_past_one_reply),
+        ("heap_flags_bit_63_reach_the_heap", heap_flags_bit_63_reach_the_heap),
+        ("uid_4294967295_is_a_uid_in_v2", uid_4294967295_is_a_uid_in_v2),
+        (
+            "dumpsys_off_the_allowlist_sees_only_its_own_uid",
+            dumpsys_off_the_allowlist_sees_only_its_own_uid,
+        ),
+        ("hammering_clients_share_scans", hammering_clients_share_scans),
     ];
     vm_support::run_suite(&tests, CONFIG);
 }

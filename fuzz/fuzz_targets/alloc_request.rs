@@ -1,11 +1,12 @@
 //! Allocation requests as the service receives them (AIDL `AllocationRequest`: heap, size, name,
 //! heap flags), through the same validation the service runs, up to but not including the
-//! `DMA_HEAP_IOCTL_ALLOC` ioctl: `units::size_from_i64`, then `heap::Allocator::check` (heap
+//! `DMA_HEAP_IOCTL_ALLOC` ioctl: `AllocRequest::from_wire`, then `heap::Allocator::check` (heap
 //! name, purpose name, size rules), then `Allocator::allocate` against an empty heap directory,
 //! which must stop at opening the heap.
 //!
 //! Asserts: the verdict equals the rules restated directly (first broken rule wins, in the
-//! documented order); an accepted request keeps its heap, name and flags unchanged, names a plain
+//! documented order); the wire form round-trips (`wire_size_and_flags`), so heap flags keep all
+//! 64 bits; an accepted request keeps its heap, name and flags unchanged, names a plain
 //! file, and charges whole pages, at least the size, less than one page more, at most the
 //! maximum; `allocate` refuses exactly what `check` refuses and otherwise reports the heap
 //! unknown (never an I/O error, never reaching outside the heap directory).
@@ -35,22 +36,23 @@ fuzz_target!(|data: &[u8]| {
     let Ok(heap) = std::str::from_utf8(input.heap) else {
         return;
     };
-    let size = match units::size_from_i64(input.size) {
-        Ok(size) => size,
+    let req = match AllocRequest::from_wire(heap, input.size, input.name, input.heap_flags) {
+        Ok(req) => req,
         Err(e) => {
             assert!(input.size < 0);
             assert_eq!(e, SizeError::Negative(input.size));
             return;
         }
     };
-    let req = AllocRequest { heap, size, name: input.name, heap_flags: input.heap_flags };
+    assert_eq!(req.wire_size_and_flags(), Ok((input.size, input.heap_flags)));
+    let size = req.size;
     let page = units::page_size();
     let checked = allocator().check(&req);
     let expected = expected_refusal(heap, input.name, size, page);
     match &checked {
         Ok(c) => {
             assert!(expected.is_none(), "{req:?} accepted, expected {expected:?}");
-            assert_eq!((c.heap(), c.size(), c.heap_flags()), (heap, size, input.heap_flags));
+            assert_eq!((c.heap(), c.size(), c.heap_flags()), (heap, size, req.heap_flags));
             assert_eq!(c.name().as_str().as_bytes(), input.name);
             assert!(c.charged() % page == 0 && c.charged() >= size && c.charged() - size < page);
             assert!(c.charged() <= DEFAULT_MAX_SIZE);

@@ -36,14 +36,14 @@ pub fn is_within(part: &[u8], whole: &[u8]) -> bool {
 
 /// The `alloc_request` target's input, decoded from bytes with a fixed layout so that seeds are
 /// easy to write by hand (`fuzz/seed-alloc-request`): size as i64 LE (bytes 0..8), heap flags as
-/// u64 LE (8..16), heap name length as u16 LE (16..18), the heap name, then the purpose name
+/// i64 LE (8..16), heap name length as u16 LE (16..18), the heap name, then the purpose name
 /// (the rest). Missing bytes read as zero.
 #[derive(Debug)]
 pub struct AllocInput<'a> {
     /// AIDL `long size`.
     pub size: i64,
-    /// AIDL `long heapFlags`, as the service passes it on.
-    pub heap_flags: u64,
+    /// AIDL `long heapFlags`, as the wire carries it.
+    pub heap_flags: i64,
     /// AIDL `String heap`, before the UTF-8 check the binder layer makes.
     pub heap: &'a [u8],
     /// AIDL `String name`, as bytes.
@@ -62,7 +62,7 @@ impl<'a> AllocInput<'a> {
         let (heap, name) = rest.split_at(heap_len);
         AllocInput {
             size: i64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
-            heap_flags: u64::from_le_bytes([f0, f1, f2, f3, f4, f5, f6, f7]),
+            heap_flags: i64::from_le_bytes([f0, f1, f2, f3, f4, f5, f6, f7]),
             heap,
             name,
         }

@@ -1,7 +1,8 @@
 //! `dmabufctl`: argument parsing and dispatch. Each subcommand lives in its own module; this one
 //! only turns arguments into calls and failures into one stderr line plus an exit status.
 //!
-//! Exit statuses: 0 success, 1 the operation failed, 2 bad input (usage, size, name, heap).
+//! Exit statuses: 0 success, 1 the operation failed, 2 bad input (usage, size, name, heap); see
+//! [`Error::exit_status`].
 
 mod alloc;
 mod dump;
@@ -12,12 +13,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::EXIT_USAGE;
 use crate::Error;
-
-/// Exit status for bad input, as with most Unix tools (and clap's own usage errors).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status when a valid request failed.
-pub const EXIT_FAILURE: i32 = 1;
 
 /// The whole command line. Fields are the global options.
 #[derive(Debug, Parser)]
@@ -152,7 +149,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("dmabufctl: {e}");
-            exit_status(&e)
+            e.exit_status()
         }
     }
 }
@@ -171,18 +168,6 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Ledger(_) => Err(Error::InvalidArgument(
             "the ledger lives in the service: use dmabufctl --service ledger".into(),
         )),
-    }
-}
-
-/// Bad input is the caller's to fix (2); anything else is the system's (1).
-fn exit_status(e: &Error) -> i32 {
-    match e {
-        Error::Size(_) | Error::Name(_) | Error::InvalidArgument(_) | Error::UnknownHeap { .. } => {
-            EXIT_USAGE
-        }
-        // The service's ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN_HEAP and ERROR_INVALID_NAME.
-        Error::Service { code: 1..=3, .. } => EXIT_USAGE,
-        _ => EXIT_FAILURE,
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Output is rendered by the same code as the direct path, from library types converted back
 //! from the parcelables, so `--service` changes where the answer comes from, not what it looks
-//! like. Kernel binder uses the binder crate's default device unless `DMABUFD_BINDER_DEVICE`
+//! like. Reports and ledgers come in pages of one snapshot (V2's paged methods), so they arrive
+//! complete whatever their size. Kernel binder uses the binder crate's default device unless `DMABUFD_BINDER_DEVICE`
 //! names another (tests run a private service manager on /dev/vndbinder).
 
 use std::io::Write;
@@ -11,11 +12,11 @@ use std::time::Duration;
 
 use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, LedgerArgs};
 use crate::buffer::DmaBuf;
-use crate::error::SizeError;
+use crate::heap::AllocRequest;
 use crate::service::compat::aidl::{
-    AllocationRequest::AllocationRequest,
     IAccounting::{IAccounting, ALL},
     IAllocator::IAllocator,
+    Report::Report,
 };
 use crate::service::compat::{self, Strong, Transport, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 use crate::service::convert;
@@ -58,13 +59,13 @@ fn heaps(service: &Strong<dyn IAllocator>) -> Result<()> {
 fn alloc(service: &Strong<dyn IAllocator>, args: &AllocArgs) -> Result<()> {
     alloc::check_count(args)?;
     let size = units::parse_size(&args.size)?;
-    let request = AllocationRequest {
-        heap: args.heap.clone(),
-        size: i64::try_from(size).map_err(|_| SizeError::Overflow(size))?,
-        name: args.name.clone(),
-        // Bit for bit: which flags a heap accepts is for the service (and the heap) to say.
-        heapFlags: i64::from_ne_bytes(args.flags.to_ne_bytes()),
-    };
+    // Flags go bit for bit: which flags a heap accepts is for the service (and the heap) to say.
+    let request = convert::request_to_aidl(&AllocRequest {
+        heap: &args.heap,
+        size,
+        name: args.name.as_bytes(),
+        heap_flags: args.flags,
+    })?;
     let buffers = (0..args.count)
         .map(|_| {
             let allocation = service.allocate(&request).map_err(|s| from_status(&s))?;
@@ -78,21 +79,37 @@ fn alloc(service: &Strong<dyn IAllocator>, args: &AllocArgs) -> Result<()> {
     alloc::present(args, &buffers)
 }
 
+/// Every page of one snapshot, from cursor 0 until the service answers cursor 0.
+fn all_pages(mut page: impl FnMut(i64) -> Result<i64>) -> Result<()> {
+    let mut cursor = 0;
+    loop {
+        cursor = page(cursor)?;
+        if cursor == 0 {
+            return Ok(());
+        }
+    }
+}
+
 fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
-    let uid = args.uid.map_or(ALL, convert::uid_to_aidl);
+    let uid = convert::uid_selector_to_aidl(args.uid);
     let pid = args.pid.unwrap_or(ALL);
-    let report = service.getReport(uid, pid).map_err(|s| from_status(&s))?;
+    let mut report = Report::default();
+    all_pages(|cursor| {
+        let page = service.getReportPage(uid, pid, cursor).map_err(|s| from_status(&s))?;
+        convert::append_page(&mut report, page.report);
+        Ok(page.cursor)
+    })?;
     dump::print(&convert::report_from_aidl(report), args, args.uid.is_some() || args.pid.is_some())
 }
 
 fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
-    let uid = args.uid.map_or(ALL, convert::uid_to_aidl);
-    let entries: Vec<_> = service
-        .getLedger(uid)
-        .map_err(|s| from_status(&s))?
-        .into_iter()
-        .map(convert::entry_from_aidl)
-        .collect();
+    let uid = convert::uid_selector_to_aidl(args.uid);
+    let mut entries = Vec::new();
+    all_pages(|cursor| {
+        let page = service.getLedgerPage(uid, cursor).map_err(|s| from_status(&s))?;
+        entries.extend(page.entries.into_iter().map(convert::entry_from_aidl));
+        Ok(page.cursor)
+    })?;
     let text = match args.format {
         Format::Table => report::ledger_table(&entries),
         Format::Csv => report::ledger_csv(&entries),

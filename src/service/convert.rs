@@ -7,13 +7,16 @@
 use std::collections::BTreeMap;
 
 use super::compat::aidl::{
-    AppUsage::AppUsage, BufferInfo::BufferInfo, BufferRef::BufferRef, HeapUsage::HeapUsage,
-    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
-    Report::Report as AidlReport, Totals::Totals as AidlTotals,
+    AllocationRequest::AllocationRequest, AppUsage::AppUsage, BufferInfo::BufferInfo,
+    BufferRef::BufferRef, HeapUsage::HeapUsage, LedgerEntry::LedgerEntry, NameUsage::NameUsage,
+    ProcessUsage::ProcessUsage, Report::Report as AidlReport, Totals::Totals as AidlTotals,
 };
+use super::pages::WireLen;
 use crate::account::{
     AppView, BufferView, ExporterView, Name, NameView, ProcessView, Report, Totals,
 };
+use crate::error::SizeError;
+use crate::heap::AllocRequest;
 use crate::ledger::Entry;
 
 fn bytes(n: u64) -> i64 {
@@ -34,6 +37,22 @@ pub fn uid_from_aidl(uid: i32) -> u32 {
     u32::from_ne_bytes(uid.to_ne_bytes())
 }
 
+/// A V2 `long uid` argument: `IAccounting.ALL` (-1) for every uid, else a Linux uid, all 32
+/// bits of it (so 4294967295 is a uid, not ALL as in V1's `int`).
+pub fn uid_selector_from_aidl(uid: i64) -> crate::Result<Option<u32>> {
+    if uid == i64::from(super::compat::aidl::IAccounting::ALL) {
+        return Ok(None);
+    }
+    u32::try_from(uid).map(Some).map_err(|_| {
+        crate::Error::InvalidArgument(format!("uid {uid} is neither ALL (-1) nor 0..=4294967295"))
+    })
+}
+
+/// What a client sends for [`uid_selector_from_aidl`].
+pub fn uid_selector_to_aidl(uid: Option<u32>) -> i64 {
+    uid.map_or(i64::from(super::compat::aidl::IAccounting::ALL), i64::from)
+}
+
 /// Negative sizes never come from a well-behaved peer; they read as 0.
 fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -43,59 +62,144 @@ fn unsigned32(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
-/// A library report as sent by `IAccounting`.
-pub fn report_to_aidl(r: &Report) -> AidlReport {
-    AidlReport {
-        buffers: r.buffers.iter().map(buffer_to_aidl).collect(),
-        processes: r
-            .processes
-            .iter()
-            .map(|p| ProcessUsage {
-                pid: p.pid,
-                uid: uid_to_aidl(p.uid),
-                comm: p.comm.clone(),
-                rss: bytes(p.rss),
-                pss: bytes(p.pss),
-                fdBytes: bytes(p.fd_bytes),
-                mapOnlyBytes: bytes(p.map_only_bytes),
-            })
-            .collect(),
-        apps: r
-            .apps
-            .iter()
-            .map(|a| AppUsage {
-                uid: uid_to_aidl(a.uid),
-                rss: bytes(a.rss),
-                pss: bytes(a.pss),
-                buffers: count(a.buffers),
-            })
-            .collect(),
-        names: r
-            .names
-            .iter()
-            .map(|n| NameUsage {
-                name: n.name.to_string_lossy().into_owned(),
-                bytes: bytes(n.bytes),
-                buffers: count(n.buffers),
-            })
-            .collect(),
-        heaps: r
-            .heaps
-            .iter()
-            .map(|h| HeapUsage {
-                exporter: h.exporter.clone(),
-                bytes: bytes(h.bytes),
-                buffers: count(h.buffers),
-            })
-            .collect(),
-        totals: AidlTotals {
-            exportedBytes: r.totals.exported_bytes.map_or(-1, bytes),
-            userspaceRss: bytes(r.totals.userspace_rss),
-            userspacePss: bytes(r.totals.userspace_pss),
-            kernelOnlyBytes: bytes(r.totals.kernel_only_bytes),
-            unreadableProcesses: count(r.totals.unreadable_processes),
-        },
+/// One element of a report's arrays, in the order pages carry them.
+#[derive(Debug)]
+pub enum ReportItem {
+    /// An element of `Report.buffers`.
+    Buffer(BufferInfo),
+    /// An element of `Report.processes`.
+    Process(ProcessUsage),
+    /// An element of `Report.apps`.
+    App(AppUsage),
+    /// An element of `Report.names`.
+    Name(NameUsage),
+    /// An element of `Report.heaps`.
+    Heap(HeapUsage),
+}
+
+impl WireLen for ReportItem {
+    fn wire_len(&self) -> usize {
+        match self {
+            ReportItem::Buffer(b) => b.wire_len(),
+            ReportItem::Process(p) => p.wire_len(),
+            ReportItem::App(a) => a.wire_len(),
+            ReportItem::Name(n) => n.wire_len(),
+            ReportItem::Heap(h) => h.wire_len(),
+        }
     }
+}
+
+/// Number of [`ReportItem`]s of a report.
+pub fn report_len(r: &Report) -> usize {
+    r.buffers.len() + r.processes.len() + r.apps.len() + r.names.len() + r.heaps.len()
+}
+
+/// The report's items from index `start` on: buffers, processes, apps, names, heaps. Each is
+/// converted only when the iterator reaches it.
+pub fn report_items(r: &Report, start: usize) -> impl Iterator<Item = ReportItem> + '_ {
+    let mut skip = start;
+    let mut from = |len: usize| {
+        let n = skip.min(len);
+        skip -= n;
+        n
+    };
+    let (b, p, a, n, h) = (
+        from(r.buffers.len()),
+        from(r.processes.len()),
+        from(r.apps.len()),
+        from(r.names.len()),
+        from(r.heaps.len()),
+    );
+    let buffers = r.buffers[b..].iter().map(|b| ReportItem::Buffer(buffer_to_aidl(b)));
+    let processes = r.processes[p..].iter().map(|p| {
+        ReportItem::Process(ProcessUsage {
+            pid: p.pid,
+            uid: uid_to_aidl(p.uid),
+            comm: p.comm.clone(),
+            rss: bytes(p.rss),
+            pss: bytes(p.pss),
+            fdBytes: bytes(p.fd_bytes),
+            mapOnlyBytes: bytes(p.map_only_bytes),
+        })
+    });
+    let apps = r.apps[a..].iter().map(|a| {
+        ReportItem::App(AppUsage {
+            uid: uid_to_aidl(a.uid),
+            rss: bytes(a.rss),
+            pss: bytes(a.pss),
+            buffers: count(a.buffers),
+        })
+    });
+    let names = r.names[n..].iter().map(|n| {
+        ReportItem::Name(NameUsage {
+            name: n.name.to_string_lossy().into_owned(),
+            bytes: bytes(n.bytes),
+            buffers: count(n.buffers),
+        })
+    });
+    let heaps = r.heaps[h..].iter().map(|h| {
+        ReportItem::Heap(HeapUsage {
+            exporter: h.exporter.clone(),
+            bytes: bytes(h.bytes),
+            buffers: count(h.buffers),
+        })
+    });
+    buffers.chain(processes).chain(apps).chain(names).chain(heaps)
+}
+
+/// A parcelable report of `items` (a page, or all of them) with the report's totals.
+pub fn report_of_items(totals: &Totals, items: Vec<ReportItem>) -> AidlReport {
+    let mut out = AidlReport {
+        totals: AidlTotals {
+            exportedBytes: totals.exported_bytes.map_or(-1, bytes),
+            userspaceRss: bytes(totals.userspace_rss),
+            userspacePss: bytes(totals.userspace_pss),
+            kernelOnlyBytes: bytes(totals.kernel_only_bytes),
+            unreadableProcesses: count(totals.unreadable_processes),
+        },
+        ..AidlReport::default()
+    };
+    for item in items {
+        match item {
+            ReportItem::Buffer(b) => out.buffers.push(b),
+            ReportItem::Process(p) => out.processes.push(p),
+            ReportItem::App(a) => out.apps.push(a),
+            ReportItem::Name(n) => out.names.push(n),
+            ReportItem::Heap(h) => out.heaps.push(h),
+        }
+    }
+    out
+}
+
+/// A library report as sent whole (tests, and V1 replies that fit one page).
+pub fn report_to_aidl(r: &Report) -> AidlReport {
+    report_of_items(&r.totals, report_items(r, 0).collect())
+}
+
+/// Appends a page received from the service to the report assembled so far.
+pub fn append_page(whole: &mut AidlReport, page: AidlReport) {
+    whole.buffers.extend(page.buffers);
+    whole.processes.extend(page.processes);
+    whole.apps.extend(page.apps);
+    whole.names.extend(page.names);
+    whole.heaps.extend(page.heaps);
+    whole.totals = page.totals;
+}
+
+/// A received `AllocationRequest` as the library's request (see [`AllocRequest::from_wire`]).
+pub fn request_from_aidl(r: &AllocationRequest) -> Result<AllocRequest<'_>, SizeError> {
+    AllocRequest::from_wire(&r.heap, r.size, r.name.as_bytes(), r.heapFlags)
+}
+
+/// The `AllocationRequest` a client sends for `req` (names are UTF-8 on the wire).
+pub fn request_to_aidl(req: &AllocRequest<'_>) -> Result<AllocationRequest, SizeError> {
+    let (size, heap_flags) = req.wire_size_and_flags()?;
+    Ok(AllocationRequest {
+        heap: req.heap.to_owned(),
+        size,
+        name: String::from_utf8_lossy(req.name).into_owned(),
+        heapFlags: heap_flags,
+    })
 }
 
 fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
@@ -104,6 +208,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
         size: bytes(b.size),
         exporter: b.exporter.clone().unwrap_or_default(),
         name: b.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        nameBytes: b.name.as_ref().map(|n| n.as_bytes().to_vec()).unwrap_or_default(),
         refs: b
             .holders()
             .into_iter()
@@ -182,7 +287,13 @@ fn buffer_from_aidl(b: BufferInfo) -> BufferView {
         fd_refs: refs(|r| r.fdCount),
         map_refs: refs(|r| r.mapCount),
         exporter: Some(b.exporter).filter(|s| !s.is_empty()),
-        name: Some(b.name).filter(|s| !s.is_empty()).map(Name::from),
+        // The exact bytes when the service sent them (V2), else the UTF-8 form.
+        name: Some(if b.nameBytes.is_empty() {
+            Name::from(b.name)
+        } else {
+            Name::from(b.nameBytes)
+        })
+        .filter(|n| !n.is_empty()),
     }
 }
 

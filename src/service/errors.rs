@@ -1,4 +1,5 @@
-//! [`crate::Error`] ↔ the documented `IAllocator.ERROR_*` service-specific codes.
+//! [`crate::Error`] ↔ the documented `IAllocator.ERROR_*` service-specific codes, and the one
+//! place where a failed call is logged ([`map_or_log_err`]).
 //!
 //! The match is exhaustive on purpose: a new library error variant does not compile until it is
 //! given exactly one documented code here.
@@ -17,6 +18,8 @@ pub fn code_of(e: &Error) -> i32 {
         Error::PermissionDenied(_) => codes::ERROR_PERMISSION_DENIED,
         Error::Unsupported(_) | Error::Busy => codes::ERROR_UNSUPPORTED,
         Error::Io { .. } => codes::ERROR_IO,
+        Error::CursorExpired(_) => codes::ERROR_CURSOR_EXPIRED,
+        Error::ReplyTooLarge { .. } => codes::ERROR_REPLY_TOO_LARGE,
         // Only a client builds this; a service relaying one passes the code through.
         Error::Service { code, .. } => *code,
     }
@@ -25,6 +28,22 @@ pub fn code_of(e: &Error) -> i32 {
 /// The binder status a failed call replies with: the code plus the error's one-line message.
 pub fn to_status(e: &Error) -> Status {
     compat::service_error(code_of(e), &e.to_string())
+}
+
+/// The binder edge of every method (keystore2's `map_or_log_err`): a failure is logged with the
+/// method and the caller, then replied as its documented status. Refused input is the client's
+/// mistake (info); a failing kernel interface is the service's problem (warning).
+pub fn map_or_log_err<T>(method: &str, result: crate::Result<T>) -> compat::Result<T> {
+    result.map_err(|e| {
+        let caller = compat::caller();
+        match e {
+            Error::Io { .. } | Error::Unsupported(_) => {
+                log::warn!("{method} for uid {} pid {}: {e}", caller.uid, caller.pid)
+            }
+            _ => log::info!("{method} for uid {} pid {} refused: {e}", caller.uid, caller.pid),
+        }
+        to_status(&e)
+    })
 }
 
 /// The client side: a failed call as a [`crate::Error`]. Service-specific errors keep their code
@@ -55,6 +74,8 @@ mod tests {
             (Error::Unsupported("naming"), 7),
             (Error::Busy, 7),
             (Error::io("reading /proc", std::io::Error::other("boom")), 8),
+            (Error::CursorExpired(1 << 32), 9),
+            (Error::ReplyTooLarge { items: 100_000, limit: 262_144 }, 10),
             (Error::Service { code: 4, message: "relayed".into() }, 4),
         ];
         for (e, code) in cases {

@@ -3,12 +3,17 @@
 //! Layers: [`compat`] is the only module that names a binder crate (rsbinder under Cargo, AOSP
 //! `binder` under Soong); `interfaces` implements the AIDL traits once against it; `state`
 //! holds the transport-free logic (policy, quota, ledger); `convert` maps library views to
-//! parcelables and back; [`errors`] maps [`crate::Error`] to the documented codes.
+//! parcelables and back; [`errors`] maps [`crate::Error`] to the documented codes and logs each
+//! failed call. Replies of any size: `snapshots` holds what paged queries read, `pages` cuts it
+//! into replies that fit a binder transaction; `scans` shares and rate-limits `/proc` scans.
 
 pub mod compat;
 pub mod convert;
 pub mod errors;
 mod interfaces;
+mod pages;
+mod scans;
+mod snapshots;
 mod state;
 
 use std::path::PathBuf;
@@ -19,6 +24,7 @@ use clap::Parser;
 use self::compat::Transport;
 use self::interfaces::{AccountingService, AllocatorService};
 use self::state::{Policy, Shared};
+use crate::error::{EXIT_FAILURE, EXIT_USAGE};
 use crate::heap::{Allocator, HEAP_DIR};
 use crate::kernel_buffers::LiveBuffers;
 use crate::units;
@@ -37,7 +43,9 @@ struct Args {
     /// Outstanding bytes each uid may hold through the service (K, M, G suffixes), or `none`.
     #[arg(long, value_name = "BYTES", default_value = "1G")]
     quota: String,
-    /// Largest single buffer (K, M, G suffixes).
+    /// Largest single buffer (K, M, G suffixes). Lower than dmabufctl's direct 1 GiB: the service
+    /// allocates for any uid, and a cap of a quarter of the default quota keeps one request from
+    /// taking a uid's whole allowance (or the system heap into the OOM killer) at once.
     #[arg(long, value_name = "BYTES", default_value = "256M")]
     max_size: String,
     /// Binder threads serving calls.
@@ -69,18 +77,32 @@ impl Args {
 /// Runs the `dmabufd` service and returns its exit status (it only returns on failure).
 pub fn main() -> i32 {
     crate::logging::init("dmabufd", "warn");
+    crate::sys::return_large_frees_to_the_kernel();
+    // init drops stderr: a panic (of a binder thread, say) must reach the log to be seen.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("panic: {info}");
+        default_hook(info);
+    }));
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
+            if !e.use_stderr() {
+                let _ = e.print();
+                return 0;
+            }
+            let text = e.render().to_string();
+            log::error!("bad arguments: {}", text.lines().next().unwrap_or_default());
             let _ = e.print();
-            return if e.use_stderr() { crate::cli::EXIT_USAGE } else { 0 };
+            return EXIT_USAGE;
         }
     };
     let (policy, max_size) = match args.policy() {
         Ok(config) => config,
         Err(e) => {
+            log::error!("bad configuration: {e}");
             eprintln!("dmabufd: {e}");
-            return crate::cli::EXIT_USAGE;
+            return EXIT_USAGE;
         }
     };
     let live = LiveBuffers::detect();
@@ -103,7 +125,7 @@ pub fn main() -> i32 {
         Err(code) => {
             log::error!("serving on {transport:?} failed: {code:?}");
             eprintln!("dmabufd: serving on {transport:?} failed: {code:?}");
-            crate::cli::EXIT_FAILURE
+            EXIT_FAILURE
         }
     }
 }

@@ -4,17 +4,23 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::compat::Caller;
+use super::scans::Scans;
+use super::snapshots::{self, Snapshots};
 use crate::account::{Filter, Report};
 use crate::buffer::DmaBuf;
 use crate::heap::{AllocRequest, Allocator};
 use crate::kernel_buffers::LiveBuffers;
 use crate::ledger::{self, Entry, Ledger};
-use crate::scan::{self, ScanOptions};
-use crate::{units, Error, Result};
+use crate::{report, sys, Error, Result};
+
+/// A prune that drops at least this many entries also drops the latest scan (it describes dead
+/// buffers) and returns freed memory to the kernel ([`sys::release_free_memory`]); smaller ones
+/// are not worth the allocator's walk.
+const TRIM_AFTER: usize = 1024;
 
 /// Who may see what, and how much each uid may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +34,7 @@ pub struct Policy {
 impl Policy {
     /// Everyone may ask about their own uid; only the allowlist about anything else.
     pub fn check_query(&self, caller: u32, uid: Option<u32>) -> Result<()> {
-        if self.allowlist.contains(&caller) || uid == Some(caller) {
+        if self.sees_all(caller) || uid == Some(caller) {
             return Ok(());
         }
         Err(Error::PermissionDenied(match uid {
@@ -36,15 +42,11 @@ impl Policy {
             None => format!("uid {caller} may only query its own uid ({caller})"),
         }))
     }
-}
 
-/// One allocation request, as received (AIDL has only signed integers).
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    pub heap: &'a str,
-    pub size: i64,
-    pub name: &'a str,
-    pub heap_flags: i64,
+    /// Whether `caller` may see every uid's data.
+    pub fn sees_all(&self, caller: u32) -> bool {
+        self.allowlist.contains(&caller)
+    }
 }
 
 /// The service's state; one per process, shared by both binder objects.
@@ -54,6 +56,9 @@ pub struct Shared {
     heaps: Allocator,
     live: LiveBuffers,
     ledger: Mutex<Ledger>,
+    scans: Scans,
+    reports: Snapshots<Filter, Report>,
+    ledgers: Snapshots<Option<u32>, Vec<Entry>>,
     started: Instant,
     allocations: AtomicU64,
     refusals: AtomicU64,
@@ -66,6 +71,9 @@ impl Shared {
             heaps,
             live,
             ledger: Mutex::new(Ledger::new()),
+            scans: Scans::default(),
+            reports: Snapshots::default(),
+            ledgers: Snapshots::default(),
             started: Instant::now(),
             allocations: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -74,25 +82,17 @@ impl Shared {
 
     /// Allocates and names a buffer for `caller` and records it. The returned buffer is the
     /// only reference; the caller of this function must hand it out and drop it.
-    pub fn allocate(&self, caller: Caller, req: &Request<'_>) -> Result<DmaBuf> {
+    pub fn allocate(&self, caller: Caller, req: &AllocRequest<'_>) -> Result<DmaBuf> {
         let result = self.try_allocate(caller, req);
         let counter = if result.is_ok() { &self.allocations } else { &self.refusals };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &result {
-            log::info!("uid {} pid {}: allocate {req:?} refused: {e}", caller.uid, caller.pid);
-        }
         result
     }
 
-    fn try_allocate(&self, caller: Caller, req: &Request<'_>) -> Result<DmaBuf> {
-        let size = units::size_from_i64(req.size)?;
-        let heap_flags = u64::try_from(req.heap_flags).map_err(|_| {
-            Error::InvalidArgument(format!("heap flags {:#x} are negative", req.heap_flags))
-        })?;
-        let request = AllocRequest { heap: req.heap, size, name: req.name.as_bytes(), heap_flags };
+    fn try_allocate(&self, caller: Caller, req: &AllocRequest<'_>) -> Result<DmaBuf> {
         // A malformed request (too large for any quota, say) is refused as such, whatever the
         // caller holds; what it would be charged is what the kernel will really allocate.
-        let checked = self.heaps.check(&request)?;
+        let checked = self.heaps.check(req)?;
         let charged = checked.charged();
         self.reserve(caller.uid, charged)?;
         let result = self.heaps.allocate_checked(&checked);
@@ -109,8 +109,8 @@ impl Shared {
             Entry {
                 inode: buf.inode(),
                 size: buf.size(),
-                name: req.name.into(),
-                heap: req.heap.to_owned(),
+                name: checked.name().as_str().into(),
+                heap: checked.heap().to_owned(),
                 uid: caller.uid,
                 pid: caller.pid,
                 time_millis: Entry::now_millis(),
@@ -147,6 +147,15 @@ impl Shared {
             Ok(live) => {
                 let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
+                drop(live);
+                if dropped >= TRIM_AFTER {
+                    self.scans.forget();
+                }
+                let expired = self.scans.expire();
+                let open = self.reports.expire() + self.ledgers.expire();
+                if dropped >= TRIM_AFTER || (expired && open == 0) {
+                    sys::release_free_memory();
+                }
             }
             Err(e) => log::warn!("ledger: not pruned, cannot list live buffers: {e}"),
         }
@@ -157,7 +166,7 @@ impl Shared {
     /// buffer list. Returns how many entries were rebuilt.
     pub fn rebuild_ledger(&self) -> Result<usize> {
         let heaps = self.heaps()?;
-        let model = scan::scan(&ScanOptions::default())?;
+        let model = self.model()?;
         let rebuilt = ledger::rebuild(&model, &heaps);
         let count = rebuilt.len();
         let mut ledger = self.ledger();
@@ -175,8 +184,21 @@ impl Shared {
     /// The accounting report for `uid`/`pid` (`None`: every one) as `caller` may see it.
     pub fn report(&self, caller: Caller, filter: Filter) -> Result<Report> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        let model = scan::scan(&ScanOptions::default())?;
-        Ok(Report::build(&model, &filter))
+        Ok(Report::build(&*self.model()?, &filter))
+    }
+
+    /// The report snapshot a paged query reads (see [`snapshots::resolve`]): its id, the report
+    /// and the index of the page's first item.
+    pub fn report_snapshot(
+        &self,
+        caller: Caller,
+        filter: Filter,
+        cursor: i64,
+    ) -> Result<(u32, Arc<Report>, usize)> {
+        self.policy.check_query(caller.uid, filter.uid)?;
+        snapshots::resolve(&self.reports, caller.uid, filter, cursor, || {
+            Ok(Report::build(&*self.model()?, &filter))
+        })
     }
 
     /// Live ledger entries, of one uid or of all, as `caller` may see them.
@@ -186,8 +208,37 @@ impl Shared {
         Ok(self.ledger().entries(uid))
     }
 
-    /// The `dumpsys` text: configuration, counters, per-uid usage and every ledger entry.
-    pub fn write_dump(&self, w: &mut dyn Write) -> std::io::Result<()> {
+    /// The ledger snapshot a paged query reads, as [`Shared::report_snapshot`].
+    pub fn ledger_snapshot(
+        &self,
+        caller: Caller,
+        uid: Option<u32>,
+        cursor: i64,
+    ) -> Result<(u32, Arc<Vec<Entry>>, usize)> {
+        self.policy.check_query(caller.uid, uid)?;
+        snapshots::resolve(&self.ledgers, caller.uid, uid, cursor, || {
+            self.prune();
+            Ok(self.ledger().entries(uid))
+        })
+    }
+
+    /// Ends a snapshot whose last page was served. When none is left open, the memory that
+    /// paging touched goes back to the kernel: the C allocator keeps freed pages of its thread
+    /// arenas otherwise, and each binder thread that served a page has its own.
+    pub fn close_snapshot(&self, id: u32, report: bool) {
+        if report {
+            self.reports.close(id);
+        } else {
+            self.ledgers.close(id);
+        }
+        if self.reports.expire() + self.ledgers.expire() == 0 {
+            sys::release_free_memory();
+        }
+    }
+
+    /// The `dumpsys` text: configuration and counters; then per-uid usage and the ledger, of
+    /// every uid for a caller on the allowlist, of its own uid for anyone else (the query rule).
+    pub fn write_dump(&self, caller: Caller, w: &mut dyn Write) -> std::io::Result<()> {
         self.prune();
         let heaps = self.heaps().map_or_else(|e| format!("<{e}>"), |h| h.join(", "));
         writeln!(w, "dmabufd: up {} s", self.started.elapsed().as_secs())?;
@@ -204,31 +255,36 @@ impl Shared {
             self.allocations.load(Ordering::Relaxed),
             self.refusals.load(Ordering::Relaxed)
         )?;
+        let (queries, runs) = self.scans.counts();
+        writeln!(w, "scans: {runs} run for {queries} queries")?;
+        let only = (!self.policy.sees_all(caller.uid)).then_some(caller.uid);
         let ledger = self.ledger();
-        let (usage, entries) = (ledger.usage_by_uid(), ledger.entries(None));
+        let mut usage = ledger.usage_by_uid();
+        let entries = ledger.entries(only);
         drop(ledger);
+        usage.retain(|u| only.is_none_or(|uid| u.uid == uid));
         let rebuilt = entries.iter().filter(|e| !e.attributed).count();
+        match only {
+            Some(uid) => {
+                writeln!(w, "ledger of uid {uid} (the caller's own; not on the allowlist):")?
+            }
+            None => writeln!(w, "ledger:")?,
+        }
         writeln!(
             w,
-            "ledger: {} live buffers, {rebuilt} rebuilt at start-up (unattributed)",
+            "  {} live buffers, {rebuilt} rebuilt at start-up (unattributed)",
             entries.len()
         )?;
         for u in usage {
             writeln!(w, "  uid {}: {} buffers, {} bytes", u.uid, u.buffers, u.bytes)?;
         }
-        writeln!(
-            w,
-            "{:>10} {:>12} {:>7} {:>7} {:>14} {:<12} name",
-            "inode", "size", "uid", "pid", "time_ms", "heap"
-        )?;
-        for e in entries {
-            writeln!(
-                w,
-                "{:>10} {:>12} {:>7} {:>7} {:>14} {:<12} {}",
-                e.inode, e.size, e.uid, e.pid, e.time_millis, e.heap, e.name
-            )?;
-        }
-        Ok(())
+        w.write_all(report::ledger_table(&entries).as_bytes())
+    }
+
+    /// The latest scan (see [`Scans::model`]). The ledger lock is not held while scanning.
+    fn model(&self) -> Result<Arc<crate::account::Model>> {
+        let generation = self.ledger().generation();
+        self.scans.model(generation)
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -241,6 +297,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel_buffers::Source;
 
     #[test]
     fn own_uid_always_allowlist_anything() {
@@ -253,5 +310,41 @@ mod tests {
             Err(Error::PermissionDenied(_))
         ));
         assert!(matches!(policy.check_query(10_001, None), Err(Error::PermissionDenied(_))));
+    }
+
+    fn entry(inode: u64, uid: u32, name: &str) -> Entry {
+        Entry {
+            inode,
+            size: 4096,
+            name: name.into(),
+            heap: "system".into(),
+            uid,
+            pid: 7,
+            time_millis: 1_700_000_000_000 + inode,
+            attributed: true,
+        }
+    }
+
+    #[test]
+    fn dumpsys_shows_other_uids_only_to_the_allowlist() {
+        let policy = Policy { allowlist: [0].into(), quota: None };
+        // An unreadable live list keeps every entry (pruning never drops on doubt).
+        let live = LiveBuffers::Kernel(Source::Sysfs("/nonexistent/dmabuf/buffers".into()));
+        let shared = Shared::new(policy, Allocator::with_dir("/nonexistent", 1 << 20), live);
+        shared.ledger().commit(0, entry(1, 10_001, "mine"));
+        shared.ledger().commit(0, entry(2, 10_002, "theirs"));
+        let dump = |uid| {
+            let mut out = Vec::new();
+            shared.write_dump(Caller { uid, pid: 1 }, &mut out).expect("dump");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let app = dump(10_001);
+        assert!(app.contains("ledger of uid 10001 (the caller's own; not on the allowlist):"));
+        assert!(app.contains("  uid 10001: 1 buffers, 4096 bytes"), "{app}");
+        assert!(app.contains("mine") && !app.contains("theirs") && !app.contains("10002"), "{app}");
+        let root = dump(0);
+        assert!(root.contains("mine") && root.contains("theirs"), "{root}");
+        // The same table as `dmabufctl ledger`.
+        assert!(root.ends_with(&report::ledger_table(&shared.ledger().entries(None))), "{root}");
     }
 }

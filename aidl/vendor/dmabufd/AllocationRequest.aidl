@@ -20,6 +20,10 @@ parcelable AllocationRequest {
      * printable ASCII or UTF-8, no control characters ("CAMERA", "GL", "codec:avc").
      */
     String name;
-    /** Heap flags; must be 0 on mainline heaps (see IAllocator.FLAG_* for accepted bits). */
+    /**
+     * Heap flags, passed to the heap bit for bit (all 64 bits: read as unsigned). Mainline heaps
+     * accept only 0; vendor heaps define their own bits, and only the heap can say which it takes
+     * (a refusal is IAllocator.ERROR_INVALID_ARGUMENT).
+     */
     long heapFlags;
 }

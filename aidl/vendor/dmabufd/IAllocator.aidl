@@ -38,6 +38,17 @@ interface IAllocator {
     const int ERROR_UNSUPPORTED = 7;
     /** Any other failure of a kernel interface (an I/O error); the message names it. */
     const int ERROR_IO = 8;
+    /**
+     * (V2) A paging cursor that names no open snapshot: it finished, expired (idle for 30 s),
+     * was evicted by newer snapshots, or belongs to another caller or query. Start again with
+     * cursor 0.
+     */
+    const int ERROR_CURSOR_EXPIRED = 9;
+    /**
+     * (V2) A V1 query (IAccounting.getReport, getMyUsage, getLedger) whose reply would exceed
+     * one page (256 KiB): binder could not deliver it. Use the paged V2 methods.
+     */
+    const int ERROR_REPLY_TOO_LARGE = 10;
 
     /** Allocate, name, record; the returned fd is the only reference. */
     Allocation allocate(in AllocationRequest request);

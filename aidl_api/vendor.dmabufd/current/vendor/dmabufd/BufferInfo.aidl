@@ -13,4 +13,5 @@ parcelable BufferInfo {
   String exporter;
   String name;
   vendor.dmabufd.BufferRef[] refs;
+  byte[] nameBytes;
 }

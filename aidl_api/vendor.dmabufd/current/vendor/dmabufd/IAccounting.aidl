@@ -11,5 +11,7 @@ interface IAccounting {
   vendor.dmabufd.Report getReport(int uid, int pid);
   vendor.dmabufd.Report getMyUsage();
   vendor.dmabufd.LedgerEntry[] getLedger(int uid);
+  vendor.dmabufd.ReportPage getReportPage(long uid, int pid, long cursor);
+  vendor.dmabufd.LedgerPage getLedgerPage(long uid, long cursor);
   const int ALL = -1;
 }

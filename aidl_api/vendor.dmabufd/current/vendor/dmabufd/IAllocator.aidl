@@ -18,4 +18,6 @@ interface IAllocator {
   const int ERROR_PERMISSION_DENIED = 6;
   const int ERROR_UNSUPPORTED = 7;
   const int ERROR_IO = 8;
+  const int ERROR_CURSOR_EXPIRED = 9;
+  const int ERROR_REPLY_TOO_LARGE = 10;
 }
