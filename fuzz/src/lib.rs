@@ -35,7 +35,7 @@ pub fn is_within(part: &[u8], whole: &[u8]) -> bool {
 }
 
 /// The `alloc_request` target's input, decoded from bytes with a fixed layout so that seeds are
-/// easy to write by hand (`fuzz/seed-alloc-request`): size as i64 LE (bytes 0..8), heap flags as
+/// easy to write by hand (`fuzz/seed-by-hand`): size as i64 LE (bytes 0..8), heap flags as
 /// i64 LE (8..16), heap name length as u16 LE (16..18), the heap name, then the purpose name
 /// (the rest). Missing bytes read as zero.
 #[derive(Debug)]
