@@ -768,7 +768,13 @@ mod tests {
         assert_eq!(same_fd_table(me, me), Ok(true));
         let shared = std::thread::spawn(move || same_fd_table(me, gettid())).join();
         assert_eq!(shared.expect("thread"), Ok(true));
+        // `join` returns when the kernel clears the thread's tid, which it does before it
+        // releases the thread's files: the table goes a moment later.
         let gone = std::thread::spawn(gettid).join().expect("thread");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while same_fd_table(me, gone) == Ok(true) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(same_fd_table(me, gone), Err(Errno::SRCH));
     }
 
