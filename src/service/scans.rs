@@ -5,10 +5,11 @@
 //! the scan in progress instead of starting another, and a finished scan is reused until it is
 //! [`MIN_AGE`] old or [`DUTY`] times as old as it took to run, whichever is later. However many
 //! clients ask, scanning then keeps at most 1/([`DUTY`]+1) of one core busy, and a report is at
-//! most that old. One exception keeps the service's own clients consistent: after an allocation
-//! through the service (a new ledger generation), a scan older than [`MIN_AGE`] is not reused,
-//! so a client that allocates and then asks sees its buffer; forcing scans that way is bounded
-//! by one per [`MIN_AGE`] and costs the client an allocation each.
+//! most that old. One exception keeps the service's own clients consistent: a scan that started
+//! before an allocation through the service (a new ledger generation) is never reused, so a
+//! client that allocates and then asks sees its buffer. The next scan then waits until the last
+//! one is [`MIN_AGE`] old, so forcing scans that way is still bounded by one per [`MIN_AGE`] and
+//! costs the client an allocation each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,8 +36,13 @@ struct Latest {
 
 impl Latest {
     fn fresh(&self, generation: u64) -> bool {
-        let age = self.started.elapsed();
-        age < MIN_AGE || (generation == self.generation && age < self.took * (DUTY + 1))
+        generation == self.generation
+            && self.started.elapsed() < MIN_AGE.max(self.took * (DUTY + 1))
+    }
+
+    /// How long the next scan must wait so that scans stay [`MIN_AGE`] apart.
+    fn wait(&self) -> Duration {
+        MIN_AGE.saturating_sub(self.started.elapsed())
     }
 }
 
@@ -57,6 +63,9 @@ impl Scans {
         let mut latest = self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(l) = latest.as_ref().filter(|l| l.fresh(generation)) {
             return Ok(Arc::clone(&l.model));
+        }
+        if let Some(l) = latest.as_ref() {
+            std::thread::sleep(l.wait());
         }
         // Drop the old model before building the new one: two full models never coexist.
         *latest = None;
