@@ -11,6 +11,11 @@
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
+//! * [`snapshot`]: a report with when and where it was taken, as JSON and read back; the
+//!   per-group totals that [`diff`] compares and [`top`] shows.
+//! * [`diff`]: what grew, shrank, appeared and vanished between two snapshots.
+//! * [`top`]: the frames of `dmabufctl top` (groups sorted, with change since start and since
+//!   the last frame).
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * `service`: the binder adapter (feature `binder`).
 
@@ -19,6 +24,7 @@
 pub mod account;
 pub mod buffer;
 pub mod cli;
+pub mod diff;
 pub mod error;
 pub mod heap;
 pub mod kernel_buffers;
@@ -30,6 +36,7 @@ pub mod report;
 pub mod scan;
 #[cfg(feature = "binder")]
 pub mod service;
+pub mod snapshot;
 pub mod sys;
 pub mod text;
 pub mod units;

@@ -277,7 +277,7 @@ fn buffers_table(report: &Report) -> String {
     out
 }
 
-type Rows = Vec<Vec<String>>;
+pub(crate) type Rows = Vec<Vec<String>>;
 
 fn app_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
     let mut rows: Rows = report
@@ -318,7 +318,7 @@ fn heap_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
 }
 
 /// Right-aligned columns, first column left-aligned, two spaces apart.
-fn simple_table(headers: &[&str], rows: Rows) -> String {
+pub(crate) fn simple_table(headers: &[&str], rows: Rows) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -571,7 +571,18 @@ pub fn ledger_table(entries: &[Entry]) -> String {
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (proleptic Gregorian, UTC), without
 /// pulling a date crate into a system service for one column.
 fn utc_timestamp(millis: u64) -> String {
-    let (secs, ms) = (millis / 1000, millis % 1000);
+    let (date, time) = utc_date_time(millis / 1000);
+    format!("{date} {time}.{:03}", millis % 1000)
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ` (snapshot times).
+pub fn rfc3339_utc(secs: u64) -> String {
+    let (date, time) = utc_date_time(secs);
+    format!("{date}T{time}Z")
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of seconds since the epoch.
+fn utc_date_time(secs: u64) -> (String, String) {
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
     let z = days + 719_468;
@@ -583,11 +594,9 @@ fn utc_timestamp(millis: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", day_secs / 3600, day_secs / 60 % 60, day_secs % 60),
     )
 }
 
@@ -764,5 +773,7 @@ mod tests {
         ] {
             assert_eq!(utc_timestamp(millis), want, "{millis}");
         }
+        assert_eq!(rfc3339_utc(1_795_597_200), "2026-11-25T09:00:00Z");
+        assert_eq!(rfc3339_utc(951_868_799), "2000-02-29T23:59:59Z");
     }
 }

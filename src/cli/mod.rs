@@ -5,6 +5,7 @@
 //! [`Error::exit_status`].
 
 mod alloc;
+mod diff;
 mod dump;
 #[cfg(feature = "binder")]
 mod remote;
@@ -47,6 +48,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Live allocations made through the service and who asked for them (needs --service).
     Ledger(LedgerArgs),
+    /// What grew, shrank, appeared and vanished between two snapshots (`dump -o json` files).
+    Diff(DiffArgs),
 }
 
 /// `dmabufctl alloc`: field docs are the `--help` text.
@@ -125,6 +128,42 @@ pub struct DumpArgs {
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
+    /// Print a snapshot every SECONDS, one JSON line each (JSON Lines, whatever -o says), for
+    /// `dmabufctl diff FILE@N FILE@M` and `dmabufctl top --replay FILE`.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..),
+          conflicts_with_all = ["a", "b"])]
+    pub watch: Option<u64>,
+    /// With --watch: stop after N snapshots.
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// How `diff` prints (the variant docs are also `--help` text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// One aligned table per kind of group, for people.
+    Table,
+    /// JSON for programs (schema in docs/dump.md).
+    Json,
+}
+
+/// `dmabufctl diff`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier snapshot: a `dump -o json` file, or FILE@N for snapshot N of a
+    /// `dump --watch` file (1 the first, -1 the last).
+    pub before: String,
+    /// The later snapshot, as BEFORE.
+    pub after: String,
+    /// Leave out changes smaller than BYTES; K, M and G suffixes (powers of 1024) accepted.
+    #[arg(long, value_name = "BYTES", default_value = "0")]
+    pub threshold: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffFormat::Table)]
+    pub format: DiffFormat,
+    /// Print sizes in exact bytes instead of kB.
+    #[arg(long)]
+    pub bytes: bool,
 }
 
 /// `dmabufctl ledger`: field docs are the `--help` text.
@@ -168,6 +207,7 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Ledger(_) => Err(Error::InvalidArgument(
             "the ledger lives in the service: use dmabufctl --service ledger".into(),
         )),
+        Command::Diff(args) => diff::diff(&args),
     }
 }
 

@@ -36,6 +36,8 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Alloc(args) => alloc(&allocator(&transport)?, &args),
         Command::Dump(args) => dump(&accounting(&transport)?, &args),
         Command::Ledger(args) => ledger(&accounting(&transport)?, &args),
+        // Snapshots are files, whoever took them.
+        Command::Diff(args) => super::diff::diff(&args),
     }
 }
 
@@ -93,13 +95,15 @@ fn all_pages(mut page: impl FnMut(i64) -> Result<i64>) -> Result<()> {
 fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
     let uid = convert::uid_selector_to_aidl(args.uid);
     let pid = args.pid.unwrap_or(ALL);
-    let mut report = Report::default();
-    all_pages(|cursor| {
-        let page = service.getReportPage(uid, pid, cursor).map_err(|s| from_status(&s))?;
-        convert::append_page(&mut report, page.report);
-        Ok(page.cursor)
-    })?;
-    dump::print(&convert::report_from_aidl(report), args, args.uid.is_some() || args.pid.is_some())
+    dump::each_report(args, "service", || {
+        let mut report = Report::default();
+        all_pages(|cursor| {
+            let page = service.getReportPage(uid, pid, cursor).map_err(|s| from_status(&s))?;
+            convert::append_page(&mut report, page.report);
+            Ok(page.cursor)
+        })?;
+        Ok(convert::report_from_aidl(report))
+    })
 }
 
 fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
