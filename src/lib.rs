@@ -39,6 +39,7 @@ pub mod service;
 pub mod snapshot;
 pub mod sys;
 pub mod text;
+pub mod top;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -385,15 +385,7 @@ impl Read {
 /// JSON Lines): with `which` = None the only one, else number `which` (1 is the first, -1 the
 /// last).
 pub fn pick(bytes: &[u8], which: Option<i64>) -> Result<&[u8]> {
-    let mut spans = Vec::new();
-    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<IgnoredAny>();
-    let mut start = 0;
-    while let Some(value) = values.next() {
-        value.map_err(|e| Error::InvalidArgument(format!("not a JSON snapshot: {e}")))?;
-        let end = values.byte_offset();
-        spans.push((start, end));
-        start = end;
-    }
+    let spans = spans(bytes)?;
     let n = spans.len();
     let index = match which {
         None if n == 1 => Some(0),
@@ -416,6 +408,37 @@ pub fn pick(bytes: &[u8], which: Option<i64>) -> Result<&[u8]> {
     })?;
     let (s, e) = spans[index];
     Ok(&bytes[s..e])
+}
+
+/// Every snapshot in `bytes` (`dump --watch` output, or one `dump -o json`), in order; the
+/// error names the first bad one.
+pub fn all(bytes: &[u8]) -> Result<Vec<Snapshot>> {
+    spans(bytes)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (s, e))| {
+            Snapshot::parse(&bytes[s..e]).map_err(|e| match e {
+                Error::InvalidArgument(why) => {
+                    Error::InvalidArgument(format!("snapshot {}: {why}", i + 1))
+                }
+                e => e,
+            })
+        })
+        .collect()
+}
+
+/// Where each JSON value in `bytes` starts and ends.
+fn spans(bytes: &[u8]) -> Result<Vec<(usize, usize)>> {
+    let mut spans = Vec::new();
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<IgnoredAny>();
+    let mut start = 0;
+    while let Some(value) = values.next() {
+        value.map_err(|e| Error::InvalidArgument(format!("not a JSON snapshot: {e}")))?;
+        let end = values.byte_offset();
+        spans.push((start, end));
+        start = end;
+    }
+    Ok(spans)
 }
 
 #[cfg(test)]

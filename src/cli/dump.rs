@@ -61,7 +61,7 @@ fn print(report: &Report, args: &DumpArgs, source: &str) -> crate::Result<()> {
 
 /// The real system for `/proc`; for a capture rooted elsewhere (`<dir>/proc`), the kernel's
 /// lists are looked up under `<dir>/sys` too, so one directory holds a whole fixture.
-fn scan_options(proc_root: &Path) -> ScanOptions {
+pub(super) fn scan_options(proc_root: &Path) -> ScanOptions {
     match proc_root.parent() {
         Some(root) if proc_root != Path::new("/proc") => {
             ScanOptions { proc_root: proc_root.to_path_buf(), ..ScanOptions::under_root(root) }

@@ -9,6 +9,7 @@ mod diff;
 mod dump;
 #[cfg(feature = "binder")]
 mod remote;
+mod top;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Ledger(LedgerArgs),
     /// What grew, shrank, appeared and vanished between two snapshots (`dump -o json` files).
     Diff(DiffArgs),
+    /// A live view sorted by Rss, with change since start and since the last frame (like top).
+    Top(TopArgs),
 }
 
 /// `dmabufctl alloc`: field docs are the `--help` text.
@@ -166,6 +169,38 @@ pub struct DiffArgs {
     pub bytes: bool,
 }
 
+/// `dmabufctl top`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between frames (fractions allowed).
+    #[arg(short = 'd', long = "delay", value_name = "SECONDS", default_value = "2",
+          value_parser = top::parse_delay)]
+    pub delay: std::time::Duration,
+    /// Print plain frames one after another, no keys (logs, `adb shell`); also what a pipe or
+    /// TERM=dumb gets.
+    #[arg(short = 'b', long)]
+    pub batch: bool,
+    /// Stop after N frames.
+    #[arg(short = 'n', long = "frames", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub frames: Option<u64>,
+    /// Group by process, app (uid), name or heap; keys p, a, n and h switch.
+    #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
+    pub by: GroupBy,
+    /// Order rows by Rss, growth since start, growth since the last frame, or name; key s
+    /// cycles.
+    #[arg(long, value_enum, default_value_t = crate::top::Sort::Rss)]
+    pub sort: crate::top::Sort,
+    /// Print sizes in exact bytes instead of kB.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Show the snapshots of FILE (`dump --watch` output) one per frame instead of scanning.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Root of the proc filesystem to scan (for tests and offline captures).
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
 /// `dmabufctl ledger`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
@@ -208,6 +243,13 @@ fn run(cli: Cli) -> crate::Result<()> {
             "the ledger lives in the service: use dmabufctl --service ledger".into(),
         )),
         Command::Diff(args) => diff::diff(&args),
+        Command::Top(args) => {
+            let options = dump::scan_options(&args.proc_root);
+            let filter = crate::account::Filter::default();
+            top::top(&args, "procfs", || {
+                Ok(crate::account::Report::build(&crate::scan::scan(&options)?, &filter))
+            })
+        }
     }
 }
 
