@@ -3,7 +3,7 @@
 //!
 //! Groups are matched by their [key](crate::snapshot::Item::key): uid, exact name, pid,
 //! exporter, inode. A pid reused by a new process between the snapshots is matched with the old
-//! one (the snapshot records no start time); its label shows the command names.
+//! one (the snapshot records no start time); the label is the later one's `comm:pid`.
 
 use std::cmp::Ordering;
 use std::fmt::Write;

@@ -6,9 +6,10 @@
 //! The tests take one lock: each asserts per-uid and per-process totals of this process that
 //! another test's buffers would change.
 
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -209,4 +210,63 @@ fn watch_lines_diff_and_bad_input() {
         assert!(out.stdout.is_empty());
     }
     drop(held);
+}
+
+/// One plain frame of `top --batch`: its lines up to the blank line that ends it (the second:
+/// one follows the header).
+fn read_frame(out: &mut impl BufRead) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut blanks = 0;
+    while blanks < 2 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).expect("read top's output") > 0, "top ended: {lines:?}");
+        let line = line.trim_end_matches('\n').to_string();
+        blanks += usize::from(line.is_empty());
+        lines.push(line);
+    }
+    lines
+}
+
+/// The cells of the row of `frame` whose label is `label`.
+fn frame_row(frame: &[String], label: &str) -> Vec<String> {
+    let line = frame
+        .iter()
+        .find(|l| l.starts_with(&format!("{label} ")))
+        .unwrap_or_else(|| panic!("no {label} row: {frame:#?}"));
+    line[label.len()..].split_whitespace().map(str::to_string).collect()
+}
+
+/// `top --batch` over live scans: frame 1 shows this test's buffers with exact Rss per name and
+/// per process; a buffer allocated between frames shows in frame 2 as growth since the last
+/// frame and since start.
+#[test]
+fn top_batch_frames_show_exact_rss_and_growth() {
+    let _serial = serial();
+    let me = std::process::id();
+    let first = exporter::dma_buf("hist top", 256 * KIB);
+    let mut top = Command::new(dmabufctl_path())
+        .args(["top", "-b", "-n", "2", "-d", "5", "--by", "name", "--bytes"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn dmabufctl top");
+    let mut out = BufReader::new(top.stdout.take().expect("stdout"));
+    let frame1 = read_frame(&mut out);
+    assert!(frame1[0].contains("  frame 1  by name  sort rss"), "{frame1:#?}");
+    assert_eq!(frame_row(&frame1, "hist top"), ["262144", "B", "1", "0", "B", "0", "B"]);
+    let second = exporter::dma_buf("hist top", 512 * KIB);
+    let frame2 = read_frame(&mut out);
+    assert!(frame2[0].contains("  frame 2  by name"), "{frame2:#?}");
+    assert_eq!(
+        frame_row(&frame2, "hist top"),
+        ["786432", "B", "2", "+524288", "B", "+524288", "B"]
+    );
+    assert!(top.wait().expect("wait").success(), "-n 2 ends after two frames");
+
+    let by_process = stdout_of(&["top", "-b", "-n", "1", "--by", "process", "--bytes"]);
+    let lines: Vec<String> = by_process.lines().map(str::to_string).collect();
+    assert_eq!(
+        frame_row(&lines, &format!("vm_history:{me}")),
+        ["786432", "B", "2", "0", "B", "0", "B"]
+    );
+    drop((first, second));
 }
