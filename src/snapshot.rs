@@ -8,6 +8,7 @@
 //! that refuses, with one line saying why, anything that is not JSON, not a snapshot, or of
 //! another [`FORMAT_VERSION`].
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::IgnoredAny;
@@ -149,37 +150,23 @@ impl Groups {
             b.push(Kind::App, a.uid.to_string(), None, a.rss, a.buffers);
         }
         for n in &r.names {
-            b.push(Kind::Name, escape(n.name.as_bytes()).into_owned(), None, n.bytes, n.buffers);
+            b.name(n.name.as_bytes(), n.bytes, n.buffers);
         }
         for p in &r.processes {
-            let label = format!("{}:{}", escape(p.comm.as_bytes()), p.pid);
-            b.push(Kind::Process, p.pid.to_string(), Some(label), p.rss, buffers_of(r, p.pid));
+            let held = r
+                .buffers
+                .iter()
+                .filter(|b| b.fd_refs.contains_key(&p.pid) || b.map_refs.contains_key(&p.pid));
+            b.process(p.pid, &p.comm, p.rss, held.count());
         }
         for h in &r.heaps {
-            b.push(
-                Kind::Heap,
-                escape(h.exporter.as_bytes()).into_owned(),
-                None,
-                h.bytes,
-                h.buffers,
-            );
+            b.heap(&h.exporter, h.bytes, h.buffers);
         }
         for buf in &r.buffers {
-            let name = buf.name.as_ref().map(|n| escape(n.as_bytes()).into_owned());
-            b.buffer(buf.inode, name, buf.size);
+            b.buffer(buf.inode, buf.name.as_ref().map(|n| n.as_bytes()), buf.size);
         }
         b.finish()
     }
-}
-
-/// Distinct buffers `pid` holds.
-fn buffers_of(r: &Report, pid: i32) -> u32 {
-    let n = r
-        .buffers
-        .iter()
-        .filter(|b| b.fd_refs.contains_key(&pid) || b.map_refs.contains_key(&pid))
-        .count();
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Collects items, then sorts each list once.
@@ -211,8 +198,22 @@ impl Builder {
         }
     }
 
-    fn buffer(&mut self, inode: u64, name: Option<String>, size: u64) {
-        let label = format!("{inode} {}", name.as_deref().unwrap_or("<unknown>"));
+    fn name(&mut self, name: &[u8], bytes: u64, buffers: u32) {
+        self.push(Kind::Name, escape(name).into_owned(), None, bytes, buffers);
+    }
+
+    fn process(&mut self, pid: i32, comm: &str, rss: u64, buffers: usize) {
+        let label = format!("{}:{pid}", escape(comm.as_bytes()));
+        let buffers = u32::try_from(buffers).unwrap_or(u32::MAX);
+        self.push(Kind::Process, pid.to_string(), Some(label), rss, buffers);
+    }
+
+    fn heap(&mut self, exporter: &str, bytes: u64, buffers: u32) {
+        self.push(Kind::Heap, escape(exporter.as_bytes()).into_owned(), None, bytes, buffers);
+    }
+
+    fn buffer(&mut self, inode: u64, name: Option<&[u8]>, size: u64) {
+        let label = format!("{inode} {}", name.map_or(Cow::Borrowed("<unknown>"), escape));
         self.push(Kind::Buffer, inode.to_string(), Some(label), size, 1);
     }
 
@@ -346,36 +347,25 @@ impl Read {
             b.push(Kind::App, a.uid.to_string(), None, a.rss, a.buffers);
         }
         for n in self.names {
-            let key = escape(&exact_name(n.name, n.name_bytes)).into_owned();
-            b.push(Kind::Name, key, None, n.bytes, n.buffers);
+            b.name(&exact_name(n.name, n.name_bytes), n.bytes, n.buffers);
         }
         for p in self.processes {
             let pid = p.pid.to_string();
             let held = self
                 .buffers
                 .iter()
-                .filter(|b| b.fd_refs.contains_key(&pid) || b.map_refs.contains_key(&pid))
-                .count();
-            let label = format!("{}:{}", escape(p.comm.as_bytes()), p.pid);
-            b.push(Kind::Process, pid, Some(label), p.rss, u32::try_from(held).unwrap_or(u32::MAX));
+                .filter(|b| b.fd_refs.contains_key(&pid) || b.map_refs.contains_key(&pid));
+            b.process(p.pid, &p.comm, p.rss, held.count());
         }
         for h in self.heaps {
-            b.push(
-                Kind::Heap,
-                escape(h.exporter.as_bytes()).into_owned(),
-                None,
-                h.bytes,
-                h.buffers,
-            );
+            b.heap(&h.exporter, h.bytes, h.buffers);
         }
         for buf in self.buffers {
             let name = match (buf.name, buf.name_bytes) {
                 (None, None) => None,
-                (name, bytes) => {
-                    Some(escape(&exact_name(name.unwrap_or_default(), bytes)).into_owned())
-                }
+                (name, bytes) => Some(exact_name(name.unwrap_or_default(), bytes)),
             };
-            b.buffer(buf.inode, name, buf.size);
+            b.buffer(buf.inode, name.as_deref(), buf.size);
         }
         Snapshot { meta: self.snapshot, groups: b.finish() }
     }
