@@ -267,6 +267,18 @@ impl Ledger {
         out
     }
 
+    /// The names longer than the kernel keeps, by inode: what [`Report::build_named`] shows
+    /// instead of the kernel's prefix.
+    ///
+    /// [`Report::build_named`]: crate::account::Report::build_named
+    pub fn whole_names(&self) -> HashMap<u64, Name> {
+        self.entries
+            .values()
+            .filter(|slot| slot.entry.name.as_bytes().len() > crate::name::MAX_KERNEL_NAME_LEN)
+            .map(|slot| (slot.entry.inode, slot.entry.name.clone()))
+            .collect()
+    }
+
     /// Per-uid entry counts and outstanding bytes, by uid.
     pub fn usage_by_uid(&self) -> Vec<UidUsage> {
         let mut counts: HashMap<u32, usize> = HashMap::new();
@@ -417,6 +429,28 @@ mod tests {
             l.commit(0, entry(1000 + inode, 1, 1));
         }
         assert!(l.needs_prune());
+    }
+
+    #[test]
+    fn reports_show_the_whole_names_the_ledger_kept() {
+        use crate::account::{Filter, Report};
+        let whole = format!("{}-preview-buffer", "CAMERA".repeat(5));
+        let mut l = Ledger::new();
+        l.commit(0, Entry { name: whole.as_str().into(), ..entry(1, 10, 4096) });
+        l.commit(0, Entry { name: whole.as_str().into(), ..entry(2, 10, 4096) });
+        l.commit(0, entry(3, 10, 4096));
+        assert_eq!(l.whole_names().len(), 2);
+        let kernel = crate::name::kernel_prefix(&whole);
+        let mut model = Model::default();
+        // Buffer 2 was renamed by a holder since: the kernel's name is what it is called now.
+        for (inode, name) in [(1, kernel), (2, "renamed"), (3, "GL")] {
+            model.buffers.insert(inode, Buffer { size: 4096, ..buffer(inode, None, Some(name)) });
+        }
+        let report = Report::build_named(&model, &Filter::default(), &l.whole_names());
+        let names: Vec<_> = report.buffers.iter().map(|b| b.name.clone().unwrap()).collect();
+        assert_eq!(names, vec![Name::from(whole.as_str()), "renamed".into(), "GL".into()]);
+        let grouped: Vec<_> = report.names.iter().map(|n| n.name.clone()).collect();
+        assert_eq!(grouped, vec![Name::from(whole.as_str()), "GL".into(), "renamed".into()]);
     }
 
     fn buffer(inode: u64, exporter: Option<&str>, name: Option<&str>) -> Buffer {

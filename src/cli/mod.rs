@@ -58,7 +58,9 @@ pub struct AllocArgs {
     /// Bytes per buffer; K, M and G suffixes (powers of 1024) accepted.
     #[arg(long)]
     pub size: String,
-    /// Purpose name: 1 to 31 bytes, no control characters.
+    /// Purpose name: 1 to 128 bytes with --service (the kernel keeps the first 31, whole
+    /// characters; the service's ledger and reports the whole name), at most 31 without; no
+    /// control characters.
     #[arg(long)]
     pub name: String,
     /// Heap flags (must be 0 on mainline heaps).

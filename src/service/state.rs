@@ -184,7 +184,7 @@ impl Shared {
     /// The accounting report for `uid`/`pid` (`None`: every one) as `caller` may see it.
     pub fn report(&self, caller: Caller, filter: Filter) -> Result<Report> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        Ok(Report::build(&*self.model()?, &filter))
+        self.build_report(&filter)
     }
 
     /// The report snapshot a paged query reads (see [`snapshots::resolve`]): its id, the report
@@ -196,9 +196,13 @@ impl Shared {
         cursor: i64,
     ) -> Result<(u32, Arc<Report>, usize)> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        snapshots::resolve(&self.reports, caller.uid, filter, cursor, || {
-            Ok(Report::build(&*self.model()?, &filter))
-        })
+        snapshots::resolve(&self.reports, caller.uid, filter, cursor, || self.build_report(&filter))
+    }
+
+    /// A report of the latest scan, with the whole names the ledger kept.
+    fn build_report(&self, filter: &Filter) -> Result<Report> {
+        let model = self.model()?;
+        Ok(Report::build_named(&model, filter, &self.ledger().whole_names()))
     }
 
     /// Live ledger entries, of one uid or of all, as `caller` may see them.
