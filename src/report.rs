@@ -847,6 +847,40 @@ mod tests {
     }
 
     #[test]
+    fn handoff_table_shows_asker_holders_and_balance() {
+        use crate::handoff::{Handoff, Handoffs, Holder, UidBalance};
+        let holder =
+            Holder { pid: 456, uid: 1000, comm: "surface\nflinger".into(), fds: 1, maps: 2 };
+        let view = Handoffs {
+            taken_millis: 1_795_597_212_915,
+            buffers: vec![
+                Handoff {
+                    asked: entry(3, "CAMERA", 1047, 190, 1_795_597_200_615),
+                    holders: vec![holder],
+                },
+                Handoff { asked: entry(12, "GL", UNKNOWN_UID, UNKNOWN_PID, 0), holders: vec![] },
+            ],
+            uids: vec![UidBalance {
+                uid: 1047,
+                asked_bytes: 12288,
+                asked_buffers: 1,
+                held_bytes: 0,
+                held_buffers: 0,
+            }],
+        };
+        assert_eq!(
+            handoff_table(&view),
+            "Name    Inode   Size    Heap  Asked by uid  Pid  Age (s)                                       Held by\n\
+             CAMERA      3  12288  system          1047  190     12.3  surface\\nflinger[456] uid 1000 (1 fd, 2 map)\n\
+             GL         12  49152  system             -    -        -                                   kernel only\n\
+             \n\
+             Uid   Asked alive  Buffers  Held now  Buffers\n\
+             1047        12288        1         0        0\n"
+        );
+        assert_eq!(handoff_csv(&view).lines().count(), 3);
+    }
+
+    #[test]
     fn utc_timestamps_match_the_calendar() {
         for (millis, want) in [
             (0, "1970-01-01 00:00:00.000"),

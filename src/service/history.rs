@@ -300,6 +300,22 @@ mod tests {
             samples,
             vec![(10, 1 << 20, 1), (20, 3 << 20, 2), (30, 7 << 20, 3), (40, 4 << 20, 1)]
         );
+        let json: serde_json::Value =
+            serde_json::from_str(&v.json().expect("json")).expect("parse");
+        assert_eq!(
+            json["uids"][0],
+            serde_json::json!({"uid": 10, "peak_bytes": 3 << 20, "peak_millis": 20, "current_bytes": 0})
+        );
+        assert_eq!(json["names"][1]["name"], "GL");
+        assert_eq!(
+            json["samples"][3],
+            serde_json::json!({"time_millis": 40, "bytes": 4 << 20, "buffers": 1})
+        );
+        assert!(
+            v.table().contains("\nCAM   3145728  1970-01-01 00:00:00.020        0\n"),
+            "{}",
+            v.table()
+        );
         // Off the allowlist: one uid's mark.
         let own = h.view(Some(20));
         assert_eq!((own.uids.len(), own.names.len(), own.samples.len()), (1, 0, 0));
