@@ -3,9 +3,9 @@
 //!
 //! `cargo bench --bench history [-- --allocations 200000]`. Feeds a ledger and its history as
 //! the service does (`Ledger::commit`, then `History::allocated`; a prune every 256
-//! allocations), over uids and names in three shapes: a few of each (what a device has), and
-//! twice the mark bound of each with 128-byte names (the worst case: every allocation is a new
-//! mark, and a full kind has to make room). Heap bytes are counted by this binary's allocator:
+//! allocations), over uids and names in four shapes: a few of each (what a device has), twice
+//! the mark bound of uids, of 128-byte names, and of both (the worst case: every allocation is a
+//! new mark, and a full kind has to make room). The time includes the ledger's own commit. Heap bytes are counted by this binary's allocator:
 //! the history's own, after the ledger is emptied; and the whole reply of `getHistory`, encoded
 //! in a parcel.
 //! Prints a Markdown table (BENCHMARKS.md).
@@ -67,7 +67,7 @@ fn main() {
     println!("| uids | names (bytes each) | ns per allocation recorded | history heap bytes | getHistory reply bytes |");
     println!("|---|---|---|---|---|");
     let wide = 2 * MAX_MARKS as u64;
-    for (uids, names, name_len) in [(4, 8, 16), (wide, wide, 128)] {
+    for (uids, names, name_len) in [(4, 8, 16), (wide, 8, 16), (4, wide, 128), (wide, wide, 128)] {
         run(allocations, uids, names, name_len);
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! Memory: at most [`MAX_MARKS`] marks of each kind and [`MAX_SAMPLES`] samples, so that the
 //! whole history fits one binder reply (IAccounting.getHistory); a name is at most 128 bytes.
-//! When a kind is full, the mark with the lowest peak among those at 0 bytes now (else the
-//! lowest peak) makes room: a small finished peak is the least interesting one to forget.
+//! When a kind is full, the eighth of its marks with the lowest peaks among those at 0 bytes now
+//! (then the lowest peaks) make room: a small finished peak is the least interesting to forget.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
@@ -239,16 +239,21 @@ fn update<K: Eq + Hash + Clone>(marks: &mut HashMap<K, Mark>, key: &K, bytes: u6
     marks.insert(key.clone(), m);
 }
 
-/// Forgets one mark if `marks` is full (see the [module docs](self)).
+/// Marks forgotten at once when a kind is full: a walk of every mark for each new key would
+/// cost each allocation of a client cycling through new names that walk.
+const EVICT: usize = MAX_MARKS / 8;
+
+/// Forgets the [`EVICT`] least interesting marks if `marks` is full (see the
+/// [module docs](self)).
 fn make_room<K: Eq + Hash + Clone>(marks: &mut HashMap<K, Mark>) {
     if marks.len() < MAX_MARKS {
         return;
     }
-    let victim = marks
-        .iter()
-        .min_by_key(|(_, m)| (m.current_bytes > 0, m.peak_bytes))
-        .map(|(k, _)| k.clone());
-    if let Some(k) = victim {
+    let mut ranked: Vec<(bool, u64, &K)> =
+        marks.iter().map(|(k, m)| (m.current_bytes > 0, m.peak_bytes, k)).collect();
+    ranked.select_nth_unstable_by_key(EVICT - 1, |&(busy, peak, _)| (busy, peak));
+    let victims: Vec<K> = ranked[..EVICT].iter().map(|&(_, _, k)| k.clone()).collect();
+    for k in victims {
         marks.remove(&k);
     }
 }
@@ -340,12 +345,11 @@ mod tests {
             h.pruned(&l, 1000 + i);
         }
         let v = h.view(None);
-        assert_eq!(
-            (v.uids.len(), v.names.len(), v.samples.len()),
-            (MAX_MARKS, MAX_MARKS, MAX_SAMPLES)
-        );
-        // The lowest peaks made room; the latest samples stayed.
-        assert!(!v.uids.contains_key(&0) && v.uids.contains_key(&(MAX_MARKS as u32 + 9)));
+        // Full at MAX_MARKS: the eighth with the lowest peaks (all alive) made room at once.
+        let kept = MAX_MARKS - EVICT + 10;
+        assert_eq!((v.uids.len(), v.names.len(), v.samples.len()), (kept, kept, MAX_SAMPLES));
+        assert!(!v.uids.contains_key(&(EVICT as u32 - 1)) && v.uids.contains_key(&(EVICT as u32)));
+        assert!(v.uids.contains_key(&(MAX_MARKS as u32 + 9)));
         assert_eq!(v.samples[0].time_millis, 1000);
     }
 }

@@ -11,8 +11,8 @@ import vendor.dmabufd.UidMark;
 /**
  * (V3) What the service's allocations did over time, since sinceMillis (start-up or the last
  * IAccounting.resetHistory). Bounded so it always fits one reply: at most 256 uid marks and
- * 256 name marks (when full, the mark with the lowest peak among those at 0 bytes now, else the
- * lowest peak, makes room) and the latest 1024 samples.
+ * 256 name marks (when full, the 32 with the lowest peaks among those at 0 bytes now, then the
+ * lowest peaks, make room) and the latest 1024 samples.
  *
  * Counted as the quota counts: an allocation adds its bytes at once; a freed buffer's bytes
  * stay until the service prunes its ledger (any ledger, handoff, history or dumpsys query, a
