@@ -17,6 +17,7 @@
 //! * [`top`]: the frames of `dmabufctl top` (groups sorted, with change since start and since
 //!   the last frame).
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
+//! * [`handoff`]: the ledger joined with a scan: who asked for each buffer against who holds it.
 //! * `service`: the binder adapter (feature `binder`).
 
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod buffer;
 pub mod cli;
 pub mod diff;
 pub mod error;
+pub mod handoff;
 pub mod heap;
 pub mod kernel_buffers;
 pub mod ledger;
