@@ -11,6 +11,7 @@
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
+//! * [`openmetrics`]: the same views as an OpenMetrics exposition, for Prometheus.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * `service`: the binder adapter (feature `binder`).
 
@@ -25,6 +26,7 @@ pub mod kernel_buffers;
 pub mod ledger;
 pub mod logging;
 pub mod name;
+pub mod openmetrics;
 pub mod procfs;
 pub mod report;
 pub mod scan;

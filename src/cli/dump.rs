@@ -31,7 +31,7 @@ pub(super) fn print(report: &Report, args: &DumpArgs, filtered: bool) -> crate::
 
 /// The real system for `/proc`; for a capture rooted elsewhere (`<dir>/proc`), the kernel's
 /// lists are looked up under `<dir>/sys` too, so one directory holds a whole fixture.
-fn scan_options(proc_root: &Path) -> ScanOptions {
+pub(super) fn scan_options(proc_root: &Path) -> ScanOptions {
     match proc_root.parent() {
         Some(root) if proc_root != Path::new("/proc") => {
             ScanOptions { proc_root: proc_root.to_path_buf(), ..ScanOptions::under_root(root) }
@@ -56,6 +56,7 @@ fn render(report: &Report, args: &DumpArgs, filtered: bool) -> crate::Result<Str
     Ok(match args.format {
         Format::Json => report::json(report)?,
         Format::Csv => report::csv(report, view),
+        Format::Openmetrics => crate::openmetrics::render(report),
         Format::Table => match report::empty_message(report, filtered) {
             Some(message) => message,
             None => report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB }),

@@ -8,6 +8,7 @@ mod alloc;
 mod dump;
 #[cfg(feature = "binder")]
 mod remote;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Live allocations made through the service and who asked for them (needs --service).
     Ledger(LedgerArgs),
+    /// Serve OpenMetrics over HTTP (`GET /metrics`) for Prometheus: one scan per scrape.
+    Serve(ServeArgs),
 }
 
 /// `dmabufctl alloc`: field docs are the `--help` text.
@@ -84,6 +87,8 @@ pub enum Format {
     Csv,
     /// JSON for programs (the `dump` schema is in docs/dump.md).
     Json,
+    /// OpenMetrics text for Prometheus (`dump` only; families in docs/dump.md).
+    Openmetrics,
 }
 
 /// Which view `dump` tables group by (the variant docs are also `--help` text).
@@ -138,6 +143,17 @@ pub struct LedgerArgs {
     pub format: Format,
 }
 
+/// `dmabufctl serve`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: ADDR:PORT, or a bare PORT for loopback (127.0.0.1) only.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = serve::listen_addr)]
+    pub metrics: std::net::SocketAddr,
+    /// Root of the proc filesystem to scan (for tests and offline captures).
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
 /// Runs `dmabufctl` with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
     crate::logging::init("dmabufctl", "warn,rsbinder=off");
@@ -165,6 +181,7 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Heaps => alloc::heaps(),
         Command::Alloc(args) => alloc::alloc(&args),
         Command::Dump(args) => dump::dump(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Ledger(_) => Err(Error::InvalidArgument(
             "the ledger lives in the service: use dmabufctl --service ledger".into(),
         )),

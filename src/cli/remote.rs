@@ -36,6 +36,9 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Alloc(args) => alloc(&allocator(&transport)?, &args),
         Command::Dump(args) => dump(&accounting(&transport)?, &args),
         Command::Ledger(args) => ledger(&accounting(&transport)?, &args),
+        Command::Serve(_) => {
+            Err(Error::InvalidArgument("serve scans /proc itself: run it without --service".into()))
+        }
     }
 }
 
@@ -114,6 +117,9 @@ fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
         Format::Table => report::ledger_table(&entries),
         Format::Csv => report::ledger_csv(&entries),
         Format::Json => report::ledger_json(&entries)?,
+        Format::Openmetrics => {
+            return Err(Error::InvalidArgument("the ledger has no openmetrics output".into()))
+        }
     };
     std::io::stdout()
         .lock()
