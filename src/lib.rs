@@ -13,6 +13,7 @@
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`openmetrics`]: the same views as an OpenMetrics exposition, for Prometheus.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
+//! * [`memtrack`]: the memtrack HAL's records of a pid, per type.
 //! * `service`: the binder adapter (feature `binder`).
 
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod heap;
 pub mod kernel_buffers;
 pub mod ledger;
 pub mod logging;
+pub mod memtrack;
 pub mod name;
 pub mod openmetrics;
 pub mod procfs;
