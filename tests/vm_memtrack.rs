@@ -68,6 +68,18 @@ fn exact_values_per_type(_: &mut Stack) {
 
     let service = memtrack();
     let p = |pages: u64| (pages * PAGE) as i64;
+    // The service reuses a scan for a moment (src/service/scans.rs), and one ran when it
+    // started: wait for a scan that saw these buffers, which only allocations through the
+    // service would force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sizes(&service, pid, MemtrackType::GRAPHICS) != (p(11), p(4)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sizes(&service, pid, MemtrackType::GRAPHICS)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(sizes(&service, pid, MemtrackType::GL), (p(4), 0));
     assert_eq!(sizes(&service, pid, MemtrackType::CAMERA), (p(2), 0));
     assert_eq!(sizes(&service, pid, MemtrackType::MULTIMEDIA), (0, p(4)));
