@@ -14,6 +14,7 @@
 //! * [`openmetrics`]: the same views as an OpenMetrics exposition, for Prometheus.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * [`memtrack`]: the memtrack HAL's records of a pid, per type.
+//! * [`handoff`]: the ledger joined with a scan: who asked for each buffer against who holds it.
 //! * `service`: the binder adapter (feature `binder`).
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod account;
 pub mod buffer;
 pub mod cli;
 pub mod error;
+pub mod handoff;
 pub mod heap;
 pub mod kernel_buffers;
 pub mod ledger;

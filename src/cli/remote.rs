@@ -10,8 +10,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, LedgerArgs};
+use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, HistoryArgs, LedgerArgs};
 use crate::buffer::DmaBuf;
+use crate::handoff::Handoffs;
 use crate::heap::AllocRequest;
 use crate::service::compat::aidl::{
     IAccounting::{IAccounting, ALL},
@@ -39,6 +40,8 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Serve(_) => {
             Err(Error::InvalidArgument("serve scans /proc itself: run it without --service".into()))
         }
+        Command::Holders(args) => holders(&accounting(&transport)?, &args),
+        Command::History(args) => history(&accounting(&transport)?, &args),
     }
 }
 
@@ -121,6 +124,42 @@ fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
             return Err(Error::InvalidArgument("the ledger has no openmetrics output".into()))
         }
     };
+    print(&text)
+}
+
+fn holders(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
+    let uid = convert::uid_selector_to_aidl(args.uid);
+    let mut view = Handoffs::default();
+    all_pages(|cursor| {
+        let page = service.getHandoffPage(uid, cursor).map_err(|s| from_status(&s))?;
+        let next = page.cursor;
+        convert::append_handoff_page(&mut view, page);
+        Ok(next)
+    })?;
+    let text = match args.format {
+        Format::Table => report::handoff_table(&view),
+        Format::Csv => report::handoff_csv(&view),
+        Format::Json => report::handoff_json(&view)?,
+        Format::Openmetrics => {
+            return Err(Error::InvalidArgument("holders has no openmetrics output".into()))
+        }
+    };
+    print(&text)
+}
+
+fn history(service: &Strong<dyn IAccounting>, args: &HistoryArgs) -> Result<()> {
+    if matches!(args.format, Format::Csv | Format::Openmetrics) {
+        return Err(Error::InvalidArgument("history prints as table or json".into()));
+    }
+    if args.reset {
+        service.resetHistory().map_err(|s| from_status(&s))?;
+    }
+    let view = convert::history_from_aidl(service.getHistory().map_err(|s| from_status(&s))?);
+    let text = if args.format == Format::Json { view.json()? } else { view.table() };
+    print(&text)
+}
+
+fn print(text: &str) -> Result<()> {
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())
