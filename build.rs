@@ -1,18 +1,26 @@
-//! Generates the rsbinder stubs for `aidl/` on Cargo builds. Soong builds get theirs from the
-//! `aidl_interface` module in Android.bp instead, so nothing here runs there.
+//! Generates the rsbinder stubs for `aidl/` and for AOSP's frozen memtrack V1
+//! (`aidl_api/android.hardware.memtrack/1`) on Cargo builds. Soong builds get theirs from the
+//! `aidl_interface` module in Android.bp and AOSP's `android.hardware.memtrack-V1-rust` instead,
+//! so nothing here runs there.
 
 fn main() {
     println!("cargo:rerun-if-changed=aidl");
+    println!("cargo:rerun-if-changed=aidl_api/android.hardware.memtrack/1");
     #[cfg(feature = "binder")]
-    generate_aidl();
+    {
+        generate_aidl("aidl/vendor/dmabufd", "dmabufd_aidl.rs");
+        generate_aidl(
+            "aidl_api/android.hardware.memtrack/1/android/hardware/memtrack",
+            "memtrack_aidl.rs",
+        );
+    }
 }
 
 #[cfg(feature = "binder")]
-fn generate_aidl() {
-    let dir = std::path::PathBuf::from("aidl/vendor/dmabufd");
+fn generate_aidl(dir: &str, output: &str) {
     rsbinder_aidl::Builder::new()
-        .source(dir)
-        .output(std::path::PathBuf::from("dmabufd_aidl.rs"))
+        .source(std::path::PathBuf::from(dir))
+        .output(std::path::PathBuf::from(output))
         .generate()
         .unwrap_or_else(|err| {
             eprintln!("AIDL code generation failed: {err:?}");

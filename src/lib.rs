@@ -16,7 +16,9 @@
 //! * [`diff`]: what grew, shrank, appeared and vanished between two snapshots.
 //! * [`top`]: the frames of `dmabufctl top` (groups sorted, with change since start and since
 //!   the last frame).
+//! * [`openmetrics`]: the same views as an OpenMetrics exposition, for Prometheus.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
+//! * [`memtrack`]: the memtrack HAL's records of a pid, per type.
 //! * [`handoff`]: the ledger joined with a scan: who asked for each buffer against who holds it.
 //! * `service`: the binder adapter (feature `binder`).
 
@@ -32,7 +34,9 @@ pub mod heap;
 pub mod kernel_buffers;
 pub mod ledger;
 pub mod logging;
+pub mod memtrack;
 pub mod name;
+pub mod openmetrics;
 pub mod procfs;
 pub mod report;
 pub mod scan;

@@ -86,6 +86,7 @@ fn render(report: &Report, args: &DumpArgs, filtered: bool, source: &str) -> cra
     Ok(match args.format {
         Format::Json => snapshot::json(report, &Meta::now(source), true)?,
         Format::Csv => report::csv(report, view),
+        Format::Openmetrics => crate::openmetrics::render(report),
         Format::Table => match report::empty_message(report, filtered) {
             Some(message) => message,
             None => report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB }),

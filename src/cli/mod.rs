@@ -9,6 +9,7 @@ mod diff;
 mod dump;
 #[cfg(feature = "binder")]
 mod remote;
+mod serve;
 mod top;
 
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// A live view sorted by Rss, with change since start and since the last frame (like top).
     Top(TopArgs),
+    /// Serve OpenMetrics over HTTP (`GET /metrics`) for Prometheus: one scan per scrape.
+    Serve(ServeArgs),
     /// Asked-by versus held-by: who asked the service for each live buffer and who holds it
     /// now, and per uid bytes asked against bytes held (needs --service).
     Holders(LedgerArgs),
@@ -108,6 +111,8 @@ pub enum Format {
     Csv,
     /// JSON for programs (the `dump` schema is in docs/dump.md).
     Json,
+    /// OpenMetrics text for Prometheus (`dump` only; families in docs/dump.md).
+    Openmetrics,
 }
 
 /// Which view `dump` tables group by (the variant docs are also `--help` text).
@@ -230,6 +235,17 @@ pub struct LedgerArgs {
     pub format: Format,
 }
 
+/// `dmabufctl serve`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: ADDR:PORT, or a bare PORT for loopback (127.0.0.1) only.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = serve::listen_addr)]
+    pub metrics: std::net::SocketAddr,
+    /// Root of the proc filesystem to scan (for tests and offline captures).
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
 /// Runs `dmabufctl` with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
     crate::logging::init("dmabufctl", "warn,rsbinder=off");
@@ -257,6 +273,7 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Heaps => alloc::heaps(),
         Command::Alloc(args) => alloc::alloc(&args),
         Command::Dump(args) => dump::dump(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Ledger(_) | Command::Holders(_) | Command::History(_) => {
             Err(Error::InvalidArgument(
                 "the ledger lives in the service: use dmabufctl --service ledger, holders or history"

@@ -45,6 +45,9 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
                 report(&service, convert::uid_selector_to_aidl(None), ALL)
             })
         }
+        Command::Serve(_) => {
+            Err(Error::InvalidArgument("serve scans /proc itself: run it without --service".into()))
+        }
         Command::Holders(args) => holders(&accounting(&transport)?, &args),
         Command::History(args) => history(&accounting(&transport)?, &args),
     }
@@ -130,6 +133,9 @@ fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
         Format::Table => report::ledger_table(&entries),
         Format::Csv => report::ledger_csv(&entries),
         Format::Json => report::ledger_json(&entries)?,
+        Format::Openmetrics => {
+            return Err(Error::InvalidArgument("the ledger has no openmetrics output".into()))
+        }
     };
     print(&text)
 }
@@ -147,12 +153,15 @@ fn holders(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
         Format::Table => report::handoff_table(&view),
         Format::Csv => report::handoff_csv(&view),
         Format::Json => report::handoff_json(&view)?,
+        Format::Openmetrics => {
+            return Err(Error::InvalidArgument("holders has no openmetrics output".into()))
+        }
     };
     print(&text)
 }
 
 fn history(service: &Strong<dyn IAccounting>, args: &HistoryArgs) -> Result<()> {
-    if args.format == Format::Csv {
+    if matches!(args.format, Format::Csv | Format::Openmetrics) {
         return Err(Error::InvalidArgument("history prints as table or json".into()));
     }
     if args.reset {

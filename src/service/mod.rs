@@ -13,6 +13,7 @@ pub mod convert;
 pub mod errors;
 pub mod history;
 mod interfaces;
+mod memtrack;
 mod pages;
 mod scans;
 mod snapshots;
@@ -25,6 +26,7 @@ use clap::Parser;
 
 use self::compat::Transport;
 use self::interfaces::{AccountingService, AllocatorService};
+use self::memtrack::MemtrackService;
 use self::state::{Policy, Shared};
 use crate::error::{EXIT_FAILURE, EXIT_USAGE};
 use crate::heap::{Allocator, HEAP_DIR};
@@ -35,7 +37,8 @@ use crate::units;
 #[command(
     name = "dmabufd",
     version,
-    about = "Named dma-buf allocation service (vendor.dmabufd.IAllocator, IAccounting)"
+    about = "Named dma-buf allocation service (vendor.dmabufd.IAllocator, IAccounting) and \
+             memtrack HAL (android.hardware.memtrack.IMemtrack)"
 )]
 struct Args {
     /// Uids that may query other uids' accounting data and ledger (comma-separated or repeated).
@@ -59,6 +62,11 @@ struct Args {
     /// Directory of heap devices (tests point it at a directory of links to /dev/dma_heap).
     #[arg(long, value_name = "DIR", default_value = HEAP_DIR, hide = true)]
     heap_dir: PathBuf,
+    /// Which purpose-name prefix makes a buffer memtrack's GL, CAMERA or MULTIMEDIA:
+    /// TYPE=PREFIX, TYPE one of gl, camera, multimedia (comma-separated or repeated; the longest
+    /// matching prefix wins, no match is OTHER). Default: gl=GL,camera=CAMERA,multimedia=codec.
+    #[arg(long = "memtrack-prefix", value_name = "TYPE=PREFIX", value_delimiter = ',')]
+    memtrack_prefixes: Vec<String>,
     /// Serve binder RPC on this unix socket instead of registering with a service manager
     /// (host testing; needs feature `rpc`).
     #[arg(long, value_name = "SOCKET")]
@@ -107,6 +115,14 @@ pub fn main() -> i32 {
             return EXIT_USAGE;
         }
     };
+    let prefixes = match crate::memtrack::PrefixMap::parse(&args.memtrack_prefixes) {
+        Ok(prefixes) => prefixes,
+        Err(e) => {
+            log::error!("bad configuration: {e}");
+            eprintln!("dmabufd: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let live = LiveBuffers::detect();
     log::info!("policy {policy:?}, max buffer {max_size} bytes, live buffer list from {live}");
     let shared = Arc::new(Shared::new(policy, Allocator::with_dir(args.heap_dir, max_size), live));
@@ -121,8 +137,9 @@ pub fn main() -> i32 {
         None => Transport::Kernel(args.device),
     };
     let allocator = compat::new_allocator(AllocatorService(Arc::clone(&shared)));
-    let accounting = compat::new_accounting(AccountingService(shared));
-    match compat::serve(&transport, args.threads, allocator, accounting) {
+    let accounting = compat::new_accounting(AccountingService(Arc::clone(&shared)));
+    let memtrack = compat::new_memtrack(MemtrackService(shared, prefixes));
+    match compat::serve(&transport, args.threads, allocator, accounting, memtrack) {
         Ok(()) => 0,
         Err(code) => {
             log::error!("serving on {transport:?} failed: {code:?}");

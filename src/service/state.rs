@@ -17,7 +17,7 @@ use crate::handoff::{self, Handoffs};
 use crate::heap::{AllocRequest, Allocator};
 use crate::kernel_buffers::LiveBuffers;
 use crate::ledger::{self, Entry, Ledger};
-use crate::{report, sys, Error, Result};
+use crate::{memtrack, report, sys, Error, Result};
 
 /// A prune that drops at least this many entries also drops the latest scan (it describes dead
 /// buffers) and returns freed memory to the kernel ([`sys::release_free_memory`]); smaller ones
@@ -366,6 +366,30 @@ impl Shared {
         }
         let history = self.history_lock().view(only);
         w.write_all(history.table().as_bytes())
+    }
+
+    /// The memtrack records of `pid` for the V1 type value `kind`. Anyone may ask about their
+    /// own pid, the allowlist (system_server's uid 1000 by default) about any.
+    pub fn memtrack(
+        &self,
+        caller: Caller,
+        pid: i32,
+        kind: i32,
+        prefixes: &memtrack::PrefixMap,
+    ) -> Result<[memtrack::Record; 2]> {
+        if pid <= 0 {
+            return Err(Error::InvalidArgument(format!("pid {pid} is not a process id")));
+        }
+        let kind = memtrack::MemtrackType::from_wire(kind).ok_or_else(|| {
+            Error::InvalidArgument(format!("memtrack type {kind} is not one of V1's (0 to 4)"))
+        })?;
+        if !self.policy.sees_all(caller.uid) && caller.pid != pid {
+            return Err(Error::PermissionDenied(format!(
+                "uid {} may only ask memtrack about its own pid",
+                caller.uid
+            )));
+        }
+        Ok(memtrack::records(&*self.model()?, prefixes, pid, kind))
     }
 
     /// The latest scan (see [`Scans::model`]). The ledger lock is not held while scanning.

@@ -6,6 +6,8 @@
 //! * `aidl_interface { name: "vendor.dmabufd", backend: { rust: { enabled: true } } }` gives the
 //!   module `vendor.dmabufd-V3-rust`, whose crate is `vendor_dmabufd` with the package under
 //!   `vendor_dmabufd::aidl::vendor::dmabufd`.
+//! * AOSP's `android.hardware.memtrack-V1-rust` gives the crate `android_hardware_memtrack`
+//!   with the package under `android_hardware_memtrack::aidl::android::hardware::memtrack`.
 //! * The service and CLI crates get `rustlibs: ["libbinder_rs", "vendor.dmabufd-V3-rust"]`,
 //!   `features: ["binder"]` and `cfgs: ["dmabufd_aosp"]`; no rsbinder, no `rpc` feature.
 
@@ -16,13 +18,19 @@ pub use binder::{
     ExceptionCode, FromIBinder, Interface, ParcelFileDescriptor, Status, StatusCode, Strong,
 };
 
-use super::{Caller, Transport, Unreachable, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
+use super::{
+    Caller, Transport, Unreachable, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE, MEMTRACK_INSTANCE,
+};
 
 /// The AIDL package `vendor.dmabufd` from the `vendor.dmabufd-V3-rust` module.
 pub use vendor_dmabufd::aidl::vendor::dmabufd as aidl;
 
+/// The AIDL package `android.hardware.memtrack` from `android.hardware.memtrack-V1-rust`.
+pub use android_hardware_memtrack::aidl::android::hardware::memtrack as memtrack_aidl;
+
 use aidl::IAccounting::{BnAccounting, IAccounting};
 use aidl::IAllocator::{BnAllocator, IAllocator};
+use memtrack_aidl::IMemtrack::{BnMemtrack, IMemtrack};
 
 /// What an AIDL method returns.
 pub type Result<T> = binder::Result<T>;
@@ -53,12 +61,18 @@ pub fn new_accounting(service: impl IAccounting + Sync + 'static) -> Strong<dyn 
     BnAccounting::new_binder(service, BinderFeatures::default())
 }
 
-/// Registers both instances and serves them on `threads` binder threads until the process ends.
+/// Wraps an [`IMemtrack`] implementation into a binder object.
+pub fn new_memtrack(service: impl IMemtrack + Sync + 'static) -> Strong<dyn IMemtrack> {
+    BnMemtrack::new_binder(service, BinderFeatures::default())
+}
+
+/// Registers the instances and serves them on `threads` binder threads until the process ends.
 pub fn serve(
     transport: &Transport,
     threads: u32,
     allocator: Strong<dyn IAllocator>,
     accounting: Strong<dyn IAccounting>,
+    memtrack: Strong<dyn IMemtrack>,
 ) -> std::result::Result<(), StatusCode> {
     match transport {
         // libbinder picks the device (/dev/binder for vendor AIDL HALs); it cannot be chosen here.
@@ -67,6 +81,7 @@ pub fn serve(
             ProcessState::start_thread_pool();
             binder::add_service(ALLOCATOR_INSTANCE, allocator.as_binder())?;
             binder::add_service(ACCOUNTING_INSTANCE, accounting.as_binder())?;
+            binder::add_service(MEMTRACK_INSTANCE, memtrack.as_binder())?;
             ProcessState::join_thread_pool();
             Ok(())
         }

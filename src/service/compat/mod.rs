@@ -41,6 +41,8 @@ pub enum Transport {
 pub const ALLOCATOR_INSTANCE: &str = "vendor.dmabufd.IAllocator/default";
 /// See [`ALLOCATOR_INSTANCE`].
 pub const ACCOUNTING_INSTANCE: &str = "vendor.dmabufd.IAccounting/default";
+/// AOSP's memtrack HAL, which dmabufd also serves (`dumpsys meminfo` asks it).
+pub const MEMTRACK_INSTANCE: &str = "android.hardware.memtrack.IMemtrack/default";
 
 /// Why a service could not be reached, in terms both binder crates share (their status enums
 /// differ only in spelling).
