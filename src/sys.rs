@@ -333,6 +333,13 @@ pub fn dma_buf_stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<Option<Fil
     fstat(file.as_fd()).map(Some)
 }
 
+/// Whether `fd` stays open across `exec` (clears or sets `FD_CLOEXEC`): how tests and the
+/// benchmark hand a buffer or pipe to a child they start.
+pub fn set_inheritable(fd: BorrowedFd<'_>, inherit: bool) -> SysResult<()> {
+    let flags = if inherit { rustix::io::FdFlags::empty() } else { rustix::io::FdFlags::CLOEXEC };
+    rustix::io::fcntl_setfd(fd, flags)
+}
+
 /// `fstat`, reduced to inode and size.
 pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
     FileStat::new(rustix::fs::fstat(fd)?)

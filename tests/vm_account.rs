@@ -8,7 +8,7 @@
 //! per-uid and per-name totals that another test's workload would disturb.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use dmabufd::account::{AppView, Filter, Name, NameView, Report};
 use dmabufd::scan::{scan, ScanOptions};
-use dmabufd::sys::{MapAccess, SharedMap};
+use dmabufd::sys::{set_inheritable, MapAccess, SharedMap};
 use exporter::Exporter;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use rustix::io::{fcntl_setfd, FdFlags};
+use fds::{recv_fd, send_fd};
+use nix::sys::socket::MsgFlags;
 
 mod data_bins;
 // Only the exporter of tests/vm_support: the rest needs the service, which this test (also a
@@ -29,6 +29,8 @@ mod data_bins;
 #[path = "vm_support/exporter.rs"]
 #[allow(dead_code)]
 mod exporter;
+#[path = "vm_support/fds.rs"]
+mod fds;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
@@ -43,40 +45,13 @@ fn inode(fd: BorrowedFd<'_>) -> u64 {
     rustix::fs::fstat(fd).expect("fstat").st_ino
 }
 
-fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
-    fcntl_setfd(fd, if yes { FdFlags::empty() } else { FdFlags::CLOEXEC }).expect("fcntl");
-}
-
 /// A shared read-only mapping of `len` bytes from `offset`, unmapped on drop.
 fn map(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SharedMap {
     SharedMap::new_range(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
 }
 
-// SCM_RIGHTS through nix: AOSP's rustix 0.38 is built without `net`.
-fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(b"f")], &cmsg, MsgFlags::empty(), None)
-        .expect("sendmsg");
-}
-
-fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
-    let mut space = nix::cmsg_space!(RawFd);
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let msg =
-        recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .expect("recvmsg");
-    let raw = msg
-        .cmsgs()
-        .expect("control messages")
-        .find_map(|m| match m {
-            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("an fd arrived");
-    // SAFETY: SCM_RIGHTS installed `raw` in this process's fd table for this receiver alone.
-    unsafe { OwnedFd::from_raw_fd(raw) }
+fn send(sock: &UnixStream, fd: BorrowedFd<'_>) {
+    send_fd(sock.as_fd(), None, fd, MsgFlags::empty()).expect("sendmsg");
 }
 
 /// Child process entry, ignored in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
@@ -94,7 +69,7 @@ fn child_role() {
         let sock: RawFd = sock.parse().expect("socket fd");
         // SAFETY: the parent passed this fd number to us and nothing else in this process owns it.
         let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-        received.push(recv_fd(sock.as_fd()));
+        received.push(recv_fd(sock.as_fd(), MsgFlags::empty()).expect("recvmsg").expect("an fd"));
     }
     let mut maps = Vec::new();
     for spec in
@@ -199,19 +174,19 @@ fn workload_exact_per_process_app_and_name() {
             .collect();
     drop(e);
     let (k_tx, _k_rx) = UnixStream::pair().expect("socketpair");
-    send_fd(&k_tx, k.as_fd());
+    send(&k_tx, k.as_fd());
     drop(k);
 
-    inheritable(a.as_fd(), true);
+    set_inheritable(a.as_fd(), true).expect("fcntl");
     let c1 = spawn_holder(1000, &[], true);
     let c2 = spawn_holder(
         1000,
         &[("DMABUFD_ACCT_MAP", format!("{}:0:{}", a.as_raw_fd(), 5 * PAGE))],
         true,
     );
-    inheritable(a.as_fd(), false);
+    set_inheritable(a.as_fd(), false).expect("fcntl");
     let (c_tx, c_rx) = UnixStream::pair().expect("socketpair");
-    inheritable(c_rx.as_fd(), true);
+    set_inheritable(c_rx.as_fd(), true).expect("fcntl");
     let c3 = spawn_holder(
         10057,
         &[
@@ -221,7 +196,7 @@ fn workload_exact_per_process_app_and_name() {
         false,
     );
     drop(c_rx);
-    send_fd(&c_tx, c.as_fd());
+    send(&c_tx, c.as_fd());
     drop(c);
     let mut c3 = c3;
     wait_until_ready(&mut c3);
@@ -348,10 +323,10 @@ fn workload_exact_per_process_app_and_name() {
 fn processes_exiting_during_scans() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let stable = alloc("acct stable", 3 * PAGE);
-    inheritable(stable.as_fd(), true);
+    set_inheritable(stable.as_fd(), true).expect("fcntl");
     let s1 = spawn_holder(10061, &[], true);
     let s2 = spawn_holder(10061, &[], true);
-    inheritable(stable.as_fd(), false);
+    set_inheritable(stable.as_fd(), false).expect("fcntl");
     let stable_inode = inode(stable.as_fd());
     drop(stable);
     let holders = [s1.id() as i32, s2.id() as i32];
@@ -365,7 +340,7 @@ fn processes_exiting_during_scans() {
         churn.retain_mut(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false));
         while churn.len() < 8 {
             let buf = alloc("acct churn", PAGE);
-            inheritable(buf.as_fd(), true);
+            set_inheritable(buf.as_fd(), true).expect("fcntl");
             let ms = 5 + (churn.len() as u64 * 37 + scans as u64 * 11) % 120;
             churn.push(spawn_holder(10062, &[("DMABUFD_ACCT_LIFETIME_MS", ms.to_string())], false));
             drop(buf);

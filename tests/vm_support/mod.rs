@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod exporter;
+pub mod fds;
 
 use std::io::BufRead;
 use std::io::BufReader;

@@ -1,0 +1,36 @@
+//! Passing dma-buf fds between the tests' processes over unix sockets (`SCM_RIGHTS`), one copy
+//! for every VM test: stream or datagram, connected or addressed. Through nix because
+//! tests/vm_account.rs is also a Soong test and AOSP's rustix 0.38 is built without `net`.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+
+/// Sends `fd` with one byte over `sock`, to `to` for an unconnected datagram socket.
+pub fn send_fd(
+    sock: BorrowedFd<'_>,
+    to: Option<&UnixAddr>,
+    fd: BorrowedFd<'_>,
+    flags: MsgFlags,
+) -> nix::Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg(sock.as_raw_fd(), &[IoSlice::new(b"f")], &cmsg, flags, to).map(drop)
+}
+
+/// Receives one byte and the fd sent with it (close-on-exec); `Ok(None)` when a message came
+/// without one.
+pub fn recv_fd(sock: BorrowedFd<'_>, flags: MsgFlags) -> nix::Result<Option<OwnedFd>> {
+    let mut space = nix::cmsg_space!(RawFd);
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let flags = flags | MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+    let raw = msg.cmsgs()?.find_map(|m| match m {
+        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+        _ => None,
+    });
+    // SAFETY: SCM_RIGHTS installed `raw` in this process's fd table for this receiver alone.
+    Ok(raw.map(|raw| unsafe { OwnedFd::from_raw_fd(raw) }))
+}
