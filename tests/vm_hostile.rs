@@ -527,7 +527,59 @@ fn raw_parcels(stack: &mut Stack) {
     still_serves(stack, pid, "raw parcels");
 }
 
+// ---- Benchmark: ledger queries while pruning falls back to a /proc scan. ---------------------
+
+/// CPU time (user + system) `pid` has used, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The command name is in parentheses and may hold spaces: fields count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// `bench-prune`: with no kernel buffer list (debugfs detached, no sysfs stats), every ledger
+/// query prunes against a full /proc scan. One client asks for its ledger back to back; the
+/// table shows the service's CPU time against the wall time (BENCHMARKS.md).
+fn bench_prune() {
+    // SAFETY: a NUL-terminated path; MNT_DETACH takes no data.
+    let ret = unsafe { libc::umount2(c"/sys/kernel/debug".as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(ret, 0, "umount debugfs: {}", std::io::Error::last_os_error());
+    assert!(std::fs::metadata(vm_support::BUFINFO).is_err(), "bufinfo still readable");
+    assert!(std::fs::metadata("/sys/kernel/dmabuf/buffers").is_err(), "the kernel has sysfs stats");
+    let stack = Stack::start(CONFIG);
+    let pid = stack.pid();
+    // Something to scan: 64 more processes, and 256 buffers held through the service.
+    let idle: Vec<vm_support::Reaped> = (0..64)
+        .map(|_| {
+            vm_support::Reaped(
+                std::process::Command::new("sleep").arg("600").spawn().expect("sleep"),
+            )
+        })
+        .collect();
+    let alloc = allocator();
+    let held: Vec<_> = (0..256)
+        .map(|_| alloc.allocate(&request("system", 4096, "bench")).expect("allocate"))
+        .collect();
+    let acct = accounting();
+    println!("\n| back-to-back getLedger calls | wall s | service CPU s | service CPU / wall |");
+    println!("|---|---|---|---|");
+    for calls in [10, 100] {
+        let (cpu, t) = (cpu_ticks(pid), std::time::Instant::now());
+        for _ in 0..calls {
+            assert_eq!(acct.getLedger(ALL).expect("ledger").len(), held.len());
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = (cpu_ticks(pid) - cpu) as f64 / 100.0;
+        println!("| {calls} | {wall:.2} | {cpu:.2} | {:.0}% |", 100.0 * cpu / wall);
+    }
+    drop((held, idle, stack));
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("bench-prune") {
+        bench_prune();
+        return;
+    }
     let tests: [(&str, Test); 9] = [
         ("sizes", sizes),
         ("over_quota_while_holding", over_quota_while_holding),

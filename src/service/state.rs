@@ -141,13 +141,23 @@ impl Shared {
 
     /// Drops ledger entries of buffers that died. A failure to read the kernel's list keeps
     /// every entry: a stale entry only over-counts, a wrongly dropped one hides an allocation.
+    /// Without a kernel list, the live buffers are those of the shared, rate-limited scan
+    /// ([`Scans::model`]), so that pruning on every query costs no more than reports do.
     fn prune(&self) {
         let seen = self.ledger().generation();
-        match self.live.read() {
-            Ok(live) => {
-                let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
+        let pruned = match &self.live {
+            // A model is only reused while the ledger is at the generation it started at, so
+            // entries committed after it started are newer than `seen` and kept.
+            LiveBuffers::Scan => self.scans.model(seen).map(|model| {
+                self.ledger().retain_live(seen, |inode| model.buffers.contains_key(&inode))
+            }),
+            kernel => kernel
+                .read()
+                .map(|live| self.ledger().retain_live(seen, |inode| live.contains(&inode))),
+        };
+        match pruned {
+            Ok(dropped) => {
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
-                drop(live);
                 if dropped >= TRIM_AFTER {
                     self.scans.forget();
                 }
