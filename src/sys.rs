@@ -350,6 +350,10 @@ pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
 /// glibc otherwise raises its mmap and trim thresholds after each large free (up to 32 and
 /// 64 MiB), and `malloc_trim` never trims the top of a thread's arena: measured, 27 MB stayed
 /// held with 148 KB in use. Fixing the mmap threshold at 256 KiB turns that adjustment off.
+/// And every thread allocates from one arena, the main one: `malloc_trim` gives back the free
+/// top of the main arena only, and a thread arena's top is trimmed only by a free of 64 KiB or
+/// more, so after 100,000 small entries died the binder and scan threads' arenas still kept
+/// about 6 MiB resident (measured, BENCHMARKS.md). Call it before any thread starts.
 /// bionic: `M_DECAY_TIME` 1, release freed pages promptly. Elsewhere nothing.
 pub fn return_large_frees_to_the_kernel() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -359,8 +363,12 @@ pub fn return_large_frees_to_the_kernel() {
         }
         /// glibc's `M_MMAP_THRESHOLD`.
         const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+        /// glibc's `M_ARENA_MAX`.
+        const M_ARENA_MAX: std::ffi::c_int = -8;
         // SAFETY: mallopt takes no pointers; it sets one of glibc's tunables.
         unsafe { mallopt(M_MMAP_THRESHOLD, 256 << 10) };
+        // SAFETY: as above.
+        unsafe { mallopt(M_ARENA_MAX, 1) };
     }
     #[cfg(target_os = "android")]
     {
