@@ -20,8 +20,7 @@ use dmabufd::account::{AppView, Filter, Name, NameView, Report};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{set_inheritable, MapAccess, SharedMap};
 use exporter::Exporter;
-use fds::{recv_fd, send_fd};
-use nix::sys::socket::MsgFlags;
+use fdpass::{recv_fd, send_fd};
 
 mod data_bins;
 // Only the exporter of tests/vm_support: the rest needs the service, which this test (also a
@@ -29,8 +28,8 @@ mod data_bins;
 #[path = "vm_support/exporter.rs"]
 #[allow(dead_code)]
 mod exporter;
-#[path = "vm_support/fds.rs"]
-mod fds;
+#[path = "vm_support/fdpass.rs"]
+mod fdpass;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
@@ -50,10 +49,6 @@ fn map(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SharedMap {
     SharedMap::new_range(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
 }
 
-fn send(sock: &UnixStream, fd: BorrowedFd<'_>) {
-    send_fd(sock.as_fd(), None, fd, MsgFlags::empty()).expect("sendmsg");
-}
-
 /// Child process entry, ignored in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it
 /// keeps its inherited fds, receives `DMABUFD_ACCT_RECV` fds on that socket fd, maps what
 /// `DMABUFD_ACCT_MAP` lists (`fd:offset:len`, `recv` for a received fd) and then either waits
@@ -69,7 +64,7 @@ fn child_role() {
         let sock: RawFd = sock.parse().expect("socket fd");
         // SAFETY: the parent passed this fd number to us and nothing else in this process owns it.
         let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-        received.push(recv_fd(sock.as_fd(), MsgFlags::empty()).expect("recvmsg").expect("an fd"));
+        received.push(recv_fd(sock.as_fd()));
     }
     let mut maps = Vec::new();
     for spec in
@@ -174,7 +169,7 @@ fn workload_exact_per_process_app_and_name() {
             .collect();
     drop(e);
     let (k_tx, _k_rx) = UnixStream::pair().expect("socketpair");
-    send(&k_tx, k.as_fd());
+    send_fd(&k_tx, k.as_fd());
     drop(k);
 
     set_inheritable(a.as_fd(), true).expect("fcntl");
@@ -196,7 +191,7 @@ fn workload_exact_per_process_app_and_name() {
         false,
     );
     drop(c_rx);
-    send(&c_tx, c.as_fd());
+    send_fd(&c_tx, c.as_fd());
     drop(c);
     let mut c3 = c3;
     wait_until_ready(&mut c3);

@@ -38,7 +38,7 @@ use dmabufd::Error;
 use nix::sys::socket::{MsgFlags, UnixAddr};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 use vm_support::{
-    accounting, allocator, bufinfo_inodes, client, fd_targets, fds, read_line, request,
+    accounting, allocator, bufinfo_inodes, client, fd_targets, fdpass, read_line, request,
     service_rss_kib, Config, Rng, Stack, Test, DEVICE,
 };
 
@@ -175,12 +175,12 @@ fn bind_socket(index: u64) -> OwnedFd {
 /// Sends `fd` to client `peer`; false if it is not there (killed) or its queue is full.
 fn send_fd(sock: &OwnedFd, peer: u64, fd: BorrowedFd<'_>) -> bool {
     let to = UnixAddr::new_abstract(socket_name(peer).as_bytes()).expect("abstract name");
-    fds::send_fd(sock.as_fd(), Some(&to), fd, MsgFlags::MSG_DONTWAIT).is_ok()
+    fdpass::send_fd_to(sock.as_fd(), Some(&to), fd, MsgFlags::MSG_DONTWAIT).is_ok()
 }
 
 /// A buffer some client sent, if one is waiting.
 fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
-    fds::recv_fd(sock.as_fd(), MsgFlags::MSG_DONTWAIT).ok().flatten()
+    fdpass::try_recv_fd(sock.as_fd(), MsgFlags::MSG_DONTWAIT).ok().flatten()
 }
 
 // ---- Client roles. ----------------------------------------------------------------------------
