@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -22,7 +22,6 @@ use std::time::Instant;
 use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{MapAccess, SharedMap};
-use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::pipe::PipeFlags;
 
 const BUF_SIZE: u64 = 4096;
@@ -74,17 +73,13 @@ fn parse_config(args: &[String]) -> Config {
     c
 }
 
-fn inheritable(fd: BorrowedFd<'_>) {
-    fcntl_setfd(fd, FdFlags::empty()).expect("fcntl");
-}
-
 fn driver(args: &[String]) {
     let cfg = parse_config(args);
     let exe = std::env::current_exe().expect("current exe");
     let (ready_rx, ready_tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
     let (stop_rx, stop_tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
-    inheritable(ready_tx.as_fd());
-    inheritable(stop_rx.as_fd());
+    dmabufd::sys::set_inheritable(ready_tx.as_fd(), true).expect("fcntl");
+    dmabufd::sys::set_inheritable(stop_rx.as_fd(), true).expect("fcntl");
     let mut ready_rx = File::from(ready_rx);
     let mut children = Vec::new();
     println!(

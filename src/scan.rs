@@ -22,6 +22,16 @@
 //! the first thread that still has one. A process that vanishes or is unreadable part-way is
 //! dropped whole and counted, never fatal: a half-read process would skew Pss for others.
 //!
+//! A dma-buf is recognised by its file system, never by its name alone: an fd link or a maps line
+//! that reads `/dmabuf:` may be any process's own file of that name (in a mount namespace it
+//! made, say). Every dma-buf since Linux 5.3 lives on one pseudo file system, so the scan learns
+//! that file system's device from the first fd (or `map_files/` entry, which needs
+//! `CAP_SYS_ADMIN`) whose `fstatfs` says `DMA_BUF_MAGIC`, and from then on compares an fd's
+//! `st_dev` (the `stat` it needs anyway) or a maps line's device column with it: no extra
+//! syscall per buffer. A maps line met before the device is known and with no `map_files/` to
+//! ask is decided when the walk is over; if nothing in the walk told the device, it is taken on
+//! its name (documented in docs/dump.md).
+//!
 //! The kernel's buffer list is read before and after the walk, so the snapshot is consistent: a
 //! buffer is kernel-only only if it was listed both times and no process was seen holding it
 //! (buffers created or freed during the walk are never kernel-only), and the exported total
@@ -34,13 +44,13 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-use crate::sys::{self, Errno, RawDir};
+use crate::sys::{self, Errno, FileStat, RawDir};
 
 use crate::account::{Buffer, Model, Name, Process};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
-use crate::procfs::{self, fd::Link};
+use crate::procfs::{self, fd::Link, maps::DmaBufMap};
 use crate::{Error, Result};
 
 /// Where to look and how hard to work.
@@ -99,12 +109,13 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
         .map(|b| b.inode)
         .collect();
     let claimed = Mutex::new(known);
+    let dmabuf_dev = OnceLock::new();
     let workers = opts.worker_count(pids.len());
     let partials: Vec<Partial> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let mut w = Worker::new(root.as_fd(), &claimed);
+                    let mut w = Worker::new(root.as_fd(), &claimed, &dmabuf_dev);
                     while let Some(&pid) = pids.get(next.fetch_add(1, Ordering::Relaxed)) {
                         w.process(pid);
                     }
@@ -118,7 +129,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    let mut model = merge(partials);
+    let mut model = merge(partials, dmabuf_dev.get().copied());
     if let Some((source, before)) = before {
         // The second read only decides which unseen buffers are kernel-only: when the walk saw
         // every listed buffer there are none to decide, and the first read is the whole answer.
@@ -165,6 +176,25 @@ struct Partial {
     buffers: HashMap<u64, Buffer>,
     processes: Vec<Process>,
     unreadable: u32,
+    /// Mappings (and their pids) read before the dma-buf device was known, decided in [`merge`].
+    undecided: Vec<(i32, Undecided)>,
+}
+
+/// A mapping named like a dma-buf whose device could not be checked yet.
+struct Undecided {
+    dev: u64,
+    inode: u64,
+    extent: u64,
+    name: Option<Name>,
+}
+
+/// What an fd's file is, by its file system.
+enum FdFile {
+    DmaBuf(FileStat),
+    /// Another file system's file that only has a dma-buf's name.
+    Other,
+    /// Not stat-able (closed meanwhile, or a captured system): fdinfo decides.
+    Unknown,
 }
 
 /// Why a process was dropped (only logged; both count as unreadable).
@@ -197,6 +227,8 @@ impl From<Errno> for Skip {
 struct Worker<'a> {
     root: BorrowedFd<'a>,
     claimed: &'a Mutex<HashSet<u64>>,
+    /// `st_dev` of the dma-buf file system, once some worker has seen a dma-buf.
+    dmabuf_dev: &'a OnceLock<u64>,
     dirents: Vec<MaybeUninit<u8>>,
     link: [u8; 256],
     file: Vec<u8>,
@@ -206,14 +238,21 @@ struct Worker<'a> {
     /// Tids whose fd tables this process has been read through, leader first.
     tables: Vec<i32>,
     tids: Vec<i32>,
+    /// This process's [`Undecided`] mappings until it has been read whole.
+    undecided: Vec<Undecided>,
     out: Partial,
 }
 
 impl<'a> Worker<'a> {
-    fn new(root: BorrowedFd<'a>, claimed: &'a Mutex<HashSet<u64>>) -> Self {
+    fn new(
+        root: BorrowedFd<'a>,
+        claimed: &'a Mutex<HashSet<u64>>,
+        dmabuf_dev: &'a OnceLock<u64>,
+    ) -> Self {
         Self {
             root,
             claimed,
+            dmabuf_dev,
             dirents: vec![MaybeUninit::uninit(); 32 * 1024],
             link: [0; 256],
             file: Vec::with_capacity(64 * 1024),
@@ -222,6 +261,7 @@ impl<'a> Worker<'a> {
             map_hits: Vec::new(),
             tables: Vec::new(),
             tids: Vec::new(),
+            undecided: Vec::new(),
             out: Partial::default(),
         }
     }
@@ -229,6 +269,7 @@ impl<'a> Worker<'a> {
     fn process(&mut self, pid: i32) {
         self.fd_hits.clear();
         self.map_hits.clear();
+        self.undecided.clear();
         match self.read_process(pid) {
             Ok(None) => {}
             Ok(Some(process)) => {
@@ -242,6 +283,7 @@ impl<'a> Worker<'a> {
                         *b.map_refs.entry(pid).or_default() += 1;
                     }
                 }
+                self.out.undecided.extend(self.undecided.drain(..).map(|u| (pid, u)));
                 self.out.processes.push(process);
             }
             Err(Skip::Vanished) => {
@@ -264,7 +306,7 @@ impl<'a> Worker<'a> {
         if thread_count(dir.as_fd()) > 1 {
             self.read_threads(pid, dir.as_fd(), mapped)?;
         }
-        if self.fd_hits.is_empty() && self.map_hits.is_empty() {
+        if self.fd_hits.is_empty() && self.map_hits.is_empty() && self.undecided.is_empty() {
             return Ok(None);
         }
         read_file(dir.as_fd(), c"status", &mut self.file, Records::One)?;
@@ -374,7 +416,14 @@ impl<'a> Worker<'a> {
         link_len: usize,
     ) -> Option<u64> {
         // Anonymous inodes are shared by every buffer: identity must come from fdinfo.
-        let stat = if anon { None } else { sys::stat_at(fd_dir, fd_name).ok() };
+        let stat = match anon {
+            true => None,
+            false => match self.identify_fd(fd_dir, fd_name) {
+                FdFile::DmaBuf(st) => Some(st),
+                FdFile::Other => return None,
+                FdFile::Unknown => None,
+            },
+        };
         if let Some(st) = &stat {
             let inode = st.inode;
             if self.out.buffers.contains_key(&inode) || !self.claim(inode) {
@@ -412,6 +461,26 @@ impl<'a> Worker<'a> {
         Some(inode)
     }
 
+    /// Tells a dma-buf fd from a file that only has a dma-buf's link text: by `st_dev` once the
+    /// dma-buf device is known, else by `fstatfs` (which then teaches the device).
+    fn identify_fd(&self, fd_dir: BorrowedFd<'_>, fd_name: &CStr) -> FdFile {
+        match self.dmabuf_dev.get() {
+            Some(&dev) => match sys::stat_at(fd_dir, fd_name) {
+                Ok(st) if st.dev == dev => FdFile::DmaBuf(st),
+                Ok(_) => FdFile::Other,
+                Err(_) => FdFile::Unknown,
+            },
+            None => match sys::dma_buf_stat_at(fd_dir, fd_name) {
+                Ok(Some(st)) => {
+                    let _ = self.dmabuf_dev.set(st.dev);
+                    FdFile::DmaBuf(st)
+                }
+                Ok(None) => FdFile::Other,
+                Err(_) => FdFile::Unknown,
+            },
+        }
+    }
+
     fn read_fdinfo(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -439,19 +508,22 @@ impl<'a> Worker<'a> {
     fn read_maps(&mut self, dir: BorrowedFd<'_>) -> std::result::Result<bool, Skip> {
         read_file(dir, c"maps", &mut self.file, Records::Many)?;
         let (buffers, hits) = (&mut self.out.buffers, &mut self.map_hits);
+        let (undecided, dmabuf_dev) = (&mut self.undecided, self.dmabuf_dev);
         procfs::maps::for_each_dmabuf(&self.file, |m| {
             let extent = m.offset.saturating_add(m.len());
-            let b = buffers.entry(m.inode).or_insert_with(|| Buffer {
-                inode: m.inode,
-                size: extent,
-                size_from_maps: true,
-                name: model_name(&procfs::maps::unescape_name(m.name)),
-                ..Buffer::default()
-            });
-            if b.size_from_maps {
-                b.size = b.size.max(extent);
+            let name = || model_name(&procfs::maps::unescape_name(m.name));
+            match map_is_dma_buf(dmabuf_dev, dir, &m) {
+                Some(true) => {
+                    let b =
+                        buffers.entry(m.inode).or_insert_with(|| mapped(m.inode, extent, name()));
+                    record_mapping(b, extent);
+                    hits.push(m.inode);
+                }
+                Some(false) => {}
+                None => {
+                    undecided.push(Undecided { dev: m.dev, inode: m.inode, extent, name: name() })
+                }
             }
-            hits.push(m.inode);
         });
         Ok(!self.file.is_empty())
     }
@@ -467,6 +539,39 @@ impl<'a> Worker<'a> {
     fn cpath(&self) -> &CStr {
         CStr::from_bytes_until_nul(&self.path).unwrap_or(c"")
     }
+}
+
+/// Whether a maps line is a dma-buf's by its device: the known dma-buf device, else the file
+/// system of the mapped file (`map_files/`, which teaches the device); `None` when neither can
+/// be had yet.
+fn map_is_dma_buf(
+    dmabuf_dev: &OnceLock<u64>,
+    dir: BorrowedFd<'_>,
+    m: &DmaBufMap<'_>,
+) -> Option<bool> {
+    if let Some(&dev) = dmabuf_dev.get() {
+        return Some(m.dev == dev);
+    }
+    let path = std::ffi::CString::new(format!("map_files/{:x}-{:x}", m.start, m.end)).ok()?;
+    match sys::dma_buf_stat_at(dir, &path) {
+        Ok(Some(st)) => Some(m.dev == *dmabuf_dev.get_or_init(|| st.dev) && st.inode == m.inode),
+        Ok(None) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// A buffer first seen in a mapping reaching `extent` bytes into it: until a source with the
+/// true size says otherwise, a map-only buffer is as large as its furthest mapping.
+fn mapped(inode: u64, extent: u64, name: Option<Name>) -> Buffer {
+    Buffer { inode, size: extent, size_from_maps: true, name, ..Buffer::default() }
+}
+
+/// Records one more mapping reaching `extent` bytes into `b` (see [`mapped`]).
+fn record_mapping(b: &mut Buffer, extent: u64) -> &mut Buffer {
+    if b.size_from_maps {
+        b.size = b.size.max(extent);
+    }
+    b
 }
 
 /// How a proc file hands out its contents.
@@ -503,10 +608,13 @@ fn read_file(
 }
 
 /// Joins the workers' views. Workers saw disjoint pids, so ref maps just union; a buffer's
-/// metadata is taken from whichever worker read its fdinfo.
-fn merge(partials: Vec<Partial>) -> Model {
+/// metadata is taken from whichever worker read its fdinfo. Undecided mappings count if their
+/// device is the dma-buf one, or if the walk never learned it (nothing else can tell then).
+fn merge(partials: Vec<Partial>, dmabuf_dev: Option<u64>) -> Model {
     let mut model = Model::default();
-    for p in partials {
+    let mut undecided = Vec::new();
+    for mut p in partials {
+        undecided.append(&mut p.undecided);
         model.unreadable_processes += p.unreadable;
         model.processes.extend(p.processes.into_iter().map(|pr| (pr.pid, pr)));
         for (inode, b) in p.buffers {
@@ -533,6 +641,11 @@ fn merge(partials: Vec<Partial>) -> Model {
                 }
             }
         }
+    }
+    for (pid, u) in undecided.into_iter().filter(|(_, u)| dmabuf_dev.is_none_or(|d| d == u.dev)) {
+        let b = model.buffers.entry(u.inode).or_insert_with(|| mapped(u.inode, u.extent, u.name));
+        let b = record_mapping(b, u.extent);
+        *b.map_refs.entry(pid).or_default() += 1;
     }
     // Buffers recorded for a process that was then dropped have no holders left.
     model.buffers.retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());

@@ -17,7 +17,7 @@
 //! values for both pointer widths, not just the one the tests were built for.
 
 use std::ffi::{c_void, CStr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -273,7 +273,7 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> SysResul
 }
 
 /// `fstatat` of `name` relative to `dir`, following links (a `/proc/<pid>/fd/<n>` entry is the
-/// open file), reduced to inode and size.
+/// open file), reduced to inode, size and device.
 pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<FileStat> {
     FileStat::new(rustix::fs::statat(dir, name, AtFlags::empty())?)
 }
@@ -307,15 +307,37 @@ pub struct FileStat {
     pub inode: u64,
     /// `st_size`: for a dma-buf, the buffer size after the kernel's page rounding.
     pub size: u64,
+    /// `st_dev`: every dma-buf (since Linux 5.3) lives on one pseudo file system, so this is
+    /// the same for all of them and tells them from files that only look like one.
+    pub dev: u64,
 }
 
 impl FileStat {
     fn new(st: rustix::fs::Stat) -> SysResult<Self> {
         // A negative size never comes from a real file; treat it as a broken fd.
         let size = u64::try_from(st.st_size).map_err(|_| Errno::INVAL)?;
-        #[allow(clippy::useless_conversion)] // `st_ino`'s width differs by architecture.
-        Ok(FileStat { inode: u64::from(st.st_ino), size })
+        #[allow(clippy::useless_conversion)] // `st_ino`/`st_dev` widths differ by architecture.
+        Ok(FileStat { inode: u64::from(st.st_ino), size, dev: u64::from(st.st_dev) })
     }
+}
+
+/// If `name` relative to `dir` (followed: a `/proc/<pid>/fd/<n>` or `map_files/<range>` entry is
+/// the open or mapped file) is a dma-buf by its file system's magic, its stat; `None` for any
+/// other file. Both answers come from one `O_PATH` open, which neither opens the file for I/O
+/// nor can be fooled by the fd being closed and reused in between.
+pub fn dma_buf_stat_at(dir: BorrowedFd<'_>, name: &CStr) -> SysResult<Option<FileStat>> {
+    let file = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    if !is_dma_buf(file.as_fd())? {
+        return Ok(None);
+    }
+    fstat(file.as_fd()).map(Some)
+}
+
+/// Whether `fd` stays open across `exec` (clears or sets `FD_CLOEXEC`): how tests and the
+/// benchmark hand a buffer or pipe to a child they start.
+pub fn set_inheritable(fd: BorrowedFd<'_>, inherit: bool) -> SysResult<()> {
+    let flags = if inherit { rustix::io::FdFlags::empty() } else { rustix::io::FdFlags::CLOEXEC };
+    rustix::io::fcntl_setfd(fd, flags)
 }
 
 /// `fstat`, reduced to inode and size.
@@ -328,6 +350,10 @@ pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<FileStat> {
 /// glibc otherwise raises its mmap and trim thresholds after each large free (up to 32 and
 /// 64 MiB), and `malloc_trim` never trims the top of a thread's arena: measured, 27 MB stayed
 /// held with 148 KB in use. Fixing the mmap threshold at 256 KiB turns that adjustment off.
+/// And every thread allocates from one arena, the main one: `malloc_trim` gives back the free
+/// top of the main arena only, and a thread arena's top is trimmed only by a free of 64 KiB or
+/// more, so after 100,000 small entries died the binder and scan threads' arenas still kept
+/// about 6 MiB resident (measured, BENCHMARKS.md). Call it before any thread starts.
 /// bionic: `M_DECAY_TIME` 1, release freed pages promptly. Elsewhere nothing.
 pub fn return_large_frees_to_the_kernel() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -337,8 +363,12 @@ pub fn return_large_frees_to_the_kernel() {
         }
         /// glibc's `M_MMAP_THRESHOLD`.
         const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+        /// glibc's `M_ARENA_MAX`.
+        const M_ARENA_MAX: std::ffi::c_int = -8;
         // SAFETY: mallopt takes no pointers; it sets one of glibc's tunables.
         unsafe { mallopt(M_MMAP_THRESHOLD, 256 << 10) };
+        // SAFETY: as above.
+        unsafe { mallopt(M_ARENA_MAX, 1) };
     }
     #[cfg(target_os = "android")]
     {

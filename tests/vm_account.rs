@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use dmabufd::account::{AppView, Filter, Name, NameView, Report};
 use dmabufd::scan::{scan, ScanOptions};
-use dmabufd::sys::{MapAccess, SharedMap};
+use dmabufd::sys::{set_inheritable, MapAccess, SharedMap};
 use exporter::Exporter;
 use fdpass::{recv_fd, send_fd};
-use rustix::io::{fcntl_setfd, FdFlags};
 
 mod data_bins;
 // Only the exporter of tests/vm_support: the rest needs the service, which this test (also a
@@ -43,10 +42,6 @@ fn alloc(name: &str, size: u64) -> OwnedFd {
 
 fn inode(fd: BorrowedFd<'_>) -> u64 {
     rustix::fs::fstat(fd).expect("fstat").st_ino
-}
-
-fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
-    fcntl_setfd(fd, if yes { FdFlags::empty() } else { FdFlags::CLOEXEC }).expect("fcntl");
 }
 
 /// A shared read-only mapping of `len` bytes from `offset`, unmapped on drop.
@@ -177,16 +172,16 @@ fn workload_exact_per_process_app_and_name() {
     send_fd(&k_tx, k.as_fd());
     drop(k);
 
-    inheritable(a.as_fd(), true);
+    set_inheritable(a.as_fd(), true).expect("fcntl");
     let c1 = spawn_holder(1000, &[], true);
     let c2 = spawn_holder(
         1000,
         &[("DMABUFD_ACCT_MAP", format!("{}:0:{}", a.as_raw_fd(), 5 * PAGE))],
         true,
     );
-    inheritable(a.as_fd(), false);
+    set_inheritable(a.as_fd(), false).expect("fcntl");
     let (c_tx, c_rx) = UnixStream::pair().expect("socketpair");
-    inheritable(c_rx.as_fd(), true);
+    set_inheritable(c_rx.as_fd(), true).expect("fcntl");
     let c3 = spawn_holder(
         10057,
         &[
@@ -323,10 +318,10 @@ fn workload_exact_per_process_app_and_name() {
 fn processes_exiting_during_scans() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let stable = alloc("acct stable", 3 * PAGE);
-    inheritable(stable.as_fd(), true);
+    set_inheritable(stable.as_fd(), true).expect("fcntl");
     let s1 = spawn_holder(10061, &[], true);
     let s2 = spawn_holder(10061, &[], true);
-    inheritable(stable.as_fd(), false);
+    set_inheritable(stable.as_fd(), false).expect("fcntl");
     let stable_inode = inode(stable.as_fd());
     drop(stable);
     let holders = [s1.id() as i32, s2.id() as i32];
@@ -340,7 +335,7 @@ fn processes_exiting_during_scans() {
         churn.retain_mut(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false));
         while churn.len() < 8 {
             let buf = alloc("acct churn", PAGE);
-            inheritable(buf.as_fd(), true);
+            set_inheritable(buf.as_fd(), true).expect("fcntl");
             let ms = 5 + (churn.len() as u64 * 37 + scans as u64 * 11) % 120;
             churn.push(spawn_holder(10062, &[("DMABUFD_ACCT_LIFETIME_MS", ms.to_string())], false));
             drop(buf);

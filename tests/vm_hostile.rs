@@ -167,6 +167,97 @@ fn forged_names_do_not_stop_pruning(stack: &mut Stack) {
     still_serves(stack, pid, "forged names");
 }
 
+/// Makes `dmabuf:<name>` files on a tmpfs of its own and detaches the mount once they are open
+/// or mapped: from then on their fd links and maps lines read `/dmabuf:<name>`, exactly as a
+/// dma-buf's. Root does it here in the test's namespace; an unprivileged process can do the same
+/// in a user and mount namespace of its own. Returns the fds of `names` (the files stay alive
+/// while held).
+fn forge_dmabuf_files(names: &[&str], size: u64) -> Vec<OwnedFd> {
+    let dir = "/tmp/vm_hostile-forge";
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let (target, fstype) = (c"/tmp/vm_hostile-forge", c"tmpfs");
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; no data.
+    let ret = unsafe {
+        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+    };
+    assert_eq!(ret, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+    let fds = names
+        .iter()
+        .map(|name| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(format!("{dir}/dmabuf:{name}"))
+                .expect("create");
+            file.set_len(size).expect("size");
+            OwnedFd::from(file)
+        })
+        .collect();
+    // SAFETY: as above; MNT_DETACH takes no data.
+    let ret = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(ret, 0, "umount: {}", std::io::Error::last_os_error());
+    std::fs::remove_dir(dir).expect("rmdir");
+    fds
+}
+
+/// Files named like dma-bufs (see [`forge_dmabuf_files`]) are no holders and change no total,
+/// in the library's scan and in the service's report: one held by fd, one only mapped, beside a
+/// real buffer this process holds by fd and mapping.
+fn forged_dmabuf_files_are_not_holders(stack: &mut Stack) {
+    use dmabufd::account::{Filter, Report};
+    use dmabufd::scan::{scan, ScanOptions};
+    const PAGE: u64 = 4096;
+    let pid = stack.pid();
+    let me = std::process::id() as i32;
+    let real = allocator().allocate(&req("system", 3 * PAGE as i64, "real", 0)).expect("real");
+    let real_inode = real.inode as u64;
+    let real_fd: OwnedFd = real.fd.expect("fd").into();
+    let _real_map = dmabufd::sys::SharedMap::new(real_fd.as_fd(), 3 * PAGE as usize).expect("map");
+    let report =
+        || Report::build(&scan(&ScanOptions::default()).expect("scan"), &Filter::default());
+    let before = report();
+    let forged = forge_dmabuf_files(&["forged-fd", "forged-map"], 5 * PAGE);
+    let forged_map = dmabufd::sys::SharedMap::new(forged[1].as_fd(), 5 * PAGE as usize);
+    let _forged_map = forged_map.expect("map the forged file");
+    let forged_fd = forged.into_iter().next().expect("fd");
+    // They really look like dma-bufs to anyone reading links and maps by text.
+    let link =
+        std::fs::read_link(format!("/proc/self/fd/{}", forged_fd.as_raw_fd())).expect("link");
+    assert_eq!(link.as_os_str(), "/dmabuf:forged-fd");
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    assert_eq!(maps.lines().filter(|l| l.ends_with(" /dmabuf:forged-map")).count(), 1, "{maps}");
+
+    let after = report();
+    let forged_names = |r: &Report| {
+        r.buffers
+            .iter()
+            .filter(|b| b.name.as_ref().is_some_and(|n| n.as_bytes().starts_with(b"forged")))
+            .count()
+    };
+    assert_eq!(forged_names(&after), 0, "a forged file counted as a buffer");
+    let mine = |r: &Report| {
+        let p = r.processes.iter().find(|p| p.pid == me).expect("this process is a holder");
+        let held: Vec<u64> =
+            r.buffers.iter().filter(|b| b.holders().contains(&me)).map(|b| b.inode).collect();
+        (p.rss, p.fd_bytes, p.map_only_bytes, held)
+    };
+    assert_eq!(mine(&after), (3 * PAGE, 3 * PAGE, 0, vec![real_inode]));
+    assert_eq!(after.totals, before.totals, "a forged file changed a total");
+    assert_eq!(after.buffers.len(), before.buffers.len());
+
+    // The service's scan (a scan at most max(100 ms, 5 scan times) old is reused).
+    std::thread::sleep(Duration::from_secs(1));
+    let served = accounting().getReport(ALL, me).expect("report");
+    let named: Vec<&str> = served.buffers.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(named, ["real"]);
+    let p = served.processes.iter().find(|p| p.pid == me).expect("this process");
+    assert_eq!((p.rss, p.fdBytes, p.mapOnlyBytes), (3 * PAGE as i64, 3 * PAGE as i64, 0));
+    assert_eq!(served.totals.userspaceRss, 3 * PAGE as i64);
+    drop((real_fd, forged_fd));
+    still_serves(stack, pid, "forged dma-buf files");
+}
+
 fn names(stack: &mut Stack) {
     use Expect::{Code, Size};
     let invalid = Code(codes::ERROR_INVALID_NAME);
@@ -443,11 +534,64 @@ fn raw_parcels(stack: &mut Stack) {
     still_serves(stack, pid, "raw parcels");
 }
 
+// ---- Benchmark: ledger queries while pruning falls back to a /proc scan. ---------------------
+
+/// CPU time (user + system) `pid` has used, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The command name is in parentheses and may hold spaces: fields count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// `bench-prune`: with no kernel buffer list (debugfs detached, no sysfs stats), every ledger
+/// query prunes against a full /proc scan. One client asks for its ledger back to back; the
+/// table shows the service's CPU time against the wall time (BENCHMARKS.md).
+fn bench_prune() {
+    // SAFETY: a NUL-terminated path; MNT_DETACH takes no data.
+    let ret = unsafe { libc::umount2(c"/sys/kernel/debug".as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(ret, 0, "umount debugfs: {}", std::io::Error::last_os_error());
+    assert!(std::fs::metadata(vm_support::BUFINFO).is_err(), "bufinfo still readable");
+    assert!(std::fs::metadata("/sys/kernel/dmabuf/buffers").is_err(), "the kernel has sysfs stats");
+    let stack = Stack::start(CONFIG);
+    let pid = stack.pid();
+    // Something to scan: 64 more processes, and 256 buffers held through the service.
+    let idle: Vec<vm_support::Reaped> = (0..64)
+        .map(|_| {
+            vm_support::Reaped(
+                std::process::Command::new("sleep").arg("600").spawn().expect("sleep"),
+            )
+        })
+        .collect();
+    let alloc = allocator();
+    let held: Vec<_> = (0..256)
+        .map(|_| alloc.allocate(&request("system", 4096, "bench")).expect("allocate"))
+        .collect();
+    let acct = accounting();
+    println!("\n| back-to-back getLedger calls | wall s | service CPU s | service CPU / wall |");
+    println!("|---|---|---|---|");
+    for calls in [10, 100] {
+        let (cpu, t) = (cpu_ticks(pid), std::time::Instant::now());
+        for _ in 0..calls {
+            assert_eq!(acct.getLedger(ALL).expect("ledger").len(), held.len());
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = (cpu_ticks(pid) - cpu) as f64 / 100.0;
+        println!("| {calls} | {wall:.2} | {cpu:.2} | {:.0}% |", 100.0 * cpu / wall);
+    }
+    drop((held, idle, stack));
+}
+
 fn main() {
-    let tests: [(&str, Test); 8] = [
+    if std::env::args().nth(1).as_deref() == Some("bench-prune") {
+        bench_prune();
+        return;
+    }
+    let tests: [(&str, Test); 9] = [
         ("sizes", sizes),
         ("over_quota_while_holding", over_quota_while_holding),
         ("forged_names_do_not_stop_pruning", forged_names_do_not_stop_pruning),
+        ("forged_dmabuf_files_are_not_holders", forged_dmabuf_files_are_not_holders),
         ("names", names),
         ("heap_names", heap_names),
         ("heap_flags", heap_flags),

@@ -18,8 +18,7 @@
 mod vm_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
-use std::mem::MaybeUninit;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command};
@@ -36,13 +35,11 @@ use dmabufd::service::compat::ALLOCATOR_INSTANCE;
 use dmabufd::service::errors::from_status;
 use dmabufd::sys::{self, SharedMap, SyncAccess};
 use dmabufd::Error;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketType,
-};
+use nix::sys::socket::{MsgFlags, UnixAddr};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 use vm_support::{
-    accounting, allocator, bufinfo_inodes, client, fd_targets, read_line, request, service_rss_kib,
-    Config, Rng, Stack, Test, DEVICE,
+    accounting, allocator, bufinfo_inodes, client, fd_targets, fdpass, read_line, request,
+    service_rss_kib, Config, Rng, Stack, Test, DEVICE,
 };
 
 /// Outstanding bytes per uid: high enough that the load never meets it (a refusal there would
@@ -158,9 +155,8 @@ impl Counters {
 
 // ---- Passing buffers on: datagrams with one fd, to an abstract unix socket per client. -------
 
-fn socket_name(index: u64) -> SocketAddrUnix {
-    SocketAddrUnix::new_abstract_name(format!("dmabufd-vm_load-{index}").as_bytes())
-        .expect("abstract name")
+fn socket_name(index: u64) -> String {
+    format!("dmabufd-vm_load-{index}")
 }
 
 fn bind_socket(index: u64) -> OwnedFd {
@@ -171,42 +167,20 @@ fn bind_socket(index: u64) -> OwnedFd {
         None,
     )
     .expect("socket");
-    rustix::net::bind(&sock, &socket_name(index)).expect("bind");
+    let name = SocketAddrUnix::new_abstract_name(socket_name(index).as_bytes());
+    rustix::net::bind(&sock, &name.expect("abstract name")).expect("bind");
     sock
 }
 
 /// Sends `fd` to client `peer`; false if it is not there (killed) or its queue is full.
 fn send_fd(sock: &OwnedFd, peer: u64, fd: BorrowedFd<'_>) -> bool {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd];
-    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    rustix::net::sendmsg_addr(
-        sock,
-        &socket_name(peer),
-        &[IoSlice::new(b"b")],
-        &mut control,
-        SendFlags::DONTWAIT,
-    )
-    .is_ok()
+    let to = UnixAddr::new_abstract(socket_name(peer).as_bytes()).expect("abstract name");
+    fdpass::send_fd_to(sock.as_fd(), Some(&to), fd, MsgFlags::MSG_DONTWAIT).is_ok()
 }
 
 /// A buffer some client sent, if one is waiting.
 fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut byte = [0u8; 1];
-    rustix::net::recvmsg(
-        sock,
-        &mut [IoSliceMut::new(&mut byte)],
-        &mut control,
-        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-    )
-    .ok()?;
-    control.drain().find_map(|m| match m {
-        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-        _ => None,
-    })
+    fdpass::try_recv_fd(sock.as_fd(), MsgFlags::MSG_DONTWAIT).ok().flatten()
 }
 
 // ---- Client roles. ----------------------------------------------------------------------------

@@ -13,8 +13,13 @@ use std::os::fd::AsFd;
 use std::process::Command;
 
 use dmabufd::buffer::DmaBuf;
-use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::sys::{self, MapAccess, SharedMap};
+use exporter::Exporter;
+
+// Only the exporter of tests/vm_support (system heap, else vgem): this test needs no service.
+#[path = "vm_support/exporter.rs"]
+#[allow(dead_code)]
+mod exporter;
 
 const DMABUFCTL: &str = env!("CARGO_BIN_EXE_dmabufctl");
 const SIZE: u64 = 4096;
@@ -47,13 +52,12 @@ fn dump(args: &[&str]) -> String {
 
 #[test]
 fn hostile_names_stay_in_their_rows() {
-    let allocator = Allocator::new();
+    let exporter = Exporter::detect();
     let mut held: Vec<DmaBuf> = Vec::new();
     let mut maps: Vec<SharedMap> = Vec::new();
     let mut cases: Vec<Case> = Vec::new();
     for (raw, shown, map_only) in CASES {
-        let req = AllocRequest { heap: "system", size: SIZE, name: b"placeholder", heap_flags: 0 };
-        let buf = allocator.allocate(&req).expect("allocate");
+        let buf = DmaBuf::from_fd(exporter.dma_buf("placeholder", SIZE)).expect("a dma-buf");
         let name = CString::new(raw).expect("no NUL");
         sys::set_name(buf.as_fd(), &name).expect("the kernel takes any bytes but NUL");
         cases.push(Case { inode: buf.inode(), raw, shown, map_only });
@@ -84,7 +88,10 @@ fn hostile_names_stay_in_their_rows() {
     for c in &cases {
         want.push(format!(
             "{:>22} {SIZE:>13} B {SIZE:>13} B {:>16} {:>16}  {:>22}",
-            c.shown, 1, c.inode, "system"
+            c.shown,
+            1,
+            c.inode,
+            exporter.exp_name()
         ));
     }
     want.push(format!("{:>22} {total:>13} B {total:>13} B {:>16}", "PROCESS TOTAL", ""));
@@ -107,8 +114,9 @@ fn hostile_names_stay_in_their_rows() {
         };
         let (fds, maps) = if c.map_only { (0, 1) } else { (1, 0) };
         want.push(format!(
-            "{pid},{comm},{uid},{name},{},system,{SIZE},{SIZE},1,{fds},{maps}",
-            c.inode
+            "{pid},{comm},{uid},{name},{},{},{SIZE},{SIZE},1,{fds},{maps}",
+            c.inode,
+            exporter.exp_name()
         ));
     }
     assert_eq!(csv.lines().collect::<Vec<_>>(), want, "\n{csv}");

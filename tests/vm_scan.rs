@@ -22,7 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dmabufd::account::{BufferView, Filter, Report};
-use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::kernel_buffers::LiveBuffers;
 use dmabufd::procfs::{bufinfo, fdinfo, maps};
 use dmabufd::scan::{scan, ScanOptions};
@@ -32,11 +31,14 @@ const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_SCAN_ROLE";
 const CHURN_NAME: &str = "scan churn";
 
+/// A named buffer from the system heap, else vgem (tests/vm_support/exporter.rs).
 fn alloc(name: &str, size: u64) -> OwnedFd {
-    Allocator::new()
-        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
-        .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
-        .into_owned_fd()
+    vm_support::exporter::dma_buf(name, size)
+}
+
+/// The exporter name the kernel shows for [`alloc`]'s buffers.
+fn exp_name() -> &'static str {
+    vm_support::exporter::Exporter::detect().exp_name()
 }
 
 fn inode(fd: &OwnedFd) -> u64 {
@@ -127,7 +129,7 @@ fn forging_names_change_nothing_else() {
         let info = fdinfo::parse(&info);
         assert_eq!(
             (info.ino, info.size, info.exporter.as_deref(), info.name.as_deref()),
-            (Some(inode(fd)), Some((i as u64 + 1) * PAGE), Some("system"), Some(*name)),
+            (Some(inode(fd)), Some((i as u64 + 1) * PAGE), Some(exp_name()), Some(*name)),
         );
     }
     let own_maps = std::fs::read("/proc/self/maps").expect("maps");
@@ -153,28 +155,28 @@ fn forging_names_change_nothing_else() {
         // `<none>` alone would be the kernel's own word for unnamed; with a newline it is a name.
         assert_eq!(
             (r.size, r.exporter.as_str(), r.name.as_deref()),
-            ((i as u64 + 1) * PAGE, "system", Some(*name)),
+            ((i as u64 + 1) * PAGE, exp_name(), Some(*name)),
             "{name:?}"
         );
     }
     for (_, inode, size, name) in &map_only {
         assert_eq!((row(*inode).size, row(*inode).name.as_deref()), (*size, Some(*name)));
     }
-    assert!(info.rows.iter().all(|r| r.inode.is_some() && r.exporter == "system"));
+    assert!(info.rows.iter().all(|r| r.inode.is_some() && r.exporter == exp_name()));
 
     // The scan: every buffer exact, nothing invented, totals as the kernel counts them.
     let report = full_scan();
     let v = buffer(&report, victim_inode);
     assert_eq!(
         (v.size, v.exporter.as_deref(), v.fd_refs.clone()),
-        (2 * PAGE, Some("system"), BTreeMap::from([(me, 1)]))
+        (2 * PAGE, Some(exp_name()), BTreeMap::from([(me, 1)]))
     );
     assert!(v.map_refs.is_empty());
     for (i, (fd, name)) in held.iter().enumerate() {
         let b = buffer(&report, inode(fd));
         assert_eq!(
             (b.size, b.exporter.as_deref()),
-            ((i as u64 + 1) * PAGE, Some("system")),
+            ((i as u64 + 1) * PAGE, Some(exp_name())),
             "{name:?}"
         );
         assert_eq!((b.fd_refs.clone(), b.map_refs.is_empty()), (BTreeMap::from([(me, 1)]), true));

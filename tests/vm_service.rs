@@ -763,6 +763,19 @@ fn bench_pages() {
     }) {
         println!("    {line}");
     }
+    // Where the rest is: the service's mappings holding more than 256 KiB.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut region = String::new();
+    for line in smaps.lines() {
+        if line.split_whitespace().next().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            region = line.to_owned();
+        } else if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib: u64 = kib.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+            if kib >= 256 {
+                println!("    {kib:>6} KiB  {region}");
+            }
+        }
+    }
     // Once the snapshots of the queries above are past their idle time.
     std::thread::sleep(Duration::from_secs(31));
     let _ = paged_ledger(&acct, i64::from(ALL));

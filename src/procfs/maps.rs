@@ -28,6 +28,9 @@ pub struct DmaBufMap<'a> {
     pub offset: u64,
     /// The buffer's inode.
     pub inode: u64,
+    /// The device column as `st_dev` encodes it ([`encode_dev`]): the dma-buf file system's for
+    /// a real dma-buf, anything for a file that is only named like one.
+    pub dev: u64,
     /// Purpose name as the kernel escaped it (see [`unescape_name`]); empty when unnamed.
     pub name: &'a [u8],
 }
@@ -90,18 +93,49 @@ pub fn parse_line(line: &[u8]) -> Option<DmaBufMap<'_>> {
     let range = field()?;
     let _perms = field()?;
     let offset = parse_hex(field()?)?;
-    let _dev = field()?;
+    let dev = parse_dev(field()?)?;
     let inode = parse_u64(field()?)?;
     let dash = memchr(b'-', range)?;
     let (start, end) = (parse_hex(&range[..dash])?, parse_hex(&range[dash + 1..])?);
     let path_start = rest.iter().position(|&b| b != b' ')?;
     let name = rest[path_start..].strip_prefix(PATH_PREFIX)?;
-    Some(DmaBufMap { start, end, offset, inode, name })
+    Some(DmaBufMap { start, end, offset, inode, dev, name })
+}
+
+/// `major:minor` in hex, as maps prints a device.
+fn parse_dev(field: &[u8]) -> Option<u64> {
+    let colon = memchr(b':', field)?;
+    let major = u32::try_from(parse_hex(&field[..colon])?).ok()?;
+    let minor = u32::try_from(parse_hex(&field[colon + 1..])?).ok()?;
+    Some(encode_dev(major, minor))
+}
+
+/// A device number as `stat` reports it in `st_dev` (the kernel's `new_encode_dev`, glibc's and
+/// bionic's `makedev`), so that a maps line compares with a `stat` of the same file.
+pub fn encode_dev(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (u64::from(major), u64::from(minor));
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_column_encodes_as_st_dev() {
+        let line = b"7f00-7f01 rw-s 00000000 00:0b 2001   /dmabuf:GL";
+        let m = parse_line(line).expect("a dma-buf line");
+        assert_eq!((m.inode, m.dev, m.name), (2001, 0x0b, &b"GL"[..]));
+        for (major, minor) in [(0x103, 0x12345), (0xfff_ffff, 0xffff_ffff), (8, 1)] {
+            #[allow(clippy::useless_conversion)] // `dev_t`'s width differs by libc.
+            let want = u64::from(libc::makedev(major, minor));
+            assert_eq!(encode_dev(major, minor), want, "{major:x}:{minor:x}");
+        }
+        assert_eq!(parse_line(b"7f00-7f01 rw-s 0 0b 2001 /dmabuf:GL"), None, "no colon");
+    }
 
     #[test]
     fn newlines_are_unescaped() {

@@ -8,8 +8,10 @@
 //! most that old. One exception keeps the service's own clients consistent: a scan that started
 //! before an allocation through the service (a new ledger generation) is never reused, so a
 //! client that allocates and then asks sees its buffer. The next scan then waits until the last
-//! one is [`MIN_AGE`] old, so forcing scans that way is still bounded by one per [`MIN_AGE`] and
-//! costs the client an allocation each.
+//! one would have expired anyway, so forcing scans that way keeps the same bound (the client
+//! waits instead of the cores working) and costs the client an allocation each. The ledger's
+//! pruning uses these scans too when the kernel lists no buffers, so however often a client
+//! asks for its ledger, it costs at most the same.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,13 +38,18 @@ struct Latest {
 
 impl Latest {
     fn fresh(&self, generation: u64) -> bool {
-        generation == self.generation
-            && self.started.elapsed() < MIN_AGE.max(self.took * (DUTY + 1))
+        generation == self.generation && self.started.elapsed() < self.lifetime()
     }
 
-    /// How long the next scan must wait so that scans stay [`MIN_AGE`] apart.
+    /// How long the next scan must wait so that scanning keeps within the bound of the
+    /// [module docs](self) even when this one may not be reused.
     fn wait(&self) -> Duration {
-        MIN_AGE.saturating_sub(self.started.elapsed())
+        self.lifetime().saturating_sub(self.started.elapsed())
+    }
+
+    /// How long after its start a scan may be reused.
+    fn lifetime(&self) -> Duration {
+        MIN_AGE.max(self.took * (DUTY + 1))
     }
 }
 

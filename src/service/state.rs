@@ -162,16 +162,28 @@ impl Shared {
 
     /// Drops ledger entries of buffers that died. A failure to read the kernel's list keeps
     /// every entry: a stale entry only over-counts, a wrongly dropped one hides an allocation.
+    /// Without a kernel list, the live buffers are those of the shared, rate-limited scan
+    /// ([`Scans::model`]), so that pruning on every query costs no more than reports do.
     fn prune(&self) {
         let seen = self.ledger().generation();
-        match self.live.read() {
-            Ok(live) => {
-                let mut ledger = self.ledger();
-                let dropped = ledger.retain_live(seen, |inode| live.contains(&inode));
-                self.history_lock().pruned(&ledger, Entry::now_millis());
-                drop(ledger);
+        let retain = |is_live: &dyn Fn(u64) -> bool| {
+            let mut ledger = self.ledger();
+            let dropped = ledger.retain_live(seen, is_live);
+            self.history_lock().pruned(&ledger, Entry::now_millis());
+            dropped
+        };
+        let pruned = match &self.live {
+            // A model is only reused while the ledger is at the generation it started at, so
+            // entries committed after it started are newer than `seen` and kept.
+            LiveBuffers::Scan => self
+                .scans
+                .model(seen)
+                .map(|model| retain(&|inode| model.buffers.contains_key(&inode))),
+            kernel => kernel.read().map(|live| retain(&|inode| live.contains(&inode))),
+        };
+        match pruned {
+            Ok(dropped) => {
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
-                drop(live);
                 if dropped >= TRIM_AFTER {
                     self.scans.forget();
                 }
