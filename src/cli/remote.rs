@@ -99,7 +99,12 @@ fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
         convert::append_page(&mut report, page.report);
         Ok(page.cursor)
     })?;
-    dump::print(&convert::report_from_aidl(report), args, args.uid.is_some() || args.pid.is_some())
+    dump::print(
+        &convert::report_from_aidl(report),
+        args,
+        args.uid.is_some() || args.pid.is_some(),
+        None,
+    )
 }
 
 fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
