@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::account::Model;
+#[cfg(feature = "bpf")]
+use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::scan::{self, ScanOptions};
 use crate::Result;
 
@@ -97,6 +99,30 @@ fn run_iterators() -> Result<Vec<u8>> {
 #[cfg(not(feature = "bpf"))]
 fn run_iterators() -> Result<Vec<u8>> {
     Err(crate::Error::Unsupported("BPF scan (this build lacks the `bpf` feature)"))
+}
+
+/// Every exported buffer, as `iter/dmabuf` (Linux 6.16+) lists it: inode, size, name and
+/// exporter read in the kernel, no debugfs needed.
+#[cfg(feature = "bpf")]
+pub fn kernel_buffers() -> Result<KernelBuffers> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    load::Loaded::new()?.run("dmabuf_list", "dmabuf", &mut out)?;
+    let mut list = KernelBuffers::default();
+    for record in records::parse(&out) {
+        match record {
+            Ok(records::Record::Buffer(b)) => list.buffers.push(KernelBuffer {
+                inode: b.inode,
+                size: b.size,
+                exporter: b.exporter_name(),
+                name: (!b.name.is_empty()).then(|| b.name.to_vec()),
+            }),
+            other => {
+                let e = format!("not a buffer record: {other:?}");
+                return Err(crate::Error::io("reading iter/dmabuf", std::io::Error::other(e)));
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// The model of `buffers` and their holders' `/proc/<pid>/status`. A holder that has exited

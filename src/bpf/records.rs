@@ -31,6 +31,13 @@ pub struct BufferRecord<'a> {
     pub exporter: &'a [u8],
 }
 
+impl BufferRecord<'_> {
+    /// The exporter as the model keeps it (as fdinfo's is kept: lossy UTF-8, `None` if empty).
+    pub fn exporter_name(&self) -> Option<String> {
+        (!self.exporter.is_empty()).then(|| String::from_utf8_lossy(self.exporter).into_owned())
+    }
+}
+
 /// One dma-buf fd of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdRecord {

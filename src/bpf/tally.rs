@@ -37,8 +37,7 @@ pub fn tally(bytes: &[u8]) -> Result<BTreeMap<u64, Buffer>, TallyError> {
                 buffers.entry(b.inode).or_insert_with(|| Buffer {
                     inode: b.inode,
                     size: b.size,
-                    exporter: (!b.exporter.is_empty())
-                        .then(|| String::from_utf8_lossy(b.exporter).into_owned()),
+                    exporter: b.exporter_name(),
                     name: model_name(b.name),
                     ..Buffer::default()
                 });
