@@ -148,7 +148,6 @@ fn auto_uses_bpf_where_the_kernel_has_the_iterators() {
         assert!(out.status.success(), "dmabufctl {args:?}: {out:?}");
         String::from_utf8(out.stdout).expect("UTF-8")
     };
-    let (workload, _) = spawn("workload");
     let json: serde_json::Value =
         serde_json::from_str(&run(&["dump", "-o", "json"])).expect("JSON");
     assert_eq!(json["source"], expected.to_string().as_str());
@@ -160,7 +159,6 @@ fn auto_uses_bpf_where_the_kernel_has_the_iterators() {
         let out = Command::new(&exe).args(["dump", "--source", "bpf"]).output().expect("runs");
         assert!(!out.status.success(), "--source bpf without the iterators must fail");
     }
-    stop(workload);
 }
 
 fn iter_dmabuf_lists_what_bufinfo_lists() {

@@ -77,17 +77,15 @@ fn render(
             None => report::json(report)?,
         },
         Format::Csv => report::csv(report, view),
-        Format::Table => match report::empty_message(report, filtered) {
-            Some(message) => message,
-            None => {
-                let mut text =
-                    report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB });
-                if let (View::Buffers, Some(source)) = (view, source) {
-                    text.push_str(&format!("Scan source: {source}\n"));
-                }
-                text
+        Format::Table => {
+            let mut text = report::empty_message(report, filtered).unwrap_or_else(|| {
+                report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB })
+            });
+            if let (View::Buffers, Some(source)) = (view, source) {
+                text.push_str(&format!("Scan source: {source}\n"));
             }
-        },
+            text
+        }
     })
 }
 
