@@ -112,11 +112,12 @@ fn same_model_from_both_sources() {
     // And the model is the one the workloads made, so equality is not two empty models.
     let b = |inode: u64| procfs.buffers.get(&inode).unwrap_or_else(|| panic!("no inode {inode}"));
     let [shared, map_only, hostile, private] = [w[0], w[1], w[2], w[3]];
-    // Fd and its dup in the workload and its forked child; mapped twice (two partial
-    // ranges) by the workload only.
+    // Fd and its dup in the workload and its forked child, and again in the copy of the
+    // workload's table the unsharing thread made; mapped twice (two partial ranges) by the
+    // workload only.
     assert_eq!(
         (b(shared).size, b(shared).fd_refs.clone(), b(shared).map_refs.clone()),
-        (4 * PAGE, refs(&[(pid, 2), (forked, 2)]), refs(&[(pid, 2)]))
+        (4 * PAGE, refs(&[(pid, 4), (forked, 2)]), refs(&[(pid, 2)]))
     );
     // Mapped before the fork, fd closed: map-only in both.
     assert_eq!(
@@ -124,7 +125,7 @@ fn same_model_from_both_sources() {
         (true, refs(&[(pid, 1), (forked, 1)]))
     );
     assert_eq!(b(hostile).name.as_ref().map(|n| n.as_bytes()), Some(HOSTILE));
-    assert_eq!(b(hostile).fd_refs, refs(&[(pid, 1), (forked, 1)]));
+    assert_eq!(b(hostile).fd_refs, refs(&[(pid, 2), (forked, 1)]));
     // Only the unsharing thread's table holds it.
     assert_eq!((b(private).fd_refs.clone(), b(private).size), (refs(&[(pid, 1)]), 3 * PAGE));
     let [held, mapped] = [o[0], o[1]];
