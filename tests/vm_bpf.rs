@@ -16,60 +16,25 @@ mod vm_support;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::AsFd;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dmabufd::account::Model;
 use dmabufd::bpf::{self, Source, SourceChoice};
-use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{self, MapAccess, SharedMap};
+use vm_support::children::{self, alloc, inode, ready_then_wait, spawn, stop, wait_for_eof};
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_BPF_ROLE";
 const HOSTILE: &[u8] = b"bpf\nname\\012 x";
-
-fn alloc(name: &str, size: u64) -> OwnedFd {
-    Allocator::new()
-        .allocate(&AllocRequest { heap: "system", size, name: name.as_bytes(), heap_flags: 0 })
-        .unwrap_or_else(|e| panic!("allocating {name}: {e}"))
-        .into_owned_fd()
-}
-
-fn inode(fd: &OwnedFd) -> u64 {
-    sys::fstat(fd.as_fd()).expect("fstat").inode
-}
 
 /// The running kernel has `iter/task_vma` (5.12+).
 fn has_task_vma() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 12)
-}
-
-fn spawn(role: &str) -> (Child, Vec<u64>) {
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .env(ROLE, role)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
-    let inodes = line
-        .strip_prefix("ready")
-        .unwrap_or_else(|| panic!("child {role} said {line:?}"))
-        .split_whitespace()
-        .map(|i| i.parse().expect("inode"))
-        .collect();
-    (child, inodes)
-}
-
-fn stop(mut child: Child) {
-    drop(child.stdin.take());
-    let _ = child.wait();
 }
 
 /// Both sources on the same system; each retried while the system changes under it (another
@@ -97,10 +62,11 @@ fn same_model_from_both_sources() {
         eprintln!("BPF scan refused as expected: {e}");
         return;
     }
-    let (workload, w) = spawn("workload");
-    let (orphan, o) = spawn("leader_exits");
+    let (workload, w) = spawn(ROLE, "workload");
+    let (orphan, o) = spawn(ROLE, "leader_exits");
     let pid = workload.id() as i32;
     let orphan_pid = orphan.id() as i32;
+    children::wait_leader_exited(orphan_pid);
     let forked: i32 = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .expect("children")
         .trim()
@@ -163,7 +129,7 @@ fn auto_uses_bpf_where_the_kernel_has_the_iterators() {
 }
 
 fn iter_dmabuf_lists_what_bufinfo_lists() {
-    let (workload, _) = spawn("workload");
+    let (workload, _) = spawn(ROLE, "workload");
     let list = bpf::kernel_buffers().expect("iter/dmabuf");
     let info = vm_support::bufinfo();
     let mut from_bpf: Vec<_> = list
@@ -187,21 +153,6 @@ fn iter_dmabuf_lists_what_bufinfo_lists() {
 }
 
 // ---- children -------------------------------------------------------------------------------
-
-/// Tells the parent the inodes and waits for EOF on stdin (a forked child shares the pipe).
-fn ready_then_wait(inodes: &[u64]) -> ! {
-    let line: String = inodes.iter().map(|i| format!(" {i}")).collect();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready{line}").expect("tell the parent");
-    out.flush().expect("tell the parent");
-    drop(out);
-    wait_for_eof()
-}
-
-fn wait_for_eof() -> ! {
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    std::process::exit(0);
-}
 
 fn child(role: &str) -> ! {
     match role {
@@ -261,31 +212,7 @@ fn child(role: &str) -> ! {
             let _keep = (head, tail, whole, dup, shared, hostile);
             ready_then_wait(&[inodes[0], inodes[1], hostile_inode, private]);
         }
-        "leader_exits" => {
-            std::thread::spawn(|| {
-                let held = alloc("bpf orphaned", 4 * PAGE);
-                let mapped = alloc("bpf orphan map", PAGE);
-                let map = SharedMap::new(mapped.as_fd(), PAGE as usize).expect("mmap");
-                let inodes = [inode(&held), inode(&mapped)];
-                drop(mapped);
-                std::mem::forget(map);
-                // The leader must be gone before the parent scans.
-                let me = std::process::id();
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while !std::fs::read_to_string(format!("/proc/{me}/status"))
-                    .expect("status")
-                    .contains("State:\tZ")
-                {
-                    assert!(Instant::now() < deadline, "the leader did not exit");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                ready_then_wait(&inodes);
-            });
-            // SAFETY: SYS_exit ends only the calling thread (what pthread_exit from main does,
-            // without unwinding through Rust frames); the process lives on in the other thread.
-            unsafe { libc::syscall(libc::SYS_exit, 0) };
-            unreachable!("SYS_exit returned");
-        }
+        "leader_exits" => children::leader_exits(["bpf orphaned", "bpf orphan map"]),
         other => panic!("unknown role {other}"),
     }
 }
