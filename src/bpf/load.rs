@@ -22,7 +22,9 @@ pub(super) struct Loaded {
 
 impl Loaded {
     pub(super) fn new() -> Result<Self> {
+        let start = std::time::Instant::now();
         let btf = Btf::from_sys_fs().map_err(|e| failed("reading the kernel's BTF", e))?;
+        log::debug!("BPF: kernel BTF parsed in {:?}", start.elapsed());
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .load(OBJECT)
