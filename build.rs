@@ -1,7 +1,8 @@
 //! Generates the rsbinder stubs for `aidl/` and for AOSP's frozen memtrack V1
 //! (`aidl_api/android.hardware.memtrack/1`) on Cargo builds. Soong builds get theirs from the
 //! `aidl_interface` module in Android.bp and AOSP's `android.hardware.memtrack-V1-rust` instead,
-//! so nothing here runs there.
+//! so nothing here runs there. With feature `bpf`, also compiles the BPF iterators (bpf/) into
+//! one CO-RE object that the library embeds.
 
 fn main() {
     println!("cargo:rerun-if-changed=aidl");
@@ -13,6 +14,38 @@ fn main() {
             "aidl_api/android.hardware.memtrack/1/android/hardware/memtrack",
             "memtrack_aidl.rs",
         );
+    }
+    #[cfg(feature = "bpf")]
+    compile_bpf();
+}
+
+/// clang (or `$CLANG`) -target bpf: the object is relocated against the running kernel's BTF at
+/// load, so one build serves every kernel (docs/bpf.md).
+#[cfg(feature = "bpf")]
+fn compile_bpf() {
+    let src = "bpf/dmabuf_iter.bpf.c";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("dmabuf_iter.bpf.o");
+    let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+    let status = std::process::Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-c", src, "-o"])
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            eprintln!("{} failed on {src}: {s}", clang.to_string_lossy());
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!(
+                "feature `bpf` needs clang ({}: {e}); scripts/setup installs it",
+                clang.to_string_lossy()
+            );
+            std::process::exit(1);
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! Run with `bench/run-scan-bench` (boots the VM, see BENCHMARKS.md). The driver starts
 //! holder processes (this binary in the `holder` role), each holding M dma-bufs by fd and by
 //! mapping among K other fds (pipes, sockets, files), then times full scans at each process count
-//! in scanner subprocesses (`scan-ours`, `scan-ours-kernel`, `scan-baseline`) so that each one's
+//! in scanner subprocesses (`scan-ours`, `scan-ours-kernel`, `scan-baseline`, and with feature
+//! `bpf` `scan-bpf`, the BPF iterators) so that each one's
 //! peak RSS (VmHWM) is its own. Both scanners must find the same fd and map references.
 //!
 //! The baseline follows libdmabufinfo as dmabuf_dump uses it: for every fd of every process,
@@ -36,6 +37,7 @@ fn main() {
         Some("scan-ours-1t") => scanner(Scanner::OursOneThread, arg(1)),
         Some("scan-ours-kernel") => scanner(Scanner::OursWithKernelList, arg(1)),
         Some("scan-baseline") => scanner(Scanner::Baseline, arg(1)),
+        Some("scan-bpf") => scanner(Scanner::Bpf, arg(1)),
         Some("ops") => ops(arg(1) as i32),
         _ => driver(&args),
     }
@@ -117,7 +119,12 @@ fn driver(args: &[String]) {
         let dmabuf_fds = n * cfg.bufs;
         // Interleaved rounds, one scan per scanner process and round (after one untimed warm-up
         // scan in the same process), so load changes on the host hit every scanner alike.
-        let scanners = ["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel"];
+        // The BPF scan where this build has it (feature `bpf`; the VM build enables it).
+        let scanners: &[&str] = if cfg!(feature = "bpf") {
+            &["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel", "scan-bpf"]
+        } else {
+            &["scan-baseline", "scan-ours-1t", "scan-ours", "scan-ours-kernel"]
+        };
         let mut samples: Vec<Vec<ScanResult>> = vec![Vec::new(); scanners.len()];
         for _ in 0..cfg.runs {
             for (i, scanner) in scanners.iter().enumerate() {
@@ -142,6 +149,7 @@ fn driver(args: &[String]) {
                 "scan-baseline" => "dmabuf_dump strategy",
                 "scan-ours-1t" => "dmabufd, 1 thread",
                 "scan-ours" => "dmabufd (fds + maps)",
+                "scan-bpf" => "dmabufd BPF iterators",
                 _ => "dmabufd + debugfs bufinfo",
             };
             println!(
@@ -308,6 +316,8 @@ enum Scanner {
     OursOneThread,
     OursWithKernelList,
     Baseline,
+    /// The BPF iterators, no kernel buffer list (the same information as `Ours`).
+    Bpf,
 }
 
 /// Scanner role: `runs` full scans, then `result <median ms> <fd refs> <map refs> <VmHWM KiB>`.
@@ -318,7 +328,7 @@ fn scanner(which: Scanner, runs: usize) {
     for run in 0..=runs.max(1) {
         let start = Instant::now();
         refs = match which {
-            Scanner::Ours | Scanner::OursOneThread | Scanner::OursWithKernelList => {
+            Scanner::Ours | Scanner::OursOneThread | Scanner::OursWithKernelList | Scanner::Bpf => {
                 let mut opts = ScanOptions::default();
                 if !matches!(which, Scanner::OursWithKernelList) {
                     opts.debugfs_bufinfo = None;
@@ -327,7 +337,11 @@ fn scanner(which: Scanner, runs: usize) {
                 if matches!(which, Scanner::OursOneThread) {
                     opts.threads = 1;
                 }
-                let model = scan(&opts).expect("scan");
+                let model = if matches!(which, Scanner::Bpf) {
+                    dmabufd::bpf::scan_bpf(&opts).expect("BPF scan")
+                } else {
+                    scan(&opts).expect("scan")
+                };
                 let fds = model
                     .buffers
                     .values()

@@ -8,6 +8,7 @@
 //! * [`procfs`]: pure parsers over bytes of `/proc`, debugfs and sysfs files.
 //! * [`kernel_buffers`]: the kernel's own list of every exported buffer (debugfs, sysfs).
 //! * [`scan`]: walks `/proc`, around two reads of that list, into a [`account::Model`].
+//! * [`bpf`]: the same model from BPF iterators (feature `bpf`), and the choice of source.
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod bpf;
 pub mod buffer;
 pub mod cli;
 pub mod diff;

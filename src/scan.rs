@@ -94,17 +94,48 @@ impl ScanOptions {
 /// Scans every process and the kernel's buffer list. Fails only if `proc_root` itself cannot be
 /// listed; everything below that degrades to "skipped and counted".
 pub fn scan(opts: &ScanOptions) -> Result<Model> {
-    // Before the pid listing, so that a buffer created after it cannot pass for kernel-only.
+    around_kernel_lists(opts, |before| walk(opts, before))
+}
+
+/// Runs `walk` (the /proc walk, or the BPF one) between two reads of the kernel's buffer list
+/// and completes its model from them. `walk` gets the first read.
+pub(crate) fn around_kernel_lists(
+    opts: &ScanOptions,
+    walk: impl FnOnce(Option<&KernelBuffers>) -> Result<Model>,
+) -> Result<Model> {
+    // Before the walk, so that a buffer created after it cannot pass for kernel-only.
     let before =
         Source::first_readable(opts.debugfs_bufinfo.as_deref(), opts.sysfs_buffers.as_deref());
+    let mut model = walk(before.as_ref().map(|(_, list)| list))?;
+    if let Some((source, before)) = before {
+        // The second read only decides which unseen buffers are kernel-only: when the walk saw
+        // every listed buffer there are none to decide, and the first read is the whole answer.
+        let unseen = before.buffers.iter().any(|b| !model.buffers.contains_key(&b.inode));
+        let reread;
+        let after = if unseen {
+            reread = source.read().unwrap_or_else(|e| {
+                // Without a second look nothing can be confirmed kernel-only.
+                log::debug!("{source} unreadable after the walk: {e}");
+                KernelBuffers::default()
+            });
+            &reread
+        } else {
+            &before
+        };
+        apply_kernel_lists(&mut model, &before, after);
+    }
+    Ok(model)
+}
+
+/// The /proc walk: every process, by `threads` workers.
+fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
     let pids = list_pids(&opts.proc_root)?;
-    let root = sys::open_dir(&opts.proc_root)
-        .map_err(|e| Error::io(format!("opening {}", opts.proc_root.display()), e))?;
+    let root = open_proc_root(opts)?;
     let next = AtomicUsize::new(0);
     // Buffers the kernel already named an exporter for need no fdinfo.
     let known: HashSet<u64> = before
         .iter()
-        .flat_map(|(_, list)| &list.buffers)
+        .flat_map(|list| &list.buffers)
         .filter(|b| b.exporter.is_some())
         .map(|b| b.inode)
         .collect();
@@ -129,25 +160,20 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    let mut model = merge(partials, dmabuf_dev.get().copied());
-    if let Some((source, before)) = before {
-        // The second read only decides which unseen buffers are kernel-only: when the walk saw
-        // every listed buffer there are none to decide, and the first read is the whole answer.
-        let unseen = before.buffers.iter().any(|b| !model.buffers.contains_key(&b.inode));
-        let reread;
-        let after = if unseen {
-            reread = source.read().unwrap_or_else(|e| {
-                // Without a second look nothing can be confirmed kernel-only.
-                log::debug!("{source} unreadable after the walk: {e}");
-                KernelBuffers::default()
-            });
-            &reread
-        } else {
-            &before
-        };
-        apply_kernel_lists(&mut model, &before, after);
-    }
-    Ok(model)
+    Ok(merge(partials, dmabuf_dev.get().copied()))
+}
+
+pub(crate) fn open_proc_root(opts: &ScanOptions) -> Result<OwnedFd> {
+    sys::open_dir(&opts.proc_root)
+        .map_err(|e| Error::io(format!("opening {}", opts.proc_root.display()), e))
+}
+
+/// Process `pid`, whose /proc directory is `dir`, as its `status` tells (`buf` is scratch).
+pub(crate) fn read_status(dir: BorrowedFd<'_>, pid: i32, buf: &mut Vec<u8>) -> io::Result<Process> {
+    read_file(dir, c"status", buf, Records::One)?;
+    let status = procfs::status::parse(buf)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed status"))?;
+    Ok(Process { pid, uid: status.uid, comm: status.comm })
 }
 
 /// Numeric entries of the proc root: thread-group leaders only (threads live under `task/`).
@@ -309,11 +335,7 @@ impl<'a> Worker<'a> {
         if self.fd_hits.is_empty() && self.map_hits.is_empty() && self.undecided.is_empty() {
             return Ok(None);
         }
-        read_file(dir.as_fd(), c"status", &mut self.file, Records::One)?;
-        let status = procfs::status::parse(&self.file).ok_or_else(|| {
-            Skip::Unreadable(io::Error::new(io::ErrorKind::InvalidData, "malformed status"))
-        })?;
-        Ok(Some(Process { pid, uid: status.uid, comm: status.comm }))
+        Ok(Some(read_status(dir.as_fd(), pid, &mut self.file)?))
     }
 
     /// Reads the fd tables of threads that share neither their leader's nor another read
@@ -708,7 +730,7 @@ fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: &KernelB
 }
 
 /// The one conversion of a name from the exact bytes the kernel printed into the model's type.
-fn model_name(raw: &[u8]) -> Option<Name> {
+pub(crate) fn model_name(raw: &[u8]) -> Option<Name> {
     (!raw.is_empty()).then(|| Name::from(raw))
 }
 

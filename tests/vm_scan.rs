@@ -16,9 +16,8 @@ mod vm_support;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dmabufd::account::{BufferView, Filter, Report};
@@ -26,23 +25,15 @@ use dmabufd::kernel_buffers::LiveBuffers;
 use dmabufd::procfs::{bufinfo, fdinfo, maps};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{self, SharedMap};
+use vm_support::children::{self, alloc, inode, ready_then_wait, spawn, stop};
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_SCAN_ROLE";
 const CHURN_NAME: &str = "scan churn";
 
-/// A named buffer from the system heap, else vgem (tests/vm_support/exporter.rs).
-fn alloc(name: &str, size: u64) -> OwnedFd {
-    vm_support::exporter::dma_buf(name, size)
-}
-
 /// The exporter name the kernel shows for [`alloc`]'s buffers.
 fn exp_name() -> &'static str {
     vm_support::exporter::Exporter::detect().exp_name()
-}
-
-fn inode(fd: &OwnedFd) -> u64 {
-    sys::fstat(fd.as_fd()).expect("fstat").inode
 }
 
 /// Renames a buffer to any bytes but NUL, as any process holding it can.
@@ -214,33 +205,8 @@ fn forging_names_change_nothing_else() {
 
 // ---- hidden holders -------------------------------------------------------------------------
 
-/// Starts this binary as a child in `role` (as root, like this process: the heap device is
-/// root's); returns it and the inodes it reports.
-fn spawn(role: &str) -> (Child, Vec<u64>) {
-    let mut child = Command::new(std::env::current_exe().expect("current exe"))
-        .env(ROLE, role)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
-    let inodes = line
-        .strip_prefix("ready")
-        .unwrap_or_else(|| panic!("child {role} said {line:?}"))
-        .split_whitespace()
-        .map(|i| i.parse().expect("inode"))
-        .collect();
-    (child, inodes)
-}
-
-fn stop(mut child: Child) {
-    drop(child.stdin.take());
-    let _ = child.wait();
-}
-
 fn thread_with_its_own_fd_table() {
-    let (child, inodes) = spawn("unshare");
+    let (child, inodes) = spawn(ROLE, "unshare");
     let pid = child.id() as i32;
     let (shared, private) = (inodes[0], inodes[1]);
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task").count();
@@ -268,18 +234,11 @@ fn thread_with_its_own_fd_table() {
 }
 
 fn process_whose_leader_exited() {
-    let (child, inodes) = spawn("leader_exits");
+    let (child, inodes) = spawn(ROLE, "leader_exits");
     let pid = child.id() as i32;
     let (held, mapped) = (inodes[0], inodes[1]);
     // What made it invisible: the leader is a zombie with no fds and no mappings.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .contains("State:\tZ")
-    {
-        assert!(Instant::now() < deadline, "the leader did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    children::wait_leader_exited(pid);
     assert_eq!(std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd").count(), 0);
     assert!(std::fs::read(format!("/proc/{pid}/maps")).expect("maps").is_empty());
     let report = full_scan();
@@ -307,7 +266,7 @@ fn churn_is_never_kernel_only() {
     let quiet = full_scan();
     let kernel_only_before: Vec<u64> =
         quiet.buffers.iter().filter(|b| b.holders().is_empty()).map(|b| b.inode).collect();
-    let (child, _) = spawn("churn");
+    let (child, _) = spawn(ROLE, "churn");
     let pid = child.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(6);
     let (mut scans, mut caught) = (0, 0);
@@ -339,17 +298,6 @@ fn churn_is_never_kernel_only() {
 
 // ---- children -------------------------------------------------------------------------------
 
-/// Tells the parent the inodes and waits for EOF on stdin.
-fn ready_then_wait(inodes: &[u64]) -> ! {
-    let line: String = inodes.iter().map(|i| format!(" {i}")).collect();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready{line}").expect("tell the parent");
-    out.flush().expect("tell the parent");
-    drop(out);
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    std::process::exit(0);
-}
-
 fn child(role: &str) -> ! {
     match role {
         "unshare" => {
@@ -373,21 +321,7 @@ fn child(role: &str) -> ! {
             }
             ready_then_wait(&[inode(&shared), private]);
         }
-        "leader_exits" => {
-            std::thread::spawn(|| {
-                let held = alloc("scan orphaned", 4 * PAGE);
-                let mapped = alloc("scan orphan map", PAGE);
-                let map = SharedMap::new(mapped.as_fd(), PAGE as usize).expect("mmap");
-                let inodes = [inode(&held), inode(&mapped)];
-                drop(mapped);
-                std::mem::forget(map);
-                ready_then_wait(&inodes);
-            });
-            // SAFETY: SYS_exit ends only the calling thread (what pthread_exit from main does,
-            // without unwinding through Rust frames); the process lives on in the other thread.
-            unsafe { libc::syscall(libc::SYS_exit, 0) };
-            unreachable!("SYS_exit returned");
-        }
+        "leader_exits" => children::leader_exits(["scan orphaned", "scan orphan map"]),
         "churn" => {
             std::thread::spawn(|| {
                 let _ = std::io::stdin().read_to_end(&mut Vec::new());

@@ -6,30 +6,35 @@ use std::time::{Duration, Instant};
 
 use super::{DumpArgs, Format, GroupBy};
 use crate::account::{Filter, Report};
+use crate::bpf;
 use crate::report::{self, Units, View};
-use crate::scan::{self, ScanOptions};
+use crate::scan::ScanOptions;
 use crate::snapshot::{self, Meta};
 
 pub fn dump(args: &DumpArgs) -> crate::Result<()> {
     let options = scan_options(&args.proc_root);
     let filter = Filter { uid: args.uid, pid: args.pid };
-    each_report(args, "procfs", || Ok(Report::build(&scan::scan(&options)?, &filter)))
+    each_report(args, || {
+        let (model, source) = bpf::scan(&options, args.source)?;
+        Ok((Report::build(&model, &filter), source.as_str()))
+    })
 }
 
 /// Prints the report `next` makes as `args` ask, or with `--watch` one snapshot line per
-/// interval (`--service` reports too; `source` names where they come from).
+/// interval (`--service` reports too); `next` also names where its report came from.
 pub(super) fn each_report(
     args: &DumpArgs,
-    source: &str,
-    mut next: impl FnMut() -> crate::Result<Report>,
+    mut next: impl FnMut() -> crate::Result<(Report, &'static str)>,
 ) -> crate::Result<()> {
     let Some(seconds) = args.watch else {
-        return print(&next()?, args, source);
+        let (report, source) = next()?;
+        return print(&report, args, source);
     };
     let start = Instant::now();
     let mut stdout = std::io::stdout().lock();
     for taken in 1.. {
-        let line = snapshot::json(&next()?, &Meta::now(source), false)?;
+        let (report, source) = next()?;
+        let line = snapshot::json(&report, &Meta::now(source), false)?;
         stdout
             .write_all(line.as_bytes())
             .and_then(|()| stdout.flush())
@@ -87,9 +92,15 @@ fn render(report: &Report, args: &DumpArgs, filtered: bool, source: &str) -> cra
         Format::Json => snapshot::json(report, &Meta::now(source), true)?,
         Format::Csv => report::csv(report, view),
         Format::Openmetrics => crate::openmetrics::render(report),
-        Format::Table => match report::empty_message(report, filtered) {
-            Some(message) => message,
-            None => report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB }),
-        },
+        Format::Table => {
+            let mut text = report::empty_message(report, filtered).unwrap_or_else(|| {
+                report::table(report, view, if args.bytes { Units::Bytes } else { Units::KiB })
+            });
+            // A local scan says which source it used; the service's reports are its own.
+            if view == View::Buffers && source != "service" {
+                text.push_str(&format!("Scan source: {source}\n"));
+            }
+            text
+        }
     })
 }

@@ -151,6 +151,10 @@ pub struct DumpArgs {
     /// Print sizes in exact bytes instead of dmabuf_dump's kB.
     #[arg(long)]
     pub bytes: bool,
+    /// Where the scan looks: BPF iterators when they load (root or CAP_BPF+CAP_PERFMON, BTF,
+    /// a build with feature `bpf`), else /proc.
+    #[arg(long, value_enum, default_value_t = crate::bpf::SourceChoice::Auto)]
+    pub source: crate::bpf::SourceChoice,
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,

@@ -107,7 +107,7 @@ fn all_pages(mut page: impl FnMut(i64) -> Result<i64>) -> Result<()> {
 fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
     let uid = convert::uid_selector_to_aidl(args.uid);
     let pid = args.pid.unwrap_or(ALL);
-    dump::each_report(args, "service", || report(service, uid, pid))
+    dump::each_report(args, || Ok((report(service, uid, pid)?, "service")))
 }
 
 /// The service's report for the uid and pid selectors, every page of one snapshot.

@@ -9,6 +9,7 @@
 //! an I/O error (ELOOP).
 #![allow(dead_code)]
 
+pub mod children;
 pub mod exporter;
 pub mod fdpass;
 

@@ -91,6 +91,10 @@ build_project() {
 	local rootpkg='.packages[] | select(.manifest_path == $m)'
 	if jq -e --arg m "$REPO_ROOT/Cargo.toml" "$rootpkg | .features | has(\"vm-tests\")" <<<"$meta" >/dev/null; then
 		features=(--features vm-tests)
+		# The BPF scan (needs clang, scripts/setup): its suite vm_bpf requires the feature.
+		if jq -e --arg m "$REPO_ROOT/Cargo.toml" "$rootpkg | .features | has(\"bpf\")" <<<"$meta" >/dev/null; then
+			features=(--features vm-tests,bpf)
+		fi
 	else
 		msg "warning: Cargo.toml has no 'vm-tests' feature; building without it"
 	fi

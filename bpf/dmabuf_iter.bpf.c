@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+//
+// dmabufd's accounting scan in the kernel: BPF iterators that walk every task's fd table and
+// address space and emit only what refers to a dma-buf, as fixed-size binary records
+// (src/bpf/records.rs parses them; the layouts below and there change together).
+//
+// CO-RE without vmlinux.h: each kernel struct is declared with only the fields read here and
+// `preserve_access_index`, so the loader (aya) relocates every field offset against the running
+// kernel's BTF. One object serves every kernel with BTF and the iterators (task_file 5.8+,
+// task_vma 5.12+, dmabuf 6.16+). Build: clang -O2 -g -target bpf -c (build.rs, feature `bpf`).
+//
+// A file is a dma-buf when its inode lives on the dma-buf pseudo filesystem (superblock magic
+// DMA_BUF_MAGIC): one compare, no strings, and exactly the files /proc shows as `/dmabuf:`.
+
+typedef unsigned char __u8;
+typedef unsigned int __u32;
+typedef int __s32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define CORE __attribute__((preserve_access_index))
+#define __uint(name, val) int(*name)[val]
+#define __type(name, val) typeof(val) *name
+
+#define DMA_BUF_MAGIC 0x444d4142 /* "DMAB" */
+#define NAME_LEN 32              /* DMA_BUF_NAME_LEN: names are at most 31 bytes */
+#define EXPORTER_LEN 64
+
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_NOEXIST 1
+
+// Helpers by number (include/uapi/linux/bpf.h).
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value,
+                                   __u64 flags) = (void *)2;
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *src) = (void *)113;
+static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size, const void *src) = (void *)115;
+static long (*bpf_seq_write)(void *m, const void *data, __u32 len) = (void *)127;
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+} CORE;
+
+struct super_block {
+	unsigned long s_magic;
+} CORE;
+
+struct inode {
+	struct super_block *i_sb;
+	unsigned long i_ino;
+	__s64 i_size;
+} CORE;
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+} CORE;
+
+struct dma_buf {
+	unsigned long size;
+	const char *exp_name;
+	const char *name;
+	struct file *file;
+} CORE;
+
+struct files_struct;
+struct mm_struct;
+
+struct task_struct {
+	__s32 pid;
+	__s32 tgid;
+	struct files_struct *files;
+	struct mm_struct *mm;
+} CORE;
+
+struct vm_area_struct {
+	unsigned long vm_start;
+	unsigned long vm_end;
+	unsigned long vm_pgoff;
+	struct file *vm_file;
+} CORE;
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	__u32 fd;
+	struct file *file;
+} CORE;
+
+struct bpf_iter__task_vma {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	struct vm_area_struct *vma;
+} CORE;
+
+struct bpf_iter__dmabuf {
+	struct bpf_iter_meta *meta;
+	struct dma_buf *dmabuf;
+} CORE;
+
+// Record kinds; every record starts with its kind.
+enum { REC_BUFFER = 1, REC_FD = 2, REC_VMA = 3 };
+
+// Once per buffer and pass (see `seen`): identity, size and the names the kernel holds.
+struct buffer_rec {
+	__u32 kind;
+	__u32 pad;
+	__u64 inode;
+	__u64 size;
+	char name[NAME_LEN];
+	char exporter[EXPORTER_LEN];
+};
+
+// One dma-buf fd: `files` tells fd tables apart (threads after unshare(CLONE_FILES), and every
+// thread of a process whose leader has exited, are visited with their own table).
+struct fd_rec {
+	__u32 kind;
+	__u32 tgid;
+	__u32 tid;
+	__u32 fd;
+	__u64 files;
+	__u64 inode;
+};
+
+// One dma-buf mapping: `mm` tells address spaces apart (a thread group shares one, but the
+// iterator visits it through every thread whose fd table differs from the leader's).
+struct vma_rec {
+	__u32 kind;
+	__u32 tgid;
+	__u32 tid;
+	__u32 pad;
+	__u64 mm;
+	__u64 inode;
+	__u64 start;
+	__u64 end;
+	__u64 pgoff;
+};
+
+// Buffers already described in this pass, so fd and mapping records stay small. A full map
+// only means a buffer is described again; userspace keeps the first description.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u64);
+	__type(value, __u8);
+} seen SEC(".maps");
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __attribute__((always_inline)) int is_dmabuf(struct file *file)
+{
+	if (!file || !file->f_inode || !file->f_inode->i_sb)
+		return 0;
+	return file->f_inode->i_sb->s_magic == DMA_BUF_MAGIC;
+}
+
+static __attribute__((always_inline)) long write_buffer(struct seq_file *seq, struct dma_buf *buf,
+                                                        __u64 inode, __u64 size)
+{
+	struct buffer_rec rec = { .kind = REC_BUFFER, .inode = inode, .size = size };
+	const char *name = 0, *exporter = 0;
+
+	bpf_probe_read_kernel(&name, sizeof(name), &buf->name);
+	bpf_probe_read_kernel(&exporter, sizeof(exporter), &buf->exp_name);
+	if (name)
+		bpf_probe_read_kernel_str(rec.name, sizeof(rec.name), name);
+	if (exporter)
+		bpf_probe_read_kernel_str(rec.exporter, sizeof(rec.exporter), exporter);
+	return bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+// Describes the buffer behind a dma-buf file the first time this pass meets it, then writes
+// `ref` (`len` bytes). The buffer counts as described only when both writes fit: when the seq
+// buffer overflows, the kernel drops this call's output and calls again for the same object.
+static __attribute__((always_inline)) int emit(struct seq_file *seq, struct file *file,
+                                               const void *ref, __u32 len)
+{
+	__u64 inode = file->f_inode->i_ino;
+	__u8 one = 1;
+	int fresh = !bpf_map_lookup_elem(&seen, &inode);
+
+	if (fresh) {
+		struct dma_buf *buf = 0;
+
+		bpf_probe_read_kernel(&buf, sizeof(buf), &file->private_data);
+		if (!buf || write_buffer(seq, buf, inode, file->f_inode->i_size))
+			return 0;
+	}
+	if (bpf_seq_write(seq, ref, len) == 0 && fresh)
+		bpf_map_update_elem(&seen, &inode, &one, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("iter/task_file")
+int dmabuf_fds(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+
+	if (!task || !is_dmabuf(file))
+		return 0;
+	struct fd_rec rec = {
+		.kind = REC_FD,
+		.tgid = task->tgid,
+		.tid = task->pid,
+		.fd = ctx->fd,
+		.files = (__u64)task->files,
+		.inode = file->f_inode->i_ino,
+	};
+	return emit(ctx->meta->seq, file, &rec, sizeof(rec));
+}
+
+SEC("iter/task_vma")
+int dmabuf_vmas(struct bpf_iter__task_vma *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct vm_area_struct *vma = ctx->vma;
+
+	if (!task || !vma)
+		return 0;
+	struct file *file = vma->vm_file;
+	if (!is_dmabuf(file))
+		return 0;
+	struct vma_rec rec = {
+		.kind = REC_VMA,
+		.tgid = task->tgid,
+		.tid = task->pid,
+		.mm = (__u64)task->mm,
+		.inode = file->f_inode->i_ino,
+		.start = vma->vm_start,
+		.end = vma->vm_end,
+		.pgoff = vma->vm_pgoff,
+	};
+	return emit(ctx->meta->seq, file, &rec, sizeof(rec));
+}
+
+// Every exported buffer (6.16+), held by a process or not: the kernel's buffer list.
+SEC("iter/dmabuf")
+int dmabuf_list(struct bpf_iter__dmabuf *ctx)
+{
+	struct dma_buf *buf = ctx->dmabuf;
+
+	if (!buf)
+		return 0;
+	struct file *file = buf->file;
+	if (!file || !file->f_inode)
+		return 0;
+	write_buffer(ctx->meta->seq, buf, file->f_inode->i_ino, buf->size);
+	return 0;
+}

@@ -1,0 +1,252 @@
+//! The binary records the BPF iterators write (`bpf/dmabuf_iter.bpf.c`), parsed.
+//!
+//! Every record starts with a `u32` kind that fixes its length; fields are the kernel's native
+//! byte order (the object is loaded on the machine that reads it). A pure function over bytes:
+//! any input yields records up to the first malformed one, then one error, never a panic.
+
+/// Length of the name field: the kernel's `DMA_BUF_NAME_LEN`.
+pub const NAME_LEN: usize = 32;
+/// Length of the exporter field.
+pub const EXPORTER_LEN: usize = 64;
+
+const KIND_BUFFER: u32 = 1;
+const KIND_FD: u32 = 2;
+const KIND_VMA: u32 = 3;
+
+/// Bytes of each record kind, header included.
+const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
+const FD_LEN: usize = 32;
+const VMA_LEN: usize = 56;
+
+/// One buffer, described once per pass (or more often: keep the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferRecord<'a> {
+    /// Inode on the dma-buf filesystem.
+    pub inode: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Purpose name, up to its NUL; empty when unnamed.
+    pub name: &'a [u8],
+    /// Exporter name, up to its NUL.
+    pub exporter: &'a [u8],
+}
+
+impl BufferRecord<'_> {
+    /// The exporter as the model keeps it (as fdinfo's is kept: lossy UTF-8, `None` if empty).
+    pub fn exporter_name(&self) -> Option<String> {
+        (!self.exporter.is_empty()).then(|| String::from_utf8_lossy(self.exporter).into_owned())
+    }
+}
+
+/// One dma-buf fd of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdRecord {
+    /// Thread-group id: the process.
+    pub tgid: i32,
+    /// The task the fd table was reached through.
+    pub tid: i32,
+    /// The fd number.
+    pub fd: u32,
+    /// Identity of the fd table (the kernel's `files_struct` address).
+    pub files: u64,
+    /// The buffer's inode.
+    pub inode: u64,
+}
+
+/// One dma-buf mapping of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmaRecord {
+    /// Thread-group id: the process.
+    pub tgid: i32,
+    /// The task the address space was reached through.
+    pub tid: i32,
+    /// Identity of the address space (the kernel's `mm_struct` address).
+    pub mm: u64,
+    /// The buffer's inode.
+    pub inode: u64,
+    /// First mapped address.
+    pub start: u64,
+    /// End of the mapping (exclusive).
+    pub end: u64,
+    /// Offset into the buffer, in pages.
+    pub pgoff: u64,
+}
+
+/// Any record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A buffer's description.
+    Buffer(BufferRecord<'a>),
+    /// An fd.
+    Fd(FdRecord),
+    /// A mapping.
+    Vma(VmaRecord),
+}
+
+/// Why parsing stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// A kind this parser does not know: the object and the parser disagree.
+    #[error("unknown BPF record kind {kind} at byte {offset}")]
+    UnknownKind {
+        /// The kind read.
+        kind: u32,
+        /// Where the record starts.
+        offset: usize,
+    },
+    /// The input ends inside a record.
+    #[error("BPF record cut short at byte {offset}")]
+    Truncated {
+        /// Where the record starts.
+        offset: usize,
+    },
+}
+
+/// The records in `bytes`, in order; after an error, nothing more.
+pub fn parse(bytes: &[u8]) -> Records<'_> {
+    Records { bytes, offset: 0 }
+}
+
+/// Iterator returned by [`parse`].
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.bytes.get(self.offset..).filter(|r| !r.is_empty())?;
+        let offset = self.offset;
+        let Some(kind) = u32_at(rest, 0) else {
+            return Some(self.fail(RecordError::Truncated { offset }));
+        };
+        let len = match kind {
+            KIND_BUFFER => BUFFER_LEN,
+            KIND_FD => FD_LEN,
+            KIND_VMA => VMA_LEN,
+            _ => return Some(self.fail(RecordError::UnknownKind { kind, offset })),
+        };
+        let Some(r) = rest.get(..len) else {
+            return Some(self.fail(RecordError::Truncated { offset }));
+        };
+        self.offset += len;
+        // Every field offset below is within `len` bytes of its kind.
+        let u32f = |at| u32_at(r, at).unwrap_or_default();
+        let u64f = |at| u64_at(r, at).unwrap_or_default();
+        Some(Ok(match kind {
+            KIND_BUFFER => Record::Buffer(BufferRecord {
+                inode: u64f(8),
+                size: u64f(16),
+                name: c_str(&r[24..24 + NAME_LEN]),
+                exporter: c_str(&r[24 + NAME_LEN..]),
+            }),
+            KIND_FD => Record::Fd(FdRecord {
+                tgid: u32f(4) as i32,
+                tid: u32f(8) as i32,
+                fd: u32f(12),
+                files: u64f(16),
+                inode: u64f(24),
+            }),
+            _ => Record::Vma(VmaRecord {
+                tgid: u32f(4) as i32,
+                tid: u32f(8) as i32,
+                mm: u64f(16),
+                inode: u64f(24),
+                start: u64f(32),
+                end: u64f(40),
+                pgoff: u64f(48),
+            }),
+        }))
+    }
+}
+
+impl Records<'_> {
+    fn fail<T>(&mut self, e: RecordError) -> Result<T, RecordError> {
+        self.offset = self.bytes.len();
+        Err(e)
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The bytes before the first NUL (all of them when the kernel filled the field).
+fn c_str(field: &[u8]) -> &[u8] {
+    field.split(|&b| b == 0).next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(inode: u64, size: u64, name: &[u8], exporter: &[u8]) -> Vec<u8> {
+        let mut r = [KIND_BUFFER.to_ne_bytes(), [0; 4]].concat();
+        r.extend(inode.to_ne_bytes());
+        r.extend(size.to_ne_bytes());
+        let mut n = name.to_vec();
+        n.resize(NAME_LEN, 0);
+        let mut e = exporter.to_vec();
+        e.resize(EXPORTER_LEN, 0);
+        [r, n, e].concat()
+    }
+
+    #[test]
+    fn parses_each_kind_and_stops_at_garbage() {
+        let mut bytes = buffer(7, 4096, b"a\nb", b"system");
+        let fd = [2u32, 100, 101, 5].map(u32::to_ne_bytes).concat();
+        bytes.extend(fd);
+        bytes.extend([0xffff_0000u64, 7].map(u64::to_ne_bytes).concat());
+        bytes.extend([3u32, 100, 100, 0].map(u32::to_ne_bytes).concat());
+        bytes.extend([0xaa, 7, 0x1000, 0x3000, 1].map(u64::to_ne_bytes).concat());
+        bytes.extend(9u32.to_ne_bytes());
+        let got: Vec<_> = parse(&bytes).collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Record::Buffer(BufferRecord {
+                    inode: 7,
+                    size: 4096,
+                    name: b"a\nb",
+                    exporter: b"system"
+                })),
+                Ok(Record::Fd(FdRecord {
+                    tgid: 100,
+                    tid: 101,
+                    fd: 5,
+                    files: 0xffff_0000,
+                    inode: 7
+                })),
+                Ok(Record::Vma(VmaRecord {
+                    tgid: 100,
+                    tid: 100,
+                    mm: 0xaa,
+                    inode: 7,
+                    start: 0x1000,
+                    end: 0x3000,
+                    pgoff: 1
+                })),
+                Err(RecordError::UnknownKind { kind: 9, offset: BUFFER_LEN + FD_LEN + VMA_LEN }),
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_record_is_one_error() {
+        let bytes = buffer(1, 1, b"", b"");
+        for cut in [1, 4, BUFFER_LEN - 1] {
+            let got: Vec<_> = parse(&bytes[..cut]).collect();
+            assert_eq!(got, [Err(RecordError::Truncated { offset: 0 })]);
+        }
+        let full = buffer(1, 1, &[b'x'; NAME_LEN], b"");
+        let Some(Ok(Record::Buffer(b))) = parse(&full).next() else { panic!("no record") };
+        assert_eq!(b.name, &[b'x'; NAME_LEN]);
+    }
+}
