@@ -9,6 +9,7 @@
 //! * [`kernel_buffers`]: the kernel's own list of every exported buffer (debugfs, sysfs).
 //! * [`scan`]: walks `/proc`, around two reads of that list, into a [`account::Model`].
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
+//! * [`coverage`]: what a report could not see (unreadable processes, unknown holders, sources).
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
@@ -19,6 +20,7 @@
 pub mod account;
 pub mod buffer;
 pub mod cli;
+pub mod coverage;
 pub mod error;
 pub mod heap;
 pub mod kernel_buffers;

@@ -12,6 +12,7 @@ use super::scans::Scans;
 use super::snapshots::{self, Snapshots};
 use crate::account::{Filter, Report};
 use crate::buffer::DmaBuf;
+use crate::coverage::{source, SourceState, SourceUse};
 use crate::heap::{AllocRequest, Allocator};
 use crate::kernel_buffers::LiveBuffers;
 use crate::ledger::{self, Entry, Ledger};
@@ -184,7 +185,28 @@ impl Shared {
     /// The accounting report for `uid`/`pid` (`None`: every one) as `caller` may see it.
     pub fn report(&self, caller: Caller, filter: Filter) -> Result<Report> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        Ok(Report::build(&*self.model()?, &filter))
+        self.build_report(&filter)
+    }
+
+    /// A report of the latest scan joined with the ledger (see
+    /// [`Coverage::join_ledger`](crate::coverage::Coverage::join_ledger)).
+    fn build_report(&self, filter: &Filter) -> Result<Report> {
+        let model = self.model()?;
+        let mut report = Report::build(&model, filter);
+        let entries = self.ledger().entries(filter.uid);
+        let detail = if model.exported_bytes.is_some() {
+            format!("{} entries, checked against this scan's kernel buffer list", entries.len())
+        } else {
+            format!(
+                "{} entries, not checked against a kernel buffer list (none readable): an entry \
+                 may outlive its buffer until a prune through {} can tell",
+                entries.len(),
+                self.live
+            )
+        };
+        let ledger = SourceUse::new(source::LEDGER, SourceState::Used, detail);
+        report.coverage.join_ledger(&model, &entries, ledger);
+        Ok(report)
     }
 
     /// The report snapshot a paged query reads (see [`snapshots::resolve`]): its id, the report
@@ -196,9 +218,7 @@ impl Shared {
         cursor: i64,
     ) -> Result<(u32, Arc<Report>, usize)> {
         self.policy.check_query(caller.uid, filter.uid)?;
-        snapshots::resolve(&self.reports, caller.uid, filter, cursor, || {
-            Ok(Report::build(&*self.model()?, &filter))
-        })
+        snapshots::resolve(&self.reports, caller.uid, filter, cursor, || self.build_report(&filter))
     }
 
     /// Live ledger entries, of one uid or of all, as `caller` may see them.

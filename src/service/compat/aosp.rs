@@ -4,9 +4,9 @@
 //!
 //! Assumed Soong names (Android.bp must match):
 //! * `aidl_interface { name: "vendor.dmabufd", backend: { rust: { enabled: true } } }` gives the
-//!   module `vendor.dmabufd-V2-rust`, whose crate is `vendor_dmabufd` with the package under
+//!   module `vendor.dmabufd-V3-rust`, whose crate is `vendor_dmabufd` with the package under
 //!   `vendor_dmabufd::aidl::vendor::dmabufd`.
-//! * The service and CLI crates get `rustlibs: ["libbinder_rs", "vendor.dmabufd-V2-rust"]`,
+//! * The service and CLI crates get `rustlibs: ["libbinder_rs", "vendor.dmabufd-V3-rust"]`,
 //!   `features: ["binder"]` and `cfgs: ["dmabufd_aosp"]`; no rsbinder, no `rpc` feature.
 
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ pub use binder::{
 
 use super::{Caller, Transport, Unreachable, ACCOUNTING_INSTANCE, ALLOCATOR_INSTANCE};
 
-/// The AIDL package `vendor.dmabufd` from the `vendor.dmabufd-V2-rust` module.
+/// The AIDL package `vendor.dmabufd` from the `vendor.dmabufd-V3-rust` module.
 pub use vendor_dmabufd::aidl::vendor::dmabufd as aidl;
 
 use aidl::IAccounting::{BnAccounting, IAccounting};

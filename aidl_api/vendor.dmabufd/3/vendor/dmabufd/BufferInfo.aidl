@@ -1,0 +1,17 @@
+/*
+ * Copyright (C) 2026 The dmabufd Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+// API snapshot of the vendor.dmabufd AIDL interface, generated; do not edit.
+// Regenerate: `m vendor.dmabufd-update-api` in AOSP, or tests/aosp/dumpapi.
+
+package vendor.dmabufd;
+@VintfStability
+parcelable BufferInfo {
+  long inode;
+  long size;
+  String exporter;
+  String name;
+  vendor.dmabufd.BufferRef[] refs;
+  byte[] nameBytes;
+}

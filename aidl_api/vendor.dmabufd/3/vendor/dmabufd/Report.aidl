@@ -1,0 +1,18 @@
+/*
+ * Copyright (C) 2026 The dmabufd Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+// API snapshot of the vendor.dmabufd AIDL interface, generated; do not edit.
+// Regenerate: `m vendor.dmabufd-update-api` in AOSP, or tests/aosp/dumpapi.
+
+package vendor.dmabufd;
+@VintfStability
+parcelable Report {
+  vendor.dmabufd.BufferInfo[] buffers;
+  vendor.dmabufd.ProcessUsage[] processes;
+  vendor.dmabufd.AppUsage[] apps;
+  vendor.dmabufd.NameUsage[] names;
+  vendor.dmabufd.HeapUsage[] heaps;
+  vendor.dmabufd.Totals totals;
+  vendor.dmabufd.Coverage coverage;
+}
