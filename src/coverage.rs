@@ -327,19 +327,7 @@ fn count(n: usize) -> u32 {
 mod tests {
     use super::*;
     use crate::account::Buffer;
-
-    fn entry(inode: u64, uid: u32, size: u64) -> Entry {
-        Entry {
-            inode,
-            size,
-            name: "x".into(),
-            heap: "system".into(),
-            uid,
-            pid: 9,
-            time_millis: 1,
-            attributed: true,
-        }
-    }
+    use crate::ledger::tests::entry;
 
     /// Without a kernel list, ledger buffers no readable process holds have unknown holders;
     /// one held by a readable process is seen.

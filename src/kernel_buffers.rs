@@ -105,27 +105,9 @@ impl Source {
     /// a name, whatever its bytes, cannot make it fail (see [`bufinfo`]).
     pub fn read(&self) -> Result<KernelBuffers> {
         match self {
-            Source::Bufinfo(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                let info = bufinfo::parse(&bytes).map_err(|e| {
-                    Error::io(
-                        format!("parsing {}", path.display()),
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                    )
-                })?;
-                Ok(from_bufinfo(info))
-            }
+            Source::Bufinfo(path) => read_parsed(path, |b| bufinfo::parse(b).map(from_bufinfo)),
             Source::BpfIter(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                let rows = bpf_iter::parse(&bytes).map_err(|e| {
-                    Error::io(
-                        format!("parsing {}", path.display()),
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                    )
-                })?;
-                Ok(from_bpf_iter(&rows))
+                read_parsed(path, |b| bpf_iter::parse(b).map(|rows| from_bpf_iter(&rows)))
             }
             Source::Sysfs(dir) => read_sysfs(dir),
         }
@@ -140,6 +122,22 @@ impl std::fmt::Display for Source {
             Source::Sysfs(dir) => write!(f, "sysfs {}", dir.display()),
         }
     }
+}
+
+/// Reads a list file whole and parses it; a parse failure is an I/O error of kind
+/// `InvalidData`, so that every failure of a source names the file.
+fn read_parsed<E: std::error::Error + Send + Sync + 'static>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> std::result::Result<KernelBuffers, E>,
+) -> Result<KernelBuffers> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    parse(&bytes).map_err(|e| {
+        Error::io(
+            format!("parsing {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
 }
 
 fn from_bufinfo(info: bufinfo::BufInfo) -> KernelBuffers {
