@@ -237,6 +237,7 @@ impl Coverage {
     pub fn is_partial(&self) -> bool {
         let kernel_list = [source::DEBUGFS_BUFINFO, source::BPF_ITER, source::SYSFS_STATS];
         !self.unreadable.is_empty()
+            || self.procfs_hidden()
             || self.unknown_holder_bytes > 0
             || !self.sources.is_empty()
                 && !self.sources.iter().any(|s| {
@@ -284,6 +285,12 @@ impl Coverage {
         self.sources.push(ledger);
     }
 
+    /// Whether `/proc` hid other uids' processes from the scan (hidepid): they are then not
+    /// even counted as unreadable.
+    pub fn procfs_hidden(&self) -> bool {
+        self.sources.iter().any(|s| s.source == source::PROCFS && s.state != SourceState::Used)
+    }
+
     /// One line for the foot of a text table; `None` when nothing was missed.
     pub fn footer(&self) -> Option<String> {
         if !self.is_partial() {
@@ -303,6 +310,9 @@ impl Coverage {
             " sources: {};",
             if used.is_empty() { "none".into() } else { used.join(", ") }
         ));
+        if self.sources.iter().any(|s| s.source == source::PROCFS && s.state != SourceState::Used) {
+            line.push_str(" other uids' processes hidden (hidepid), not counted;");
+        }
         let processes: u32 = self.unreadable.iter().map(|u| u.processes).sum();
         let uids: Vec<String> =
             self.unreadable.iter().map(|u| format!("uid {} x{}", u.uid, u.processes)).collect();

@@ -142,8 +142,20 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
     });
     let mut model = merge(partials);
     let uid = sys::effective_uid();
-    let procfs_detail = format!("{} read as uid {uid}", opts.proc_root.display());
-    sources.insert(0, SourceUse::new(source::PROCFS, SourceState::Used, procfs_detail));
+    let mut procfs_detail = format!("{} read as uid {uid}", opts.proc_root.display());
+    // Init is pid 1 in every pid namespace: if a live /proc (its `self` names this process) lists no
+    // pid 1, it hides other uids' processes (hidepid without the readproc group), and they are
+    // neither read nor counted.
+    let live = std::fs::read_link(opts.proc_root.join("self"))
+        .is_ok_and(|own| own.as_os_str() == std::process::id().to_string().as_str());
+    let procfs_state = if !live || pids.first() == Some(&1) {
+        SourceState::Used
+    } else {
+        procfs_detail
+            .push_str("; other uids' processes are hidden from it (hidepid) and not counted");
+        SourceState::Denied
+    };
+    sources.insert(0, SourceUse::new(source::PROCFS, procfs_state, procfs_detail));
     model.coverage.sources = sources;
     model.coverage.scanner_uid = Some(uid);
     if let Some((source, before)) = before {

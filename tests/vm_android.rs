@@ -16,6 +16,7 @@ mod vm_support;
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{ChildStdout, Command};
 use std::time::Duration;
 
@@ -312,6 +313,31 @@ fn every_query_and_its_coverage() {
     assert_eq!(v["coverage"]["scanner_uid"], 0);
     assert_eq!(v["coverage"]["unreadable"], serde_json::json!([]));
     assert_eq!(v["totals"]["exported_bytes"], serde_json::Value::Null);
+
+    // dmabufctl as an app (uid 10057, not in readproc): /proc hides every other uid's processes
+    // (hidepid=2), so it cannot even count them; the coverage says so instead of reporting a
+    // complete-looking view of its own three holders.
+    let app = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
+        .args(["dump", "-o", "json"])
+        .uid(APP)
+        .gid(APP)
+        .output()
+        .expect("dmabufctl dump as the app");
+    let v: serde_json::Value = serde_json::from_slice(&app.stdout).expect("JSON");
+    let procfs = &v["coverage"]["sources"][0];
+    assert_eq!((&procfs["source"], &procfs["state"]), (&"procfs".into(), &"denied".into()));
+    assert!(procfs["detail"].as_str().unwrap().contains("hidden"), "{procfs}");
+    let mut seen: Vec<u64> = v["buffers"]
+        .as_array()
+        .expect("buffers")
+        .iter()
+        .map(|b| b["inode"].as_u64().unwrap())
+        .collect();
+    seen.sort();
+    let mut own = vec![app_direct.inode, preview.inode, thumb.inode];
+    own.sort();
+    assert_eq!(seen, own, "its own uid's buffers, nothing else");
+    assert_eq!(v["coverage"]["unreadable"], serde_json::json!([]));
     assert_eq!(dmabufd_pid(), service_pid, "the service did not restart");
     drop((sys.child, app_direct.child, preview.child, thumb.child));
 }
