@@ -300,10 +300,13 @@ fn app_rows(report: &Report, marked: bool, size: impl Fn(u64) -> String) -> Rows
             vec![uid, size(a.rss), size(a.pss), a.buffers.to_string()]
         })
         .collect();
-    let kernel_only = report.buffers.iter().filter(|b| b.is_kernel_only()).count();
-    if kernel_only > 0 {
-        let bytes = report.totals.kernel_only_bytes;
-        rows.push(vec!["kernel".into(), size(bytes), size(bytes), kernel_only.to_string()]);
+    let holderless: Vec<u64> =
+        report.buffers.iter().filter(|b| b.is_kernel_only()).map(|b| b.size).collect();
+    if !holderless.is_empty() {
+        // No readable process holds them: the kernel alone, unless some process was unreadable.
+        let who = if report.coverage.unreadable.is_empty() { "kernel" } else { "unknown" };
+        let bytes = saturating_sum(holderless.iter().copied());
+        rows.push(vec![who.into(), size(bytes), size(bytes), holderless.len().to_string()]);
     }
     rows
 }
