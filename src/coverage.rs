@@ -9,7 +9,7 @@
 //! `dmabuf_pss`) and the service's ledger (who asked for which buffer) fill part of the gap, and
 //! this record says how much.
 //!
-//! A scan records its side ([`ScanCoverage`], in the [`Model`](crate::account::Model));
+//! A scan records its side ([`ScanCoverage`], in the [`Model`]);
 //! [`Coverage::build`] turns it into the report's, and the service joins its ledger
 //! ([`Coverage::join_ledger`]).
 
@@ -149,7 +149,7 @@ impl Unreadable {
     }
 }
 
-/// What one scan could not see; kept in the [`Model`](crate::account::Model).
+/// What one scan could not see; kept in the [`Model`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanCoverage {
     /// The sources the scan tried, in the order it tried them.
