@@ -142,20 +142,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
     });
     let mut model = merge(partials);
     let uid = sys::effective_uid();
-    let mut procfs_detail = format!("{} read as uid {uid}", opts.proc_root.display());
-    // Init is pid 1 in every pid namespace: if a live /proc (its `self` names this process) lists no
-    // pid 1, it hides other uids' processes (hidepid without the readproc group), and they are
-    // neither read nor counted.
-    let live = std::fs::read_link(opts.proc_root.join("self"))
-        .is_ok_and(|own| own.as_os_str() == std::process::id().to_string().as_str());
-    let procfs_state = if !live || pids.first() == Some(&1) {
-        SourceState::Used
-    } else {
-        procfs_detail
-            .push_str("; other uids' processes are hidden from it (hidepid) and not counted");
-        SourceState::Denied
-    };
-    sources.insert(0, SourceUse::new(source::PROCFS, procfs_state, procfs_detail));
+    sources.insert(0, procfs_source(&opts.proc_root, &pids, uid));
     model.coverage.sources = sources;
     model.coverage.scanner_uid = Some(uid);
     if let Some((source, before)) = before {
@@ -198,10 +185,24 @@ fn thread_count(dir: BorrowedFd<'_>) -> u64 {
     sys::link_count_at(dir, c"task").map_or(1, |n| n.saturating_sub(2))
 }
 
+/// How `/proc` served a scan as `uid` that listed `pids`. Init is pid 1 in every pid namespace:
+/// if a live /proc (its `self` names this process) lists no pid 1, it hides other uids'
+/// processes (hidepid without the readproc group), and they are neither read nor counted.
+fn procfs_source(proc_root: &Path, pids: &[i32], uid: u32) -> SourceUse {
+    let mut detail = format!("{} read as uid {uid}", proc_root.display());
+    let live = std::fs::read_link(proc_root.join("self"))
+        .is_ok_and(|own| own.as_os_str() == std::process::id().to_string().as_str());
+    if !live || pids.first() == Some(&1) {
+        return SourceUse::new(source::PROCFS, SourceState::Used, detail);
+    }
+    detail.push_str("; other uids' processes are hidden from it (hidepid) and not counted");
+    SourceUse::new(source::PROCFS, SourceState::Denied, detail)
+}
+
 /// Whether this kernel has Android's per-process dma-buf counters, from the scanner's own
 /// `dmabuf_rss` (always readable to itself where the kernel has it).
 fn procfs_counters(proc_root: &Path) -> SourceUse {
-    let own = proc_root.join("self").join(procfs::dmabuf_rss::FILES[0]);
+    let own = proc_root.join("self").join(procfs::dmabuf_rss::FILES[0].to_str().unwrap_or(""));
     match std::fs::metadata(&own) {
         Ok(_) => SourceUse::new(
             source::DMABUF_RSS,

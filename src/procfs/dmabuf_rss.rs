@@ -7,10 +7,12 @@
 //! They matter where `/proc/<pid>/fd` and `maps` of other uids are closed to the reader (a vendor
 //! service on a device): the kernel counts what the reader cannot see.
 
+use std::ffi::CStr;
+
 use super::{parse_u64, trim};
 
-/// The per-process counter files, in the order they are read.
-pub const FILES: [&str; 3] = ["dmabuf_rss", "dmabuf_rss_hwm", "dmabuf_pss"];
+/// The per-process counter files: Rss, its high-water mark, Pss.
+pub const FILES: [&CStr; 3] = [c"dmabuf_rss", c"dmabuf_rss_hwm", c"dmabuf_pss"];
 
 /// Parses one counter file: decimal bytes, surrounding whitespace allowed. `None` for anything
 /// else (a kernel that printed something else must not be read as a number).
