@@ -248,11 +248,18 @@ impl Coverage {
     /// Joins the service's ledger `entries` (already those of the filter's uid) with the scan:
     /// per uid what it asked for that is alive and how much of that was seen held. Where the
     /// scan read a kernel list, an entry whose buffer is not in the model is dead (or new) and
-    /// left out, and a listed one nobody readable holds is counted by [`Coverage::build`]
-    /// already. Without a list an entry cannot be checked: one whose buffer no readable process
+    /// left out, and a listed one nobody readable holds has unknown holders (counted by
+    /// [`Coverage::build`] already in an unfiltered report, here in a filtered one). Without a list an entry cannot be checked: one whose buffer no readable process
     /// holds counts as live with unknown holders (the ledger is pruned only when liveness can
     /// be told, see [`LiveBuffers`](crate::kernel_buffers::LiveBuffers)).
-    pub fn join_ledger(&mut self, model: &Model, entries: &[Entry], ledger: SourceUse) {
+    pub fn join_ledger(
+        &mut self,
+        model: &Model,
+        filter: &Filter,
+        entries: &[Entry],
+        ledger: SourceUse,
+    ) {
+        let filtered = !filter.is_empty();
         let mut by_uid: BTreeMap<u32, Requested> = BTreeMap::new();
         let listed = model.exported_bytes.is_some();
         for e in entries {
@@ -269,15 +276,18 @@ impl Coverage {
             }
             r.buffers = r.buffers.saturating_add(1);
             r.bytes = r.bytes.saturating_add(e.size);
-            match buffer {
+            let unknown = match buffer {
                 Some(b) if !b.fd_refs.is_empty() || !b.map_refs.is_empty() => {
                     r.held_bytes = r.held_bytes.saturating_add(e.size);
+                    false
                 }
-                None if !model.coverage.unreadable.is_empty() => {
-                    self.unknown_holder_bytes = self.unknown_holder_bytes.saturating_add(e.size);
-                    self.unknown_holder_buffers = self.unknown_holder_buffers.saturating_add(1);
-                }
-                _ => {}
+                // Listed and held by nobody readable: counted by `build` unless filtered.
+                Some(_) => filtered,
+                None => true,
+            };
+            if unknown && !model.coverage.unreadable.is_empty() {
+                self.unknown_holder_bytes = self.unknown_holder_bytes.saturating_add(e.size);
+                self.unknown_holder_buffers = self.unknown_holder_buffers.saturating_add(1);
             }
         }
         by_uid.retain(|_, r| r.buffers > 0);
@@ -356,6 +366,7 @@ mod tests {
         let ledger = SourceUse::new(source::LEDGER, SourceState::Used, "test");
         c.join_ledger(
             &model,
+            &Filter::default(),
             &[entry(5, 1000, 4096), entry(6, 10_057, 8192), entry(7, 10_057, 65536)],
             ledger,
         );
@@ -374,6 +385,30 @@ mod tests {
             "coverage: partial; sources: ledger; unreadable processes: 2 (uid 10057 x2); holders \
              unknown: 2 buffers, 73728 bytes\n"
         );
+    }
+
+    /// With a kernel list: an entry it did not list is dead; a listed one nobody readable holds
+    /// has unknown holders, counted once whether the report is filtered or not.
+    #[test]
+    fn ledger_with_a_kernel_list() {
+        let mut model = Model { exported_bytes: Some(8192), ..Model::default() };
+        model
+            .coverage
+            .unreadable
+            .insert(10_057, Unreadable { uid: 10_057, processes: 1, ..Default::default() });
+        model.buffers.insert(6, Buffer { inode: 6, size: 8192, ..Buffer::default() });
+        let entries = [entry(6, 10_057, 8192), entry(7, 10_057, 4096)];
+        let ledger = || SourceUse::new(source::LEDGER, SourceState::Used, "test");
+        for filter in [Filter::default(), Filter { uid: Some(10_057), pid: None }] {
+            let holderless: &[u64] = if filter.is_empty() { &[8192] } else { &[] };
+            let mut c = Coverage::build(&model, &filter, holderless);
+            c.join_ledger(&model, &filter, &entries, ledger());
+            assert_eq!((c.unknown_holder_bytes, c.unknown_holder_buffers), (8192, 1), "{filter:?}");
+            assert_eq!(
+                c.requested,
+                [Requested { uid: 10_057, buffers: 1, bytes: 8192, held_bytes: 0 }]
+            );
+        }
     }
 
     #[test]

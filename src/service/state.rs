@@ -205,7 +205,7 @@ impl Shared {
             )
         };
         let ledger = SourceUse::new(source::LEDGER, SourceState::Used, detail);
-        report.coverage.join_ledger(&model, &entries, ledger);
+        report.coverage.join_ledger(&model, filter, &entries, ledger);
         Ok(report)
     }
 
