@@ -7,7 +7,7 @@
 //! byte each to the lowest pids, so per-process Pss always sums to exactly the bytes referenced
 //! (AOSP dmabuf_dump truncates each share, so widely shared buffers show 0 and totals drift).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -275,6 +275,15 @@ impl Report {
     /// selected processes and only the buffers they reference, Pss still shared among all
     /// holders.
     pub fn build(model: &Model, filter: &Filter) -> Report {
+        Self::build_named(model, filter, &HashMap::new())
+    }
+
+    /// [`Report::build`], showing whole names where a record beyond the kernel kept them:
+    /// `whole_names` maps inodes to names longer than the kernel keeps (the service's ledger).
+    /// A buffer whose kernel name is the [kernel's prefix](crate::name::kernel_prefix) of its
+    /// whole name shows the whole name, everywhere (buffers and the per-name view); one renamed
+    /// since shows what the kernel holds now.
+    pub fn build_named(model: &Model, filter: &Filter, whole_names: &HashMap<u64, Name>) -> Report {
         // Every step is one pass over buffers x holders or over processes, with O(log n) map
         // steps at most: a compositor's buffers mapped by hundreds of forked clients make
         // buffers x holders the largest number in the report.
@@ -324,7 +333,7 @@ impl Report {
                 inode: buf.inode,
                 size: buf.size,
                 exporter: buf.exporter.clone(),
-                name: buf.name.clone(),
+                name: shown_name(buf, whole_names),
                 fd_refs: buf.fd_refs.clone(),
                 map_refs: buf.map_refs.clone(),
             });
@@ -377,6 +386,15 @@ impl Report {
         };
         Report { buffers, processes, apps, names, heaps, totals, coverage }
     }
+}
+
+/// The whole name of `buf` if `whole_names` has one the kernel's name is the prefix of.
+fn shown_name(buf: &Buffer, whole_names: &HashMap<u64, Name>) -> Option<Name> {
+    let whole = whole_names.get(&buf.inode).filter(|whole| {
+        let prefix = whole.to_str().map(crate::name::kernel_prefix);
+        prefix.map(str::as_bytes) == buf.name.as_ref().map(Name::as_bytes)
+    });
+    whole.or(buf.name.as_ref()).cloned()
 }
 
 /// Sums bytes and counts buffers per key, sorted by key.

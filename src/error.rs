@@ -42,12 +42,21 @@ pub enum NameError {
     /// An empty name would be indistinguishable from an unnamed buffer.
     #[error("name is empty")]
     Empty,
-    /// Longer than the kernel's name buffer (`DMA_BUF_NAME_LEN` less the NUL).
-    #[error("name is {len} bytes; the kernel allows at most {max}")]
+    /// Longer than any name a client passes (gralloc's 128 bytes).
+    #[error("name is {len} bytes; at most {max} are allowed")]
     TooLong {
         /// Length of the name in bytes.
         len: usize,
-        /// Most bytes the kernel accepts.
+        /// Most bytes accepted.
+        max: usize,
+    },
+    /// Longer than the kernel keeps, where nothing else would keep the whole name (allocating
+    /// straight from a heap, without the service's ledger).
+    #[error("name is {len} bytes; the kernel keeps {max} and nothing here would keep the rest (allocate through the service to keep up to 128)")]
+    CutByKernel {
+        /// Length of the name in bytes.
+        len: usize,
+        /// Most bytes the kernel keeps.
         max: usize,
     },
     /// The kernel would silently cut the name at the NUL; carries its byte offset.

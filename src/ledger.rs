@@ -129,6 +129,10 @@ pub struct Ledger {
     generation: u64,
     /// Outstanding bytes per uid: sizes of its entries plus its reservations.
     outstanding: HashMap<u32, u64>,
+    /// Bytes of the entries per name (for the service's history).
+    by_name: HashMap<Name, u64>,
+    /// Bytes of all entries.
+    bytes: u64,
     /// Entry count at which [`Ledger::needs_prune`] says yes.
     prune_at: usize,
 }
@@ -139,6 +143,8 @@ impl Default for Ledger {
             entries: HashMap::new(),
             generation: 0,
             outstanding: HashMap::new(),
+            by_name: HashMap::new(),
+            bytes: 0,
             prune_at: MIN_PRUNE_ENTRIES,
         }
     }
@@ -163,6 +169,16 @@ impl Ledger {
     /// Outstanding bytes of `uid`: its entries plus its reservations.
     pub fn outstanding(&self, uid: u32) -> u64 {
         self.outstanding.get(&uid).copied().unwrap_or(0)
+    }
+
+    /// Bytes of the entries (live or not yet pruned) named `name`.
+    pub fn name_bytes(&self, name: &Name) -> u64 {
+        self.by_name.get(name).copied().unwrap_or(0)
+    }
+
+    /// Bytes of all entries (live or not yet pruned).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Reserves `size` bytes for `uid` before allocating, if that keeps it within `limit`.
@@ -205,12 +221,14 @@ impl Ledger {
         if let Some(uid) = charged {
             self.add(uid, entry.size);
         }
+        self.count_in(&entry);
         self.generation += 1;
         let slot = Slot { generation: self.generation, charged, entry };
         if let Some(old) = self.entries.insert(slot.entry.inode, slot) {
             if let Some(uid) = old.charged {
                 self.sub(uid, old.entry.size);
             }
+            self.count_out(&old.entry);
         }
     }
 
@@ -232,16 +250,20 @@ impl Ledger {
     /// were dropped.
     pub fn retain_live(&mut self, seen: u64, is_live: impl Fn(u64) -> bool) -> usize {
         let before = self.entries.len();
-        let mut freed: Vec<(u32, u64)> = Vec::new();
+        let mut freed: Vec<(Option<u32>, u64, Name)> = Vec::new();
         self.entries.retain(|inode, slot| {
             let live = slot.generation > seen || is_live(*inode);
-            if let (false, Some(uid)) = (live, slot.charged) {
-                freed.push((uid, slot.entry.size));
+            if !live {
+                freed.push((slot.charged, slot.entry.size, std::mem::take(&mut slot.entry.name)));
             }
             live
         });
-        for (uid, size) in freed {
-            self.sub(uid, size);
+        for (charged, size, name) in freed {
+            if let Some(uid) = charged {
+                self.sub(uid, size);
+            }
+            self.bytes = self.bytes.saturating_sub(size);
+            self.name_sub(&name, size);
         }
         // Hash maps never shrink by themselves: after a burst of allocations died, give the
         // table back so the service returns to its baseline.
@@ -249,6 +271,7 @@ impl Ledger {
         if self.entries.capacity() > 4 * live.max(MIN_PRUNE_ENTRIES) {
             self.entries.shrink_to(2 * live);
             self.outstanding.shrink_to(2 * self.outstanding.len());
+            self.by_name.shrink_to(2 * self.by_name.len());
         }
         self.prune_at = (live * 2).max(MIN_PRUNE_ENTRIES);
         before - self.entries.len()
@@ -265,6 +288,18 @@ impl Ledger {
             .collect();
         out.sort_by_key(|e| (e.time_millis, e.inode));
         out
+    }
+
+    /// The names longer than the kernel keeps, by inode: what [`Report::build_named`] shows
+    /// instead of the kernel's prefix.
+    ///
+    /// [`Report::build_named`]: crate::account::Report::build_named
+    pub fn whole_names(&self) -> HashMap<u64, Name> {
+        self.entries
+            .values()
+            .filter(|slot| slot.entry.name.as_bytes().len() > crate::name::MAX_KERNEL_NAME_LEN)
+            .map(|slot| (slot.entry.inode, slot.entry.name.clone()))
+            .collect()
     }
 
     /// Per-uid entry counts and outstanding bytes, by uid.
@@ -284,6 +319,26 @@ impl Ledger {
             .collect();
         out.sort_by_key(|u| u.uid);
         out
+    }
+
+    fn count_in(&mut self, entry: &Entry) {
+        self.bytes = self.bytes.saturating_add(entry.size);
+        let slot = self.by_name.entry(entry.name.clone()).or_default();
+        *slot = slot.saturating_add(entry.size);
+    }
+
+    fn count_out(&mut self, entry: &Entry) {
+        self.bytes = self.bytes.saturating_sub(entry.size);
+        self.name_sub(&entry.name, entry.size);
+    }
+
+    fn name_sub(&mut self, name: &Name, size: u64) {
+        if let Some(slot) = self.by_name.get_mut(name) {
+            *slot = slot.saturating_sub(size);
+            if *slot == 0 {
+                self.by_name.remove(name);
+            }
+        }
     }
 
     fn add(&mut self, uid: u32, size: u64) {
@@ -401,6 +456,10 @@ pub(crate) mod tests {
         assert_eq!(l.outstanding(20), 0);
         assert_eq!(l.outstanding(10), 150);
         assert_eq!(l.entries(None).len(), 2);
+        assert_eq!(
+            (l.bytes(), l.name_bytes(&"GL".into()), l.name_bytes(&"X".into())),
+            (150, 150, 0)
+        );
         assert_eq!(l.usage_by_uid(), vec![UidUsage { uid: 10, buffers: 2, bytes: 150 }]);
     }
 
@@ -418,6 +477,28 @@ pub(crate) mod tests {
             l.commit(0, entry(1000 + inode, 1, 1));
         }
         assert!(l.needs_prune());
+    }
+
+    #[test]
+    fn reports_show_the_whole_names_the_ledger_kept() {
+        use crate::account::{Filter, Report};
+        let whole = format!("{}-preview-buffer", "CAMERA".repeat(5));
+        let mut l = Ledger::new();
+        l.commit(0, Entry { name: whole.as_str().into(), ..entry(1, 10, 4096) });
+        l.commit(0, Entry { name: whole.as_str().into(), ..entry(2, 10, 4096) });
+        l.commit(0, entry(3, 10, 4096));
+        assert_eq!(l.whole_names().len(), 2);
+        let kernel = crate::name::kernel_prefix(&whole);
+        let mut model = Model::default();
+        // Buffer 2 was renamed by a holder since: the kernel's name is what it is called now.
+        for (inode, name) in [(1, kernel), (2, "renamed"), (3, "GL")] {
+            model.buffers.insert(inode, Buffer { size: 4096, ..buffer(inode, None, Some(name)) });
+        }
+        let report = Report::build_named(&model, &Filter::default(), &l.whole_names());
+        let names: Vec<_> = report.buffers.iter().map(|b| b.name.clone().unwrap()).collect();
+        assert_eq!(names, vec![Name::from(whole.as_str()), "renamed".into(), "GL".into()]);
+        let grouped: Vec<_> = report.names.iter().map(|n| n.name.clone()).collect();
+        assert_eq!(grouped, vec![Name::from(whole.as_str()), "GL".into(), "renamed".into()]);
     }
 
     fn buffer(inode: u64, exporter: Option<&str>, name: Option<&str>) -> Buffer {

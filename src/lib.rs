@@ -13,6 +13,7 @@
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
+//! * [`handoff`]: the ledger joined with a scan: who asked for each buffer against who holds it.
 //! * `service`: the binder adapter (feature `binder`).
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod buffer;
 pub mod cli;
 pub mod coverage;
 pub mod error;
+pub mod handoff;
 pub mod heap;
 pub mod kernel_buffers;
 pub mod ledger;

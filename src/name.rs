@@ -1,10 +1,17 @@
-//! Purpose names for dma-bufs: validation, and setting them on a buffer.
+//! Purpose names for dma-bufs: validation, the kernel's cut, and setting them on a buffer.
 //!
 //! The kernel stores whatever bytes it is given (up to 31) and prints them verbatim in fdinfo
 //! `name:` lines, in `/proc/<pid>/maps` paths (`/dmabuf:<name>`) and in debugfs `bufinfo` rows.
 //! A newline or other control character would split or corrupt those lines for every tool that
 //! reads them, so this module refuses them before the kernel ever sees the name. Spaces are fine
 //! (`CAMERA preview`): every reader takes the rest of the line as the name.
+//!
+//! Clients name buffers by what they are for, and gralloc's IAllocator passes up to 128 bytes;
+//! the kernel keeps 31. So a name may be up to [`MAX_NAME_LEN`] bytes: the kernel gets its
+//! [`kernel_prefix`] (the longest prefix of whole characters within [`MAX_KERNEL_NAME_LEN`]
+//! bytes) and whoever keeps the full name (the service's ledger) shows it where it knows the
+//! buffer. A front end without such a record (`dmabufctl alloc` straight against the kernel)
+//! asks [`BufName::require_whole`], so nothing is cut silently.
 
 use std::ffi::CStr;
 use std::fmt;
@@ -14,16 +21,20 @@ use crate::error::NameError;
 use crate::sys::{self, Errno};
 use crate::{Error, Result};
 
-/// Longest name the kernel keeps: `DMA_BUF_NAME_LEN` minus the terminating NUL.
-pub const MAX_NAME_LEN: usize = sys::DMA_BUF_NAME_LEN - 1;
+/// Longest name accepted: what gralloc's IAllocator v2 passes (`BufferDescriptorInfo.name`).
+pub const MAX_NAME_LEN: usize = 128;
 
-/// A name that passed [`validate`], stored NUL-terminated so it can go to the kernel without
-/// another copy or allocation.
+/// Longest name the kernel keeps: `DMA_BUF_NAME_LEN` minus the terminating NUL.
+pub const MAX_KERNEL_NAME_LEN: usize = sys::DMA_BUF_NAME_LEN - 1;
+
+/// A name that passed [`validate`], with the [`kernel_prefix`] the kernel gets stored
+/// NUL-terminated, so it can go to the kernel without another copy or allocation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BufName {
-    /// The name followed by at least one NUL.
-    bytes: [u8; sys::DMA_BUF_NAME_LEN],
+    full: [u8; MAX_NAME_LEN],
     len: usize,
+    /// The kernel's prefix followed by at least one NUL.
+    kernel: [u8; sys::DMA_BUF_NAME_LEN],
 }
 
 impl BufName {
@@ -31,20 +42,38 @@ impl BufName {
     /// UTF-8) and keeps them.
     pub fn new(name: &[u8]) -> std::result::Result<Self, NameError> {
         let text = validate(name)?;
-        let mut bytes = [0u8; sys::DMA_BUF_NAME_LEN];
-        bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Ok(BufName { bytes, len: text.len() })
+        let mut full = [0u8; MAX_NAME_LEN];
+        full[..text.len()].copy_from_slice(text.as_bytes());
+        let prefix = kernel_prefix(text);
+        let mut kernel = [0u8; sys::DMA_BUF_NAME_LEN];
+        kernel[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        Ok(BufName { full, len: text.len(), kernel })
     }
 
-    /// The name as text.
+    /// The whole name as text.
     pub fn as_str(&self) -> &str {
         // Validation guarantees UTF-8; fall back to "" rather than panic should that ever break.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        std::str::from_utf8(&self.full[..self.len]).unwrap_or_default()
     }
 
-    /// The name as the kernel receives it.
+    /// The name as the kernel receives it: [`kernel_prefix`] of the whole name.
     pub fn as_c_str(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.bytes).unwrap_or_default()
+        CStr::from_bytes_until_nul(&self.kernel).unwrap_or_default()
+    }
+
+    /// True when the kernel gets all of the name.
+    pub fn is_whole_in_kernel(&self) -> bool {
+        self.len <= MAX_KERNEL_NAME_LEN
+    }
+
+    /// The name, if the kernel keeps all of it; for front ends that keep no record of the
+    /// full name, which would otherwise be cut without anyone knowing.
+    pub fn require_whole(self) -> std::result::Result<Self, NameError> {
+        if self.is_whole_in_kernel() {
+            Ok(self)
+        } else {
+            Err(NameError::CutByKernel { len: self.len, max: MAX_KERNEL_NAME_LEN })
+        }
     }
 }
 
@@ -68,8 +97,19 @@ impl std::str::FromStr for BufName {
     }
 }
 
+/// What the kernel keeps of a valid name: its longest prefix of whole UTF-8 characters within
+/// [`MAX_KERNEL_NAME_LEN`] bytes (a cut inside a character would leave invalid UTF-8 in every
+/// kernel listing).
+pub fn kernel_prefix(name: &str) -> &str {
+    let mut end = name.len().min(MAX_KERNEL_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 /// Checks a proposed name and returns it as text. Rules, in the order they are checked:
-/// not empty; at most [`MAX_NAME_LEN`] bytes (longer names the kernel refuses); no NUL (it would
+/// not empty; at most [`MAX_NAME_LEN`] bytes; no NUL (it would
 /// silently truncate the name); no ASCII control character (`< 0x20` or `0x7f`: newline, tab,
 /// escape sequences corrupt line-based readers); valid UTF-8 (so every reader, including AIDL
 /// `String`s, can carry it).
@@ -128,15 +168,33 @@ mod tests {
     }
 
     #[test]
-    fn length_limit_is_31_bytes() {
-        let max = [b'x'; 31];
-        assert_eq!(validate(&max).map(str::len), Ok(31));
-        assert_eq!(validate(&[b'x'; 32]), Err(NameError::TooLong { len: 32, max: 31 }));
-        // Bytes, not characters: 16 two-byte characters are 32 bytes.
+    fn length_limit_is_128_bytes() {
+        let max = [b'x'; 128];
+        assert_eq!(validate(&max).map(str::len), Ok(128));
+        assert_eq!(validate(&[b'x'; 129]), Err(NameError::TooLong { len: 129, max: 128 }));
+        // Bytes, not characters: 65 two-byte characters are 130 bytes.
         assert_eq!(
-            validate("é".repeat(16).as_bytes()),
-            Err(NameError::TooLong { len: 32, max: 31 })
+            validate("é".repeat(65).as_bytes()),
+            Err(NameError::TooLong { len: 130, max: 128 })
         );
+    }
+
+    #[test]
+    fn the_kernel_gets_whole_characters_within_31_bytes() {
+        assert_eq!(kernel_prefix("GL"), "GL");
+        assert_eq!(kernel_prefix(&"x".repeat(128)), "x".repeat(31));
+        // 30 ASCII bytes then a 2-byte character: 32 bytes, the character goes.
+        let name = format!("{}é", "a".repeat(30));
+        assert_eq!(kernel_prefix(&name), "a".repeat(30));
+        // 10 three-byte characters are 30 bytes; the eleventh would end at 33.
+        assert_eq!(kernel_prefix(&"名".repeat(20)), "名".repeat(10));
+        let long = BufName::new("名".repeat(20).as_bytes()).expect("60 bytes");
+        assert_eq!(long.as_str(), "名".repeat(20));
+        assert_eq!(long.as_c_str().to_bytes(), "名".repeat(10).as_bytes());
+        assert!(!long.is_whole_in_kernel());
+        assert_eq!(long.require_whole(), Err(NameError::CutByKernel { len: 60, max: 31 }));
+        let short = BufName::new(&[b'y'; 31]).expect("valid");
+        assert_eq!(short.require_whole(), Ok(short));
     }
 
     #[test]

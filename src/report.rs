@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::account::{pss_share, saturating_sum, BufferView, Name, Report};
+use crate::handoff::{Handoff, Handoffs};
 use crate::ledger::Entry;
 use crate::text::escape;
 
@@ -282,7 +283,7 @@ fn buffers_table(report: &Report) -> String {
     out
 }
 
-type Rows = Vec<Vec<String>>;
+pub(crate) type Rows = Vec<Vec<String>>;
 
 /// Per-uid rows; `marked` tags the uid of a partial app (tables; CSV keeps the number and
 /// carries coverage in JSON only).
@@ -336,7 +337,7 @@ fn heap_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
 }
 
 /// Right-aligned columns, first column left-aligned, two spaces apart.
-fn simple_table(headers: &[&str], rows: Rows) -> String {
+pub(crate) fn simple_table(headers: &[&str], rows: Rows) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -590,7 +591,7 @@ pub fn ledger_table(entries: &[Entry]) -> String {
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (proleptic Gregorian, UTC), without
 /// pulling a date crate into a system service for one column.
-fn utc_timestamp(millis: u64) -> String {
+pub(crate) fn utc_timestamp(millis: u64) -> String {
     let (secs, ms) = (millis / 1000, millis % 1000);
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
@@ -622,12 +623,104 @@ pub fn ledger_json(entries: &[Entry]) -> crate::Result<String> {
     pretty_json(entries)
 }
 
+const HANDOFF_HEADERS: [&str; 8] =
+    ["Name", "Inode", "Size", "Heap", "Asked by uid", "Pid", "Age (s)", "Held by"];
+const BALANCE_HEADERS: [&str; 5] = ["Uid", "Asked alive", "Buffers", "Held now", "Buffers"];
+
+/// Who holds a buffer, for one cell: `comm[pid] uid U (F fd, M map)` per holder, or
+/// `kernel only` when no process does.
+fn holders_cell(h: &Handoff) -> String {
+    if h.is_kernel_only() {
+        return "kernel only".into();
+    }
+    let shown: Vec<String> = h
+        .holders
+        .iter()
+        .map(|x| {
+            format!(
+                "{}[{}] uid {} ({} fd, {} map)",
+                escape(x.comm.as_bytes()),
+                x.pid,
+                x.uid,
+                x.fds,
+                x.maps
+            )
+        })
+        .collect();
+    shown.join("; ")
+}
+
+/// Seconds from `from` to `to` (milliseconds since the epoch), one decimal; `-` when unknown.
+fn age(from: u64, to: u64) -> String {
+    if from == 0 {
+        return "-".into();
+    }
+    let ms = to.saturating_sub(from);
+    format!("{}.{}", ms / 1000, ms % 1000 / 100)
+}
+
+fn handoff_rows(view: &Handoffs) -> Rows {
+    view.buffers
+        .iter()
+        .map(|h| {
+            let e = &h.asked;
+            vec![
+                e.name.to_string(),
+                e.inode.to_string(),
+                e.size.to_string(),
+                escape(e.heap.as_bytes()).into_owned(),
+                requester(e, e.uid),
+                requester(e, e.pid),
+                age(e.time_millis, view.taken_millis),
+                holders_cell(h),
+            ]
+        })
+        .collect()
+}
+
+fn balance_rows(view: &Handoffs) -> Rows {
+    view.uids
+        .iter()
+        .map(|u| {
+            vec![
+                u.uid.to_string(),
+                u.asked_bytes.to_string(),
+                u.asked_buffers.to_string(),
+                u.held_bytes.to_string(),
+                u.held_buffers.to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// Asked-by versus held-by for people: every live buffer the service handed out, oldest first,
+/// then per uid the bytes it asked for that are alive against the bytes it holds now. Exact
+/// bytes.
+pub fn handoff_table(view: &Handoffs) -> String {
+    let mut out = simple_table(&HANDOFF_HEADERS, handoff_rows(view));
+    out.push('\n');
+    out.push_str(&simple_table(&BALANCE_HEADERS, balance_rows(view)));
+    out
+}
+
+/// Asked-by versus held-by as CSV: one row per buffer (holders in one cell, as in the table);
+/// the per-uid balance is the JSON's.
+pub fn handoff_csv(view: &Handoffs) -> String {
+    render_csv(&HANDOFF_HEADERS, &handoff_rows(view))
+}
+
+/// Asked-by versus held-by as pretty JSON: `taken_millis`, `buffers` (each `asked`, a ledger
+/// entry, and `holders`) and `uids`.
+pub fn handoff_json(view: &Handoffs) -> crate::Result<String> {
+    pretty_json(view)
+}
+
 /// Renders the whole report as pretty JSON (schema in docs/dump.md).
 pub fn json(report: &Report) -> crate::Result<String> {
     pretty_json(report)
 }
 
-fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String> {
+pub(crate) fn pretty_json(value: &(impl serde::Serialize + ?Sized)) -> crate::Result<String> {
     let mut s =
         serde_json::to_string_pretty(value).map_err(|e| crate::Error::io("encoding JSON", e))?;
     s.push('\n');
@@ -772,6 +865,40 @@ mod tests {
             "Inode,Size,Heap,Uid,Pid,TimeMs,Name\n3,12288,system,1047,190,1795597200615,CAMERA preview\n\
              12,49152,system,-,-,0,GL\n"
         );
+    }
+
+    #[test]
+    fn handoff_table_shows_asker_holders_and_balance() {
+        use crate::handoff::{Handoff, Handoffs, Holder, UidBalance};
+        let holder =
+            Holder { pid: 456, uid: 1000, comm: "surface\nflinger".into(), fds: 1, maps: 2 };
+        let view = Handoffs {
+            taken_millis: 1_795_597_212_915,
+            buffers: vec![
+                Handoff {
+                    asked: entry(3, "CAMERA", 1047, 190, 1_795_597_200_615),
+                    holders: vec![holder],
+                },
+                Handoff { asked: entry(12, "GL", UNKNOWN_UID, UNKNOWN_PID, 0), holders: vec![] },
+            ],
+            uids: vec![UidBalance {
+                uid: 1047,
+                asked_bytes: 12288,
+                asked_buffers: 1,
+                held_bytes: 0,
+                held_buffers: 0,
+            }],
+        };
+        assert_eq!(
+            handoff_table(&view),
+            "Name    Inode   Size    Heap  Asked by uid  Pid  Age (s)                                       Held by\n\
+             CAMERA      3  12288  system          1047  190     12.3  surface\\nflinger[456] uid 1000 (1 fd, 2 map)\n\
+             GL         12  49152  system             -    -        -                                   kernel only\n\
+             \n\
+             Uid   Asked alive  Buffers  Held now  Buffers\n\
+             1047        12288        1         0        0\n"
+        );
+        assert_eq!(handoff_csv(&view).lines().count(), 3);
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn requests_refused_before_the_kernel_get_their_documented_codes() {
         (request("../system", 4096, "GL", 0), codes::ERROR_INVALID_ARGUMENT),
         (request("no-such-heap", 4096, "GL", 0), codes::ERROR_UNKNOWN_HEAP),
         (request("system", 4096, "", 0), codes::ERROR_INVALID_NAME),
-        (request("system", 4096, "a name of more than 31 bytes....", 0), codes::ERROR_INVALID_NAME),
+        (request("system", 4096, &"n".repeat(129), 0), codes::ERROR_INVALID_NAME),
         (request("system", 4096, "tab\there", 0), codes::ERROR_INVALID_NAME),
         (request("system", 12 << 10, "GL", 0), codes::ERROR_QUOTA_EXCEEDED),
     ];
@@ -141,6 +141,7 @@ fn requests_refused_before_the_kernel_get_their_documented_codes() {
     // V2 uids are `long`: -1 is ALL, 0..=u32::MAX a uid, anything else malformed.
     for uid in [-2, 1 << 32, i64::MIN, i64::MAX] {
         assert_eq!(code(acct.getLedgerPage(uid, 0)), codes::ERROR_INVALID_ARGUMENT, "{uid}");
+        assert_eq!(code(acct.getHandoffPage(uid, 0)), codes::ERROR_INVALID_ARGUMENT, "{uid}");
         assert_eq!(code(acct.getReportPage(uid, ALL, 0)), codes::ERROR_INVALID_ARGUMENT, "{uid}");
     }
     assert_eq!(code(acct.getReportPage(i64::from(ALL), -7, 0)), codes::ERROR_INVALID_ARGUMENT);

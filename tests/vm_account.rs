@@ -8,7 +8,7 @@
 //! per-uid and per-name totals that another test's workload would disturb.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -20,7 +20,7 @@ use dmabufd::account::{AppView, Filter, Name, NameView, Report};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{MapAccess, SharedMap};
 use exporter::Exporter;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use fdpass::{recv_fd, send_fd};
 use rustix::io::{fcntl_setfd, FdFlags};
 
 mod data_bins;
@@ -29,6 +29,8 @@ mod data_bins;
 #[path = "vm_support/exporter.rs"]
 #[allow(dead_code)]
 mod exporter;
+#[path = "vm_support/fdpass.rs"]
+mod fdpass;
 
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_ACCT_ROLE";
@@ -50,33 +52,6 @@ fn inheritable(fd: BorrowedFd<'_>, yes: bool) {
 /// A shared read-only mapping of `len` bytes from `offset`, unmapped on drop.
 fn map(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SharedMap {
     SharedMap::new_range(fd, offset, len as usize, MapAccess::ReadOnly).expect("mmap")
-}
-
-// SCM_RIGHTS through nix: AOSP's rustix 0.38 is built without `net`.
-fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>) {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(b"f")], &cmsg, MsgFlags::empty(), None)
-        .expect("sendmsg");
-}
-
-fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
-    let mut space = nix::cmsg_space!(RawFd);
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let msg =
-        recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .expect("recvmsg");
-    let raw = msg
-        .cmsgs()
-        .expect("control messages")
-        .find_map(|m| match m {
-            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("an fd arrived");
-    // SAFETY: SCM_RIGHTS installed `raw` in this process's fd table for this receiver alone.
-    unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
 /// Child process entry, ignored in the parent's test run. With `DMABUFD_ACCT_ROLE=hold` it

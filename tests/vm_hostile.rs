@@ -79,7 +79,9 @@ fn check_cases(stack: &Stack, cases: &[(&str, AllocationRequest, Expect)]) {
             (Ok(a), Expect::Size(size)) => {
                 assert_eq!(a.size, *size, "{label}");
                 let fd: OwnedFd = a.fd.expect("fd").into();
-                assert_eq!(fdinfo_name(&fd).as_deref(), Some(request.name.as_str()), "{label}");
+                // The kernel's name: the whole name, or its prefix for names over 31 bytes.
+                let kernel = dmabufd::name::kernel_prefix(&request.name);
+                assert_eq!(fdinfo_name(&fd).as_deref(), Some(kernel), "{label}");
                 let buf = DmaBuf::from_fd(fd).expect("a dma-buf");
                 assert_eq!((buf.inode() as i64, buf.size() as i64), (a.inode, *size), "{label}");
                 drop(buf);
@@ -170,18 +172,23 @@ fn names(stack: &mut Stack) {
     let invalid = Code(codes::ERROR_INVALID_NAME);
     let a31 = "a".repeat(31);
     let a32 = "a".repeat(32);
+    let a128 = "a".repeat(128);
+    let a129 = "a".repeat(129);
     let a4096 = "a".repeat(4096);
     let a200k = "a".repeat(200_000);
-    // The limit is in UTF-8 bytes (what the kernel stores), not in UTF-16 units (the wire).
-    let euro10 = "€".repeat(10); // 30 bytes
-    let euro11 = "€".repeat(11); // 33 bytes, 11 UTF-16 units
+    // The limit is in UTF-8 bytes (what the ledger keeps), not in UTF-16 units (the wire).
+    let euro42 = "€".repeat(42); // 126 bytes
+    let euro43 = "€".repeat(43); // 129 bytes, 43 UTF-16 units
     check_cases(
         stack,
         &[
             ("name empty", req("system", 4096, "", 0), invalid),
             ("name 1 byte", req("system", 4096, "x", 0), Size(4096)),
             ("name 31 bytes", req("system", 4096, &a31, 0), Size(4096)),
-            ("name 32 bytes", req("system", 4096, &a32, 0), invalid),
+            // Over the kernel's 31: the kernel gets a prefix, the ledger all of it (vm_handoff).
+            ("name 32 bytes", req("system", 4096, &a32, 0), Size(4096)),
+            ("name 128 bytes", req("system", 4096, &a128, 0), Size(4096)),
+            ("name 129 bytes", req("system", 4096, &a129, 0), invalid),
             ("name 4096 bytes", req("system", 4096, &a4096, 0), invalid),
             ("name 200000 bytes", req("system", 4096, &a200k, 0), invalid),
             ("name with NUL", req("system", 4096, "a\0b", 0), invalid),
@@ -191,8 +198,8 @@ fn names(stack: &mut Stack) {
             ("name with ESC", req("system", 4096, "\x1b[31m", 0), invalid),
             ("name with DEL", req("system", 4096, "a\x7f", 0), invalid),
             ("name with space", req("system", 4096, "CAMERA preview", 0), Size(4096)),
-            ("name 30 bytes of €", req("system", 4096, &euro10, 0), Size(4096)),
-            ("name 33 bytes of €", req("system", 4096, &euro11, 0), invalid),
+            ("name 126 bytes of €", req("system", 4096, &euro42, 0), Size(4096)),
+            ("name 129 bytes of €", req("system", 4096, &euro43, 0), invalid),
         ],
     );
 }

@@ -344,11 +344,15 @@ fn nonzero_heap_flags_are_refused_by_mainline_heaps() {
 
 #[test]
 fn name_too_long() {
-    let req = AllocRequest { heap: "system", size: 4096, name: &[b'n'; 32], heap_flags: 0 };
+    let req = AllocRequest { heap: "system", size: 4096, name: &[b'n'; 129], heap_flags: 0 };
     assert!(matches!(
         Allocator::new().allocate(&req),
-        Err(Error::Name(NameError::TooLong { len: 32, max: 31 }))
+        Err(Error::Name(NameError::TooLong { len: 129, max: 128 }))
     ));
+    // Up to 128 bytes the allocator names the buffer with the kernel's 31-byte prefix.
+    let req = AllocRequest { heap: "system", size: 4096, name: &[b'n'; 128], heap_flags: 0 };
+    let cut = Allocator::new().allocate(&req).expect("a 128-byte name");
+    assert_eq!(fd_link(&cut), format!("/dmabuf:{}", "n".repeat(31)));
     // The kernel keeps 31 bytes and refuses 32 with EINVAL (strndup_user), leaving the old name.
     let buf = alloc(4096, "KEEP");
     let longest = "n".repeat(31);

@@ -4,6 +4,10 @@
 //! `inode=<ino> size=<bytes> heap=<heap> name="<name>"`, the heap and name
 //! [escaped](crate::text::escape) as in every text output; the name is quoted because names may
 //! contain spaces, and is last, so it runs to the line's final `"`.
+//!
+//! Names: the service keeps names of up to 128 bytes in its ledger and gives the kernel their
+//! first 31 (whole characters). Straight against the kernel nothing would keep the rest, so the
+//! direct path refuses names longer than 31 bytes instead of cutting them silently.
 
 use std::io::Write;
 use std::time::Duration;
@@ -34,8 +38,12 @@ pub fn alloc(args: &AllocArgs) -> Result<()> {
         heap_flags: args.flags,
     };
     let allocator = Allocator::new();
-    let buffers =
-        (0..args.count).map(|_| allocator.allocate(&req)).collect::<Result<Vec<DmaBuf>>>()?;
+    let checked = allocator.check(&req)?;
+    // Straight from the heap, the kernel is the only record of the name: refuse what it would cut.
+    checked.name().require_whole()?;
+    let buffers = (0..args.count)
+        .map(|_| allocator.allocate_checked(&checked))
+        .collect::<Result<Vec<DmaBuf>>>()?;
     present(args, &buffers)
 }
 

@@ -47,6 +47,22 @@ pub enum Command {
     Dump(DumpArgs),
     /// Live allocations made through the service and who asked for them (needs --service).
     Ledger(LedgerArgs),
+    /// Asked-by versus held-by: who asked the service for each live buffer and who holds it
+    /// now, and per uid bytes asked against bytes held (needs --service).
+    Holders(LedgerArgs),
+    /// The service's high-water marks per uid and name, and its samples (needs --service).
+    History(HistoryArgs),
+}
+
+/// `dmabufctl history`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Start the history afresh (uids on the service's allowlist only), then print it.
+    #[arg(long)]
+    pub reset: bool,
+    /// Output format (table or json).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// `dmabufctl alloc`: field docs are the `--help` text.
@@ -58,7 +74,9 @@ pub struct AllocArgs {
     /// Bytes per buffer; K, M and G suffixes (powers of 1024) accepted.
     #[arg(long)]
     pub size: String,
-    /// Purpose name: 1 to 31 bytes, no control characters.
+    /// Purpose name: 1 to 128 bytes with --service (the kernel keeps the first 31, whole
+    /// characters; the service's ledger and reports the whole name), at most 31 without; no
+    /// control characters.
     #[arg(long)]
     pub name: String,
     /// Heap flags (must be 0 on mainline heaps).
@@ -127,10 +145,10 @@ pub struct DumpArgs {
     pub proc_root: PathBuf,
 }
 
-/// `dmabufctl ledger`: field docs are the `--help` text.
+/// `dmabufctl ledger` and `holders`: field docs are the `--help` text.
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
-    /// Only allocations made by this uid.
+    /// Only allocations asked for by this uid.
     #[arg(long)]
     pub uid: Option<u32>,
     /// Output format.
@@ -165,9 +183,12 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Heaps => alloc::heaps(),
         Command::Alloc(args) => alloc::alloc(&args),
         Command::Dump(args) => dump::dump(&args),
-        Command::Ledger(_) => Err(Error::InvalidArgument(
-            "the ledger lives in the service: use dmabufctl --service ledger".into(),
-        )),
+        Command::Ledger(_) | Command::Holders(_) | Command::History(_) => {
+            Err(Error::InvalidArgument(
+                "the ledger lives in the service: use dmabufctl --service ledger, holders or history"
+                    .into(),
+            ))
+        }
     }
 }
 

@@ -10,8 +10,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, LedgerArgs};
+use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, HistoryArgs, LedgerArgs};
 use crate::buffer::DmaBuf;
+use crate::handoff::Handoffs;
 use crate::heap::AllocRequest;
 use crate::service::compat::aidl::{
     IAccounting::{IAccounting, ALL},
@@ -36,6 +37,8 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Alloc(args) => alloc(&allocator(&transport)?, &args),
         Command::Dump(args) => dump(&accounting(&transport)?, &args),
         Command::Ledger(args) => ledger(&accounting(&transport)?, &args),
+        Command::Holders(args) => holders(&accounting(&transport)?, &args),
+        Command::History(args) => history(&accounting(&transport)?, &args),
     }
 }
 
@@ -115,6 +118,39 @@ fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
         Format::Csv => report::ledger_csv(&entries),
         Format::Json => report::ledger_json(&entries)?,
     };
+    print(&text)
+}
+
+fn holders(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
+    let uid = convert::uid_selector_to_aidl(args.uid);
+    let mut view = Handoffs::default();
+    all_pages(|cursor| {
+        let page = service.getHandoffPage(uid, cursor).map_err(|s| from_status(&s))?;
+        let next = page.cursor;
+        convert::append_handoff_page(&mut view, page);
+        Ok(next)
+    })?;
+    let text = match args.format {
+        Format::Table => report::handoff_table(&view),
+        Format::Csv => report::handoff_csv(&view),
+        Format::Json => report::handoff_json(&view)?,
+    };
+    print(&text)
+}
+
+fn history(service: &Strong<dyn IAccounting>, args: &HistoryArgs) -> Result<()> {
+    if args.format == Format::Csv {
+        return Err(Error::InvalidArgument("history prints as table or json".into()));
+    }
+    if args.reset {
+        service.resetHistory().map_err(|s| from_status(&s))?;
+    }
+    let view = convert::history_from_aidl(service.getHistory().map_err(|s| from_status(&s))?);
+    let text = if args.format == Format::Json { view.json()? } else { view.table() };
+    print(&text)
+}
+
+fn print(text: &str) -> Result<()> {
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())

@@ -8,17 +8,22 @@ use std::collections::BTreeMap;
 
 use super::compat::aidl::{
     AllocationRequest::AllocationRequest, AppUsage::AppUsage, BufferInfo::BufferInfo,
-    BufferRef::BufferRef, Coverage::Coverage as AidlCoverage, HeapUsage::HeapUsage,
-    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
-    Report::Report as AidlReport, RequestedUsage::RequestedUsage,
-    SourceUse::SourceUse as AidlSource, Totals::Totals as AidlTotals, UnreadableUid::UnreadableUid,
+    BufferRef::BufferRef, Coverage::Coverage as AidlCoverage, Handoff::Handoff as AidlHandoff,
+    HandoffPage::HandoffPage, HeapUsage::HeapUsage, History::History as AidlHistory,
+    Holder::Holder as AidlHolder, LedgerEntry::LedgerEntry, NameMark::NameMark,
+    NameUsage::NameUsage, ProcessUsage::ProcessUsage, Report::Report as AidlReport,
+    RequestedUsage::RequestedUsage, Sample::Sample as AidlSample, SourceUse::SourceUse as AidlSource,
+    Totals::Totals as AidlTotals, UidBalance::UidBalance as AidlUidBalance, UidMark::UidMark,
+    UnreadableUid::UnreadableUid,
 };
+use super::history::{self, Mark};
 use super::pages::WireLen;
 use crate::account::{
     AppView, BufferView, ExporterView, Name, NameView, ProcessView, Report, Totals,
 };
 use crate::coverage::{Coverage, Requested, SourceState, SourceUse, Unreadable};
 use crate::error::SizeError;
+use crate::handoff::{Handoff, Handoffs, Holder, UidBalance};
 use crate::heap::AllocRequest;
 use crate::ledger::Entry;
 
@@ -416,6 +421,164 @@ pub fn entry_from_aidl(e: LedgerEntry) -> Entry {
         pid: e.pid,
         time_millis: unsigned(e.timeMillis),
         attributed: e.attributed,
+    }
+}
+
+/// One element of a handoff view's arrays, in the order pages carry them.
+#[derive(Debug)]
+pub enum HandoffItem {
+    /// An element of `HandoffPage.handoffs`.
+    Handoff(AidlHandoff),
+    /// An element of `HandoffPage.uids`.
+    Uid(AidlUidBalance),
+}
+
+impl WireLen for HandoffItem {
+    fn wire_len(&self) -> usize {
+        match self {
+            HandoffItem::Handoff(h) => h.wire_len(),
+            HandoffItem::Uid(u) => u.wire_len(),
+        }
+    }
+}
+
+/// The view's items from index `start` on: handoffs, then uids, each converted when reached.
+pub fn handoff_items(v: &Handoffs, start: usize) -> impl Iterator<Item = HandoffItem> + '_ {
+    let skip_buffers = start.min(v.buffers.len());
+    let skip_uids = start - skip_buffers;
+    let handoffs = v.buffers[skip_buffers..].iter().map(|h| {
+        HandoffItem::Handoff(AidlHandoff {
+            asked: entry_to_aidl(&h.asked),
+            holders: h
+                .holders
+                .iter()
+                .map(|x| AidlHolder {
+                    pid: x.pid,
+                    uid: uid_to_aidl(x.uid),
+                    comm: x.comm.clone(),
+                    fdCount: count(x.fds),
+                    mapCount: count(x.maps),
+                })
+                .collect(),
+        })
+    });
+    let uids = v.uids.get(skip_uids..).unwrap_or_default().iter().map(|u| {
+        HandoffItem::Uid(AidlUidBalance {
+            uid: uid_to_aidl(u.uid),
+            askedBytes: bytes(u.asked_bytes),
+            askedBuffers: count(u.asked_buffers),
+            heldBytes: bytes(u.held_bytes),
+            heldBuffers: count(u.held_buffers),
+        })
+    });
+    handoffs.chain(uids)
+}
+
+/// A page of `items` of a view taken at `taken_millis`.
+pub fn handoff_page(taken_millis: u64, items: Vec<HandoffItem>, cursor: i64) -> HandoffPage {
+    let mut page =
+        HandoffPage { takenMillis: bytes(taken_millis), cursor, ..HandoffPage::default() };
+    for item in items {
+        match item {
+            HandoffItem::Handoff(h) => page.handoffs.push(h),
+            HandoffItem::Uid(u) => page.uids.push(u),
+        }
+    }
+    page
+}
+
+/// Appends a page received from the service to the view assembled so far.
+pub fn append_handoff_page(whole: &mut Handoffs, page: HandoffPage) {
+    whole.taken_millis = unsigned(page.takenMillis);
+    whole.buffers.extend(page.handoffs.into_iter().map(|h| {
+        Handoff {
+            asked: entry_from_aidl(h.asked),
+            holders: h
+                .holders
+                .into_iter()
+                .map(|x| Holder {
+                    pid: x.pid,
+                    uid: uid_from_aidl(x.uid),
+                    comm: x.comm,
+                    fds: unsigned32(x.fdCount),
+                    maps: unsigned32(x.mapCount),
+                })
+                .collect(),
+        }
+    }));
+    whole.uids.extend(page.uids.into_iter().map(|u| UidBalance {
+        uid: uid_from_aidl(u.uid),
+        asked_bytes: unsigned(u.askedBytes),
+        asked_buffers: unsigned32(u.askedBuffers),
+        held_bytes: unsigned(u.heldBytes),
+        held_buffers: unsigned32(u.heldBuffers),
+    }));
+}
+
+/// The history as sent by `IAccounting.getHistory` (one reply: it is bounded to fit).
+pub fn history_to_aidl(v: &history::View) -> AidlHistory {
+    AidlHistory {
+        sinceMillis: bytes(v.since_millis),
+        uids: v
+            .uids
+            .iter()
+            .map(|(&uid, m)| UidMark {
+                uid: uid_to_aidl(uid),
+                peakBytes: bytes(m.peak_bytes),
+                peakMillis: bytes(m.peak_millis),
+                currentBytes: bytes(m.current_bytes),
+            })
+            .collect(),
+        names: v
+            .names
+            .iter()
+            .map(|(name, m)| NameMark {
+                name: name.to_string_lossy().into_owned(),
+                peakBytes: bytes(m.peak_bytes),
+                peakMillis: bytes(m.peak_millis),
+                currentBytes: bytes(m.current_bytes),
+            })
+            .collect(),
+        samples: v
+            .samples
+            .iter()
+            .map(|s| AidlSample {
+                timeMillis: bytes(s.time_millis),
+                bytes: bytes(s.bytes),
+                buffers: count(s.buffers),
+            })
+            .collect(),
+    }
+}
+
+/// What a client received, back as the service's view.
+pub fn history_from_aidl(h: AidlHistory) -> history::View {
+    let mark = |peak: i64, at: i64, now: i64| Mark {
+        peak_bytes: unsigned(peak),
+        peak_millis: unsigned(at),
+        current_bytes: unsigned(now),
+    };
+    history::View {
+        since_millis: unsigned(h.sinceMillis),
+        uids: h
+            .uids
+            .into_iter()
+            .map(|m| (uid_from_aidl(m.uid), mark(m.peakBytes, m.peakMillis, m.currentBytes)))
+            .collect(),
+        names: h
+            .names
+            .into_iter()
+            .map(|m| (Name::from(m.name), mark(m.peakBytes, m.peakMillis, m.currentBytes)))
+            .collect(),
+        samples: h
+            .samples
+            .into_iter()
+            .map(|s| history::Sample {
+                time_millis: unsigned(s.timeMillis),
+                bytes: unsigned(s.bytes),
+                buffers: unsigned32(s.buffers),
+            })
+            .collect(),
     }
 }
 

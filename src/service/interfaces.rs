@@ -7,6 +7,8 @@ use std::sync::Arc;
 use super::compat::aidl::{
     Allocation::Allocation,
     AllocationRequest::AllocationRequest,
+    HandoffPage::HandoffPage,
+    History::History,
     IAccounting::{IAccounting, ALL},
     IAllocator::IAllocator,
     LedgerEntry::LedgerEntry,
@@ -19,7 +21,7 @@ use super::convert;
 use super::errors::map_or_log_err;
 use super::pages::{self, PAGE_BYTES};
 use super::snapshots::Cursor;
-use super::state::Shared;
+use super::state::{Paged, Shared};
 use crate::account::Filter;
 use crate::Error;
 
@@ -47,7 +49,7 @@ impl AccountingService {
         let (id, report, start) = self.0.report_snapshot(compat::caller(), filter, cursor)?;
         let (items, next) = pages::cut(start, convert::report_items(&report, start));
         if next.is_none() {
-            self.0.close_snapshot(id, true);
+            self.0.close_snapshot(id, Paged::Report);
         }
         Ok(ReportPage {
             report: convert::report_of_items(&report, items),
@@ -60,9 +62,18 @@ impl AccountingService {
         let rest = entries.get(start..).unwrap_or_default();
         let (entries, next) = pages::cut(start, rest.iter().map(convert::entry_to_aidl));
         if next.is_none() {
-            self.0.close_snapshot(id, false);
+            self.0.close_snapshot(id, Paged::Ledger);
         }
         Ok(LedgerPage { entries, cursor: Cursor::next_to_wire(id, next) })
+    }
+
+    fn handoff_page(&self, uid: Option<u32>, cursor: i64) -> crate::Result<HandoffPage> {
+        let (id, view, start) = self.0.handoff_snapshot(compat::caller(), uid, cursor)?;
+        let (items, next) = pages::cut(start, convert::handoff_items(&view, start));
+        if next.is_none() {
+            self.0.close_snapshot(id, Paged::Handoff);
+        }
+        Ok(convert::handoff_page(view.taken_millis, items, Cursor::next_to_wire(id, next)))
     }
 }
 
@@ -130,6 +141,20 @@ impl IAccounting for AccountingService {
         let result =
             convert::uid_selector_from_aidl(uid).and_then(|uid| self.ledger_page(uid, cursor));
         map_or_log_err("getLedgerPage", result)
+    }
+
+    fn getHandoffPage(&self, uid: i64, cursor: i64) -> Result<HandoffPage> {
+        let result =
+            convert::uid_selector_from_aidl(uid).and_then(|uid| self.handoff_page(uid, cursor));
+        map_or_log_err("getHandoffPage", result)
+    }
+
+    fn getHistory(&self) -> Result<History> {
+        Ok(convert::history_to_aidl(&self.0.history(compat::caller())))
+    }
+
+    fn resetHistory(&self) -> Result<()> {
+        map_or_log_err("resetHistory", self.0.reset_history(compat::caller()))
     }
 }
 

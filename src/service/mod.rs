@@ -5,11 +5,13 @@
 //! holds the transport-free logic (policy, quota, ledger); `convert` maps library views to
 //! parcelables and back; [`errors`] maps [`crate::Error`] to the documented codes and logs each
 //! failed call. Replies of any size: `snapshots` holds what paged queries read, `pages` cuts it
-//! into replies that fit a binder transaction; `scans` shares and rate-limits `/proc` scans.
+//! into replies that fit a binder transaction; `scans` shares and rate-limits `/proc` scans; [`history`] keeps high-water marks and samples of
+//! the service's allocations.
 
 pub mod compat;
 pub mod convert;
 pub mod errors;
+pub mod history;
 mod interfaces;
 mod pages;
 mod scans;

@@ -6,8 +6,9 @@
 //! comms and holder lists make items differ in size by orders of magnitude.
 
 use super::compat::aidl::{
-    AppUsage::AppUsage, BufferInfo::BufferInfo, HeapUsage::HeapUsage, LedgerEntry::LedgerEntry,
-    NameUsage::NameUsage, ProcessUsage::ProcessUsage,
+    AppUsage::AppUsage, BufferInfo::BufferInfo, Handoff::Handoff, HeapUsage::HeapUsage,
+    LedgerEntry::LedgerEntry, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
+    UidBalance::UidBalance,
 };
 
 /// Most encoded bytes of items in one reply: a quarter of the smallest binder buffer, so that a
@@ -36,6 +37,20 @@ fn byte_array(b: &[u8]) -> usize {
 impl WireLen for LedgerEntry {
     fn wire_len(&self) -> usize {
         PARCELABLE + 8 * 3 + 4 * 3 + string(&self.name) + string(&self.heap)
+    }
+}
+
+impl WireLen for Handoff {
+    fn wire_len(&self) -> usize {
+        // A Holder is four ints and the comm.
+        let holders: usize = self.holders.iter().map(|h| PARCELABLE + 16 + string(&h.comm)).sum();
+        PARCELABLE + self.asked.wire_len() + 4 + holders
+    }
+}
+
+impl WireLen for UidBalance {
+    fn wire_len(&self) -> usize {
+        PARCELABLE + 4 * 3 + 8 * 2
     }
 }
 

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::compat::Caller;
+use super::history::{self, History};
 use super::scans::Scans;
 use super::snapshots::{self, Snapshots};
-use crate::account::{Filter, Report};
+use crate::account::{Filter, Name, Report};
 use crate::buffer::DmaBuf;
 use crate::coverage::{source, SourceState, SourceUse};
+use crate::handoff::{self, Handoffs};
 use crate::heap::{AllocRequest, Allocator};
 use crate::kernel_buffers::LiveBuffers;
 use crate::ledger::{self, Entry, Ledger};
@@ -50,6 +52,17 @@ impl Policy {
     }
 }
 
+/// Which kind of paged query a snapshot belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paged {
+    /// getReportPage.
+    Report,
+    /// getLedgerPage.
+    Ledger,
+    /// getHandoffPage.
+    Handoff,
+}
+
 /// The service's state; one per process, shared by both binder objects.
 #[derive(Debug)]
 pub struct Shared {
@@ -60,6 +73,9 @@ pub struct Shared {
     scans: Scans,
     reports: Snapshots<Filter, Report>,
     ledgers: Snapshots<Option<u32>, Vec<Entry>>,
+    handoffs: Snapshots<Option<u32>, Handoffs>,
+    /// Taken after `ledger`, never before.
+    history: Mutex<History>,
     started: Instant,
     allocations: AtomicU64,
     refusals: AtomicU64,
@@ -75,6 +91,8 @@ impl Shared {
             scans: Scans::default(),
             reports: Snapshots::default(),
             ledgers: Snapshots::default(),
+            handoffs: Snapshots::default(),
+            history: Mutex::new(History::new(Entry::now_millis())),
             started: Instant::now(),
             allocations: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -105,19 +123,22 @@ impl Shared {
                 return Err(e);
             }
         };
+        let name = Name::from(checked.name().as_str());
+        let now = Entry::now_millis();
         ledger.commit(
             charged,
             Entry {
                 inode: buf.inode(),
                 size: buf.size(),
-                name: checked.name().as_str().into(),
+                name: name.clone(),
                 heap: checked.heap().to_owned(),
                 uid: caller.uid,
                 pid: caller.pid,
-                time_millis: Entry::now_millis(),
+                time_millis: now,
                 attributed: true,
             },
         );
+        self.history_lock().allocated(&ledger, caller.uid, &name, now);
         let due = ledger.needs_prune();
         drop(ledger);
         if due {
@@ -146,14 +167,17 @@ impl Shared {
         let seen = self.ledger().generation();
         match self.live.read() {
             Ok(live) => {
-                let dropped = self.ledger().retain_live(seen, |inode| live.contains(&inode));
+                let mut ledger = self.ledger();
+                let dropped = ledger.retain_live(seen, |inode| live.contains(&inode));
+                self.history_lock().pruned(&ledger, Entry::now_millis());
+                drop(ledger);
                 log::debug!("ledger: pruned {dropped} entries of freed buffers");
                 drop(live);
                 if dropped >= TRIM_AFTER {
                     self.scans.forget();
                 }
                 let expired = self.scans.expire();
-                let open = self.reports.expire() + self.ledgers.expire();
+                let open = self.open_snapshots();
                 if dropped >= TRIM_AFTER || (expired && open == 0) {
                     sys::release_free_memory();
                 }
@@ -174,6 +198,7 @@ impl Shared {
         for r in rebuilt {
             ledger.adopt(r);
         }
+        self.history_lock().pruned(&ledger, Entry::now_millis());
         Ok(count)
     }
 
@@ -188,12 +213,15 @@ impl Shared {
         self.build_report(&filter)
     }
 
-    /// A report of the latest scan joined with the ledger (see
-    /// [`Coverage::join_ledger`](crate::coverage::Coverage::join_ledger)).
+    /// A report of the latest scan, with the whole names the ledger kept, joined with the
+    /// ledger (see [`Coverage::join_ledger`](crate::coverage::Coverage::join_ledger)).
     fn build_report(&self, filter: &Filter) -> Result<Report> {
         let model = self.model()?;
-        let mut report = Report::build(&model, filter);
-        let entries = self.ledger().entries(filter.uid);
+        let (names, entries) = {
+            let ledger = self.ledger();
+            (ledger.whole_names(), ledger.entries(filter.uid))
+        };
+        let mut report = Report::build_named(&model, filter, &names);
         let detail = if model.exported_bytes.is_some() {
             format!("{} entries, checked against this scan's kernel buffer list", entries.len())
         } else {
@@ -242,18 +270,66 @@ impl Shared {
         })
     }
 
+    /// The asked-by versus held-by snapshot a paged query reads, as [`Shared::report_snapshot`]:
+    /// the live ledger entries of `uid` (or all) joined with a scan.
+    pub fn handoff_snapshot(
+        &self,
+        caller: Caller,
+        uid: Option<u32>,
+        cursor: i64,
+    ) -> Result<(u32, Arc<Handoffs>, usize)> {
+        self.policy.check_query(caller.uid, uid)?;
+        snapshots::resolve(&self.handoffs, caller.uid, uid, cursor, || self.handoffs(uid))
+    }
+
+    fn handoffs(&self, uid: Option<u32>) -> Result<Handoffs> {
+        self.prune();
+        let entries = self.ledger().entries(uid);
+        let model = self.model()?;
+        Ok(handoff::join(entries, &model, Entry::now_millis()))
+    }
+
+    /// The history as `caller` may see it: everything for the allowlist, its own uid's mark
+    /// otherwise. Pruned first, so that current bytes are those of live buffers.
+    pub fn history(&self, caller: Caller) -> history::View {
+        self.prune();
+        let only = (!self.policy.sees_all(caller.uid)).then_some(caller.uid);
+        self.history_lock().view(only)
+    }
+
+    /// Starts the history afresh; the allowlist only.
+    pub fn reset_history(&self, caller: Caller) -> Result<()> {
+        if !self.policy.sees_all(caller.uid) {
+            return Err(Error::PermissionDenied(format!(
+                "uid {} may not reset the history (only uids on the allowlist)",
+                caller.uid
+            )));
+        }
+        self.prune();
+        // In the lock order of an allocation, so that none is half recorded across the reset.
+        let ledger = self.ledger();
+        self.history_lock().reset(Entry::now_millis());
+        drop(ledger);
+        Ok(())
+    }
+
     /// Ends a snapshot whose last page was served. When none is left open, the memory that
     /// paging touched goes back to the kernel: the C allocator keeps freed pages of its thread
     /// arenas otherwise, and each binder thread that served a page has its own.
-    pub fn close_snapshot(&self, id: u32, report: bool) {
-        if report {
-            self.reports.close(id);
-        } else {
-            self.ledgers.close(id);
+    pub fn close_snapshot(&self, id: u32, kind: Paged) {
+        match kind {
+            Paged::Report => self.reports.close(id),
+            Paged::Ledger => self.ledgers.close(id),
+            Paged::Handoff => self.handoffs.close(id),
         }
-        if self.reports.expire() + self.ledgers.expire() == 0 {
+        if self.open_snapshots() == 0 {
             sys::release_free_memory();
         }
+    }
+
+    /// Snapshots still open (after dropping idle ones), of every kind.
+    fn open_snapshots(&self) -> usize {
+        self.reports.expire() + self.ledgers.expire() + self.handoffs.expire()
     }
 
     /// The `dumpsys` text: configuration and counters; then per-uid usage and the ledger, of
@@ -298,13 +374,28 @@ impl Shared {
         for u in usage {
             writeln!(w, "  uid {}: {} buffers, {} bytes", u.uid, u.buffers, u.bytes)?;
         }
-        w.write_all(report::ledger_table(&entries).as_bytes())
+        w.write_all(report::ledger_table(&entries).as_bytes())?;
+        writeln!(w, "asked-by versus held-by (the same buffers):")?;
+        match self.model() {
+            Ok(model) => {
+                let view = handoff::join(entries, &model, Entry::now_millis());
+                w.write_all(report::handoff_table(&view).as_bytes())?;
+            }
+            Err(e) => writeln!(w, "  <cannot scan: {e}>")?,
+        }
+        let history = self.history_lock().view(only);
+        w.write_all(history.table().as_bytes())
     }
 
     /// The latest scan (see [`Scans::model`]). The ledger lock is not held while scanning.
     fn model(&self) -> Result<Arc<crate::account::Model>> {
         let generation = self.ledger().generation();
         self.scans.model(generation)
+    }
+
+    fn history_lock(&self) -> MutexGuard<'_, History> {
+        // As for the ledger: every method leaves it consistent.
+        self.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -365,6 +456,7 @@ mod tests {
         let root = dump(0);
         assert!(root.contains("mine") && root.contains("theirs"), "{root}");
         // The same table as `dmabufctl ledger`.
-        assert!(root.ends_with(&report::ledger_table(&shared.ledger().entries(None))), "{root}");
+        assert!(root.contains(&report::ledger_table(&shared.ledger().entries(None))), "{root}");
+        assert!(root.contains("asked-by versus held-by") && root.contains("history since "));
     }
 }

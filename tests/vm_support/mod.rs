@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod exporter;
+pub mod fdpass;
 
 use std::io::BufRead;
 use std::io::BufReader;
@@ -30,8 +31,11 @@ use dmabufd::Error;
 /// Binder device of the private service manager.
 pub const DEVICE: &str = "/dev/vndbinder";
 
+/// [`DEVICE`], unless `DMABUFD_BINDER_DEVICE` names another: scripts/demo runs vm_handoff's
+/// client roles against the service that `tests/vm/run --with-service` started.
 pub fn transport() -> Transport {
-    Transport::Kernel(Some(DEVICE.into()))
+    let device = std::env::var_os("DMABUFD_BINDER_DEVICE").unwrap_or_else(|| DEVICE.into());
+    Transport::Kernel(Some(device.into()))
 }
 
 pub fn allocator() -> Strong<dyn IAllocator> {

@@ -16,8 +16,11 @@ parcelable AllocationRequest {
     /** Bytes wanted; the kernel rounds up to whole pages. */
     long size;
     /**
-     * Purpose name set with DMA_BUF_SET_NAME before the fd leaves the service: 1 to 31 bytes of
-     * printable ASCII or UTF-8, no control characters ("CAMERA", "GL", "codec:avc").
+     * Purpose name: 1 to 128 bytes (UTF-8), no control characters ("CAMERA", "GL", "codec:avc").
+     * The kernel keeps 31 bytes: DMA_BUF_SET_NAME gets the longest prefix of whole characters
+     * within 31 bytes, set before the fd leaves the service. The ledger keeps the whole name and
+     * every report of the service shows it for the buffer (unless a holder renamed it since).
+     * (Before V3 the service refused names over 31 bytes.)
      */
     String name;
     /**

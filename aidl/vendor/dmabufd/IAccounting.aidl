@@ -4,6 +4,8 @@
  */
 package vendor.dmabufd;
 
+import vendor.dmabufd.HandoffPage;
+import vendor.dmabufd.History;
 import vendor.dmabufd.LedgerEntry;
 import vendor.dmabufd.LedgerPage;
 import vendor.dmabufd.Report;
@@ -60,4 +62,24 @@ interface IAccounting {
 
     /** (V2) getLedger, paged (see above): uid is a Linux uid (0..4294967295) or ALL. */
     LedgerPage getLedgerPage(long uid, long cursor);
+
+    /**
+     * (V3) Asked-by versus held-by, paged (see above): every live buffer the service handed out
+     * (asked for by uid, or ALL), oldest first, with who holds it now, from one scan; then the
+     * per-uid balance. uid is a Linux uid (0..4294967295) or ALL; callers off the allowlist
+     * may ask for their own uid only, and then see every holder of the buffers they asked for.
+     */
+    HandoffPage getHandoffPage(long uid, long cursor);
+
+    /**
+     * (V3) High-water marks and samples since start-up or the last resetHistory (see History).
+     * Callers off the allowlist get their own uid's mark only (no names, no samples).
+     */
+    History getHistory();
+
+    /**
+     * (V3) Starts the history afresh: every peak becomes the current bytes, the samples are
+     * dropped. Callers off the allowlist: IAllocator.ERROR_PERMISSION_DENIED.
+     */
+    void resetHistory();
 }

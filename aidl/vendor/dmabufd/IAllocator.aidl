@@ -20,7 +20,10 @@ interface IAllocator {
     const int ERROR_INVALID_ARGUMENT = 1;
     /** No such heap under /dev/dma_heap; getHeaps() lists the ones that exist. */
     const int ERROR_UNKNOWN_HEAP = 2;
-    /** Name empty, longer than 31 bytes, or holding control characters. */
+    /**
+     * Name empty, longer than 128 bytes (V3; 31 before), not UTF-8, or holding control
+     * characters.
+     */
     const int ERROR_INVALID_NAME = 3;
     /** The heap could not satisfy the request (ENOMEM). */
     const int ERROR_OUT_OF_MEMORY = 4;

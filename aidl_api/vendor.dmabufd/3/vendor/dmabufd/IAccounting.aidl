@@ -13,5 +13,8 @@ interface IAccounting {
   vendor.dmabufd.LedgerEntry[] getLedger(int uid);
   vendor.dmabufd.ReportPage getReportPage(long uid, int pid, long cursor);
   vendor.dmabufd.LedgerPage getLedgerPage(long uid, long cursor);
+  vendor.dmabufd.HandoffPage getHandoffPage(long uid, long cursor);
+  vendor.dmabufd.History getHistory();
+  void resetHistory();
   const int ALL = -1;
 }
