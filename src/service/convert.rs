@@ -12,9 +12,9 @@ use super::compat::aidl::{
     HandoffPage::HandoffPage, HeapUsage::HeapUsage, History::History as AidlHistory,
     Holder::Holder as AidlHolder, LedgerEntry::LedgerEntry, NameMark::NameMark,
     NameUsage::NameUsage, ProcessUsage::ProcessUsage, Report::Report as AidlReport,
-    RequestedUsage::RequestedUsage, Sample::Sample as AidlSample, SourceUse::SourceUse as AidlSource,
-    Totals::Totals as AidlTotals, UidBalance::UidBalance as AidlUidBalance, UidMark::UidMark,
-    UnreadableUid::UnreadableUid,
+    RequestedUsage::RequestedUsage, Sample::Sample as AidlSample,
+    SourceUse::SourceUse as AidlSource, Totals::Totals as AidlTotals,
+    UidBalance::UidBalance as AidlUidBalance, UidMark::UidMark, UnreadableUid::UnreadableUid,
 };
 use super::history::{self, Mark};
 use super::pages::WireLen;
