@@ -12,6 +12,11 @@
 //! * [`coverage`]: what a report could not see (unreadable processes, unknown holders, sources).
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
+//! * [`snapshot`]: a report with when and where it was taken, as JSON and read back; the
+//!   per-group totals that [`diff`] compares and [`top`] shows.
+//! * [`diff`]: what grew, shrank, appeared and vanished between two snapshots.
+//! * [`top`]: the frames of `dmabufctl top` (groups sorted, with change since start and since
+//!   the last frame).
 //! * [`ledger`]: who asked for which live buffer (allocation attribution).
 //! * [`handoff`]: the ledger joined with a scan: who asked for each buffer against who holds it.
 //! * `service`: the binder adapter (feature `binder`).
@@ -22,6 +27,7 @@ pub mod account;
 pub mod buffer;
 pub mod cli;
 pub mod coverage;
+pub mod diff;
 pub mod error;
 pub mod handoff;
 pub mod heap;
@@ -34,8 +40,10 @@ pub mod report;
 pub mod scan;
 #[cfg(feature = "binder")]
 pub mod service;
+pub mod snapshot;
 pub mod sys;
 pub mod text;
+pub mod top;
 pub mod units;
 
 pub use error::{Error, Result};

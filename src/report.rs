@@ -592,7 +592,18 @@ pub fn ledger_table(entries: &[Entry]) -> String {
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (proleptic Gregorian, UTC), without
 /// pulling a date crate into a system service for one column.
 pub(crate) fn utc_timestamp(millis: u64) -> String {
-    let (secs, ms) = (millis / 1000, millis % 1000);
+    let (date, time) = utc_date_time(millis / 1000);
+    format!("{date} {time}.{:03}", millis % 1000)
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ` (snapshot times).
+pub fn rfc3339_utc(secs: u64) -> String {
+    let (date, time) = utc_date_time(secs);
+    format!("{date}T{time}Z")
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of seconds since the epoch.
+fn utc_date_time(secs: u64) -> (String, String) {
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
     let z = days + 719_468;
@@ -604,11 +615,9 @@ pub(crate) fn utc_timestamp(millis: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", day_secs / 3600, day_secs / 60 % 60, day_secs % 60),
     )
 }
 
@@ -912,5 +921,7 @@ mod tests {
         ] {
             assert_eq!(utc_timestamp(millis), want, "{millis}");
         }
+        assert_eq!(rfc3339_utc(1_795_597_200), "2026-11-25T09:00:00Z");
+        assert_eq!(rfc3339_utc(951_868_799), "2000-02-29T23:59:59Z");
     }
 }

@@ -1,6 +1,6 @@
 //! The one module that talks to the kernel: dma-buf heap and dma-buf ioctls, `fstat`, `fstatfs`,
-//! shared mappings, the `/proc` walk's directory, link and file reads, and `kcmp` (whether two
-//! threads share an fd table).
+//! shared mappings, the `/proc` walk's directory, link and file reads, `kcmp` (whether two
+//! threads share an fd table) and `uname`.
 //!
 //! It is written against the part of rustix that is the same in every copy AOSP ships (0.38.31
 //! and 1.1.4, each with the features AOSP's build enables: see docs/aosp.md), and goes to libc
@@ -550,6 +550,30 @@ impl Drop for SharedMap {
         // munmap of a valid range cannot fail; nothing useful to do if it did.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
+}
+
+/// What `uname(2)` tells of this system that a snapshot records: which kernel, which machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uname {
+    /// Kernel release (`uname -r`), e.g. `6.12.57+deb13-amd64`.
+    pub release: String,
+    /// Host name (`uname -n`).
+    pub nodename: String,
+}
+
+/// `uname(2)`; fields that are not UTF-8 are read lossily (they only label a snapshot).
+pub fn uname() -> SysResult<Uname> {
+    // SAFETY: `utsname` is plain old data (arrays of c_char): all zeroes is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname for the duration of the call.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(last_errno());
+    }
+    let field = |chars: &[libc::c_char]| {
+        let bytes: Vec<u8> = chars.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok(Uname { release: field(&uts.release), nodename: field(&uts.nodename) })
 }
 
 /// `KCMP_FILES` from `<linux/kcmp.h>`.

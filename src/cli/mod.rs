@@ -5,9 +5,11 @@
 //! [`Error::exit_status`].
 
 mod alloc;
+mod diff;
 mod dump;
 #[cfg(feature = "binder")]
 mod remote;
+mod top;
 
 use std::path::PathBuf;
 
@@ -47,6 +49,10 @@ pub enum Command {
     Dump(DumpArgs),
     /// Live allocations made through the service and who asked for them (needs --service).
     Ledger(LedgerArgs),
+    /// What grew, shrank, appeared and vanished between two snapshots (`dump -o json` files).
+    Diff(DiffArgs),
+    /// A live view sorted by Rss, with change since start and since the last frame (like top).
+    Top(TopArgs),
     /// Asked-by versus held-by: who asked the service for each live buffer and who holds it
     /// now, and per uid bytes asked against bytes held (needs --service).
     Holders(LedgerArgs),
@@ -143,6 +149,74 @@ pub struct DumpArgs {
     /// Root of the proc filesystem to scan (for tests and offline captures).
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
+    /// Print a snapshot every SECONDS, one JSON line each (JSON Lines, whatever -o says), for
+    /// `dmabufctl diff FILE@N FILE@M` and `dmabufctl top --replay FILE`.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..),
+          conflicts_with_all = ["a", "b"])]
+    pub watch: Option<u64>,
+    /// With --watch: stop after N snapshots.
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// How `diff` prints (the variant docs are also `--help` text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// One aligned table per kind of group, for people.
+    Table,
+    /// JSON for programs (schema in docs/dump.md).
+    Json,
+}
+
+/// `dmabufctl diff`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier snapshot: a `dump -o json` file, or FILE@N for snapshot N of a
+    /// `dump --watch` file (1 the first, -1 the last).
+    pub before: String,
+    /// The later snapshot, as BEFORE.
+    pub after: String,
+    /// Leave out changes smaller than BYTES; K, M and G suffixes (powers of 1024) accepted.
+    #[arg(long, value_name = "BYTES", default_value = "0")]
+    pub threshold: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffFormat::Table)]
+    pub format: DiffFormat,
+    /// Print sizes in exact bytes instead of kB.
+    #[arg(long)]
+    pub bytes: bool,
+}
+
+/// `dmabufctl top`: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between frames (fractions allowed).
+    #[arg(short = 'd', long = "delay", value_name = "SECONDS", default_value = "2",
+          value_parser = top::parse_delay)]
+    pub delay: std::time::Duration,
+    /// Print plain frames one after another, no keys (logs, `adb shell`); also what a pipe or
+    /// TERM=dumb gets.
+    #[arg(short = 'b', long)]
+    pub batch: bool,
+    /// Stop after N frames.
+    #[arg(short = 'n', long = "frames", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub frames: Option<u64>,
+    /// Group by process, app (uid), name or heap; keys p, a, n and h switch.
+    #[arg(long = "by", value_enum, default_value_t = GroupBy::Process)]
+    pub by: GroupBy,
+    /// Order rows by Rss, growth since start, growth since the last frame, or name; key s
+    /// cycles.
+    #[arg(long, value_enum, default_value_t = crate::top::Sort::Rss)]
+    pub sort: crate::top::Sort,
+    /// Print sizes in exact bytes instead of kB.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Show the snapshots of FILE (`dump --watch` output) one per frame instead of scanning.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Root of the proc filesystem to scan (for tests and offline captures).
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
 }
 
 /// `dmabufctl ledger` and `holders`: field docs are the `--help` text.
@@ -188,6 +262,14 @@ fn run(cli: Cli) -> crate::Result<()> {
                 "the ledger lives in the service: use dmabufctl --service ledger, holders or history"
                     .into(),
             ))
+        }
+        Command::Diff(args) => diff::diff(&args),
+        Command::Top(args) => {
+            let options = dump::scan_options(&args.proc_root);
+            let filter = crate::account::Filter::default();
+            top::top(&args, "procfs", || {
+                Ok(crate::account::Report::build(&crate::scan::scan(&options)?, &filter))
+            })
         }
     }
 }

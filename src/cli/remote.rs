@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{alloc, dump, AllocArgs, Command, DumpArgs, Format, HistoryArgs, LedgerArgs};
+use super::{alloc, dump, top, AllocArgs, Command, DumpArgs, Format, HistoryArgs, LedgerArgs};
 use crate::buffer::DmaBuf;
 use crate::handoff::Handoffs;
 use crate::heap::AllocRequest;
@@ -37,6 +37,14 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Alloc(args) => alloc(&allocator(&transport)?, &args),
         Command::Dump(args) => dump(&accounting(&transport)?, &args),
         Command::Ledger(args) => ledger(&accounting(&transport)?, &args),
+        // Snapshots are files, whoever took them.
+        Command::Diff(args) => super::diff::diff(&args),
+        Command::Top(args) => {
+            let service = accounting(&transport)?;
+            top::top(&args, "service", || {
+                report(&service, convert::uid_selector_to_aidl(None), ALL)
+            })
+        }
         Command::Holders(args) => holders(&accounting(&transport)?, &args),
         Command::History(args) => history(&accounting(&transport)?, &args),
     }
@@ -96,13 +104,18 @@ fn all_pages(mut page: impl FnMut(i64) -> Result<i64>) -> Result<()> {
 fn dump(service: &Strong<dyn IAccounting>, args: &DumpArgs) -> Result<()> {
     let uid = convert::uid_selector_to_aidl(args.uid);
     let pid = args.pid.unwrap_or(ALL);
+    dump::each_report(args, "service", || report(service, uid, pid))
+}
+
+/// The service's report for the uid and pid selectors, every page of one snapshot.
+fn report(service: &Strong<dyn IAccounting>, uid: i64, pid: i32) -> Result<crate::account::Report> {
     let mut report = Report::default();
     all_pages(|cursor| {
         let page = service.getReportPage(uid, pid, cursor).map_err(|s| from_status(&s))?;
         convert::append_page(&mut report, page.report);
         Ok(page.cursor)
     })?;
-    dump::print(&convert::report_from_aidl(report), args, args.uid.is_some() || args.pid.is_some())
+    Ok(convert::report_from_aidl(report))
 }
 
 fn ledger(service: &Strong<dyn IAccounting>, args: &LedgerArgs) -> Result<()> {
