@@ -111,5 +111,6 @@ fn inherited_maps(clients: usize, bufs: usize) -> Model {
         processes,
         exported_bytes: Some(bufs as u64 * 64 * 1024),
         unreadable_processes: 0,
+        coverage: Default::default(),
     }
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::coverage::{Coverage, ScanCoverage};
 pub use crate::text::Name;
 
 /// A process that references at least one dma-buf.
@@ -84,6 +85,8 @@ pub struct Model {
     pub exported_bytes: Option<u64>,
     /// Processes skipped because they vanished or could not be read.
     pub unreadable_processes: u32,
+    /// What the scan could not see, and the sources it used.
+    pub coverage: ScanCoverage,
 }
 
 /// Selects processes for a report; both fields must match when both are set.
@@ -187,6 +190,9 @@ pub struct AppView {
     pub pss: u64,
     /// Distinct buffers.
     pub buffers: u32,
+    /// False when some process of the uid could not be read (see [`Coverage::unreadable`]):
+    /// the numbers are then a lower bound.
+    pub complete: bool,
 }
 
 /// Buffers sharing one purpose name (`""` for unnamed ones).
@@ -222,7 +228,8 @@ pub struct Totals {
     pub userspace_rss: u64,
     /// Sum of the selected processes' Pss (equals `userspace_rss` when unfiltered).
     pub userspace_pss: u64,
-    /// Bytes of buffers no process references (0 when filtered).
+    /// Bytes of buffers no process references (0 when filtered, and when some process could
+    /// not be read: they are [`Coverage::unknown_holder_bytes`] then).
     pub kernel_only_bytes: u64,
     /// Processes skipped because they vanished or could not be read (whole scan).
     pub unreadable_processes: u32,
@@ -244,6 +251,8 @@ pub struct Report {
     pub heaps: Vec<ExporterView>,
     /// Sums over the whole report.
     pub totals: Totals,
+    /// The sources used and what they missed.
+    pub coverage: Coverage,
 }
 
 /// Share of holder number `rank` (0-based, holders in ascending pid order) of `size` bytes
@@ -287,7 +296,7 @@ impl Report {
         // Per uid: distinct buffers (inode -> size) and summed Pss.
         let mut app_bufs: BTreeMap<u32, (BTreeMap<u64, u64>, u64)> = BTreeMap::new();
         let mut buffers = Vec::new();
-        let mut kernel_only_bytes: u64 = 0;
+        let mut holderless: Vec<u64> = Vec::new();
         let mut userspace_rss: u64 = 0;
         let mut holders: Vec<i32> = Vec::new();
 
@@ -295,7 +304,7 @@ impl Report {
             holders.clear();
             holders.extend(self::holders(&buf.fd_refs, &buf.map_refs));
             if holders.is_empty() {
-                kernel_only_bytes = kernel_only_bytes.saturating_add(buf.size);
+                holderless.push(buf.size);
             }
             let mut referenced = false;
             for (rank, pid) in holders.iter().enumerate() {
@@ -343,6 +352,7 @@ impl Report {
             })
             .collect();
 
+        let coverage = Coverage::build(model, filter, &holderless);
         let apps = app_bufs
             .into_iter()
             .map(|(uid, (inodes, pss))| AppView {
@@ -350,6 +360,7 @@ impl Report {
                 rss: saturating_sum(inodes.values().copied()),
                 pss,
                 buffers: count(inodes.len()),
+                complete: coverage.is_complete(uid),
             })
             .collect();
 
@@ -366,10 +377,14 @@ impl Report {
             exported_bytes: model.exported_bytes.filter(|_| filter.is_empty()),
             userspace_rss,
             userspace_pss: saturating_sum(processes.iter().map(|p| p.pss)),
-            kernel_only_bytes: if filter.is_empty() { kernel_only_bytes } else { 0 },
+            kernel_only_bytes: if filter.is_empty() && model.coverage.unreadable.is_empty() {
+                saturating_sum(holderless)
+            } else {
+                0
+            },
             unreadable_processes: model.unreadable_processes,
         };
-        Report { buffers, processes, apps, names, heaps, totals }
+        Report { buffers, processes, apps, names, heaps, totals, coverage }
     }
 }
 

@@ -1,15 +1,17 @@
 //! The kernel's own list of every exported dma-buf, held by a process or not.
 //!
-//! Two sources: debugfs `dma_buf/bufinfo` (root, debugfs mounted; one read, with names) and
-//! `/sys/kernel/dmabuf/buffers/<inode>` (CONFIG_DMABUF_SYSFS_STATS, Android 12-era kernels; one
-//! directory listing and two small reads per buffer). The scan reads it around its walk of
+//! Three sources: debugfs `dma_buf/bufinfo` (root, debugfs mounted; one read, with names), AOSP's
+//! pinned BPF iterator (Android 16, where the policy lets the reader open it; one read, with
+//! names save newlines) and `/sys/kernel/dmabuf/buffers/<inode>` (CONFIG_DMABUF_SYSFS_STATS,
+//! Android 12-era kernels; one directory listing and two small reads per buffer). The scan reads it around its walk of
 //! `/proc` (kernel-only buffers, true sizes of map-only buffers, the exported total); the
 //! service reads it to prune ledger entries of freed buffers.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::procfs::{bufinfo, sysfs};
+use crate::coverage::{source, SourceState, SourceUse};
+use crate::procfs::{bpf_iter, bufinfo, sysfs};
 use crate::scan::{self, ScanOptions};
 use crate::{Error, Result};
 
@@ -22,7 +24,8 @@ pub struct KernelBuffer {
     pub size: u64,
     /// Exporter name, when the source tells.
     pub exporter: Option<String>,
-    /// Purpose name, exact bytes; only bufinfo tells, `None` when unnamed.
+    /// Purpose name, exact bytes from bufinfo (from the BPF iterator, newlines read as
+    /// spaces); `None` when unnamed or the source does not tell (sysfs).
     pub name: Option<Vec<u8>>,
 }
 
@@ -59,40 +62,52 @@ impl KernelBuffers {
 pub enum Source {
     /// debugfs `dma_buf/bufinfo`.
     Bufinfo(PathBuf),
+    /// AOSP's pinned dma-buf iterator (a bpffs file).
+    BpfIter(PathBuf),
     /// `/sys/kernel/dmabuf/buffers`.
     Sysfs(PathBuf),
 }
 
 impl Source {
-    /// The first of `bufinfo` and `sysfs` that can be read now, with what it listed.
+    /// The first of `candidates` that can be read now, with what it listed; how each one tried
+    /// served is appended to `tried`.
     pub fn first_readable(
-        bufinfo: Option<&Path>,
-        sysfs: Option<&Path>,
+        candidates: impl IntoIterator<Item = Source>,
+        tried: &mut Vec<SourceUse>,
     ) -> Option<(Source, KernelBuffers)> {
-        let candidates = [
-            bufinfo.map(|p| Source::Bufinfo(p.to_path_buf())),
-            sysfs.map(|p| Source::Sysfs(p.to_path_buf())),
-        ];
-        candidates.into_iter().flatten().find_map(|source| {
-            let listed = source.read().map_err(|e| log::debug!("{source}: {e}")).ok()?;
-            Some((source, listed))
+        candidates.into_iter().find_map(|source| match source.read() {
+            Ok(listed) => {
+                tried.push(SourceUse::new(source.id(), SourceState::Used, source.to_string()));
+                Some((source, listed))
+            }
+            Err(e) => {
+                log::debug!("{source}: {e}");
+                let state = match &e {
+                    Error::Io { source: io, .. } => SourceState::of_error(io),
+                    _ => SourceState::Failed,
+                };
+                tried.push(SourceUse::new(source.id(), state, format!("{e}")));
+                None
+            }
         })
+    }
+
+    /// The source's [`source`] name.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Source::Bufinfo(_) => source::DEBUGFS_BUFINFO,
+            Source::BpfIter(_) => source::BPF_ITER,
+            Source::Sysfs(_) => source::SYSFS_STATS,
+        }
     }
 
     /// Reads the list. Fails if the source cannot be read or does not have the kernel's format;
     /// a name, whatever its bytes, cannot make it fail (see [`bufinfo`]).
     pub fn read(&self) -> Result<KernelBuffers> {
         match self {
-            Source::Bufinfo(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                let info = bufinfo::parse(&bytes).map_err(|e| {
-                    Error::io(
-                        format!("parsing {}", path.display()),
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                    )
-                })?;
-                Ok(from_bufinfo(info))
+            Source::Bufinfo(path) => read_parsed(path, |b| bufinfo::parse(b).map(from_bufinfo)),
+            Source::BpfIter(path) => {
+                read_parsed(path, |b| bpf_iter::parse(b).map(|rows| from_bpf_iter(&rows)))
             }
             Source::Sysfs(dir) => read_sysfs(dir),
         }
@@ -103,9 +118,26 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Bufinfo(path) => write!(f, "debugfs {}", path.display()),
+            Source::BpfIter(path) => write!(f, "BPF iterator {}", path.display()),
             Source::Sysfs(dir) => write!(f, "sysfs {}", dir.display()),
         }
     }
+}
+
+/// Reads a list file whole and parses it; a parse failure is an I/O error of kind
+/// `InvalidData`, so that every failure of a source names the file.
+fn read_parsed<E: std::error::Error + Send + Sync + 'static>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> std::result::Result<KernelBuffers, E>,
+) -> Result<KernelBuffers> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    parse(&bytes).map_err(|e| {
+        Error::io(
+            format!("parsing {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
 }
 
 fn from_bufinfo(info: bufinfo::BufInfo) -> KernelBuffers {
@@ -122,6 +154,19 @@ fn from_bufinfo(info: bufinfo::BufInfo) -> KernelBuffers {
         }
     }
     out
+}
+
+fn from_bpf_iter(rows: &[bpf_iter::Row<'_>]) -> KernelBuffers {
+    let buffers = rows
+        .iter()
+        .map(|r| KernelBuffer {
+            inode: r.inode,
+            size: r.size,
+            exporter: Some(String::from_utf8_lossy(r.exporter).into_owned()),
+            name: r.name.map(<[u8]>::to_vec),
+        })
+        .collect();
+    KernelBuffers { buffers, unidentified: Vec::new() }
 }
 
 fn read_sysfs(dir: &Path) -> Result<KernelBuffers> {
@@ -149,7 +194,8 @@ fn read_sysfs(dir: &Path) -> Result<KernelBuffers> {
 /// Which buffers exist now, for pruning the ledger without holding any of them. The kernel's
 /// list is complete and cheap; without one, a `/proc` scan is the fallback: slower, and it
 /// misses buffers only devices hold, whose entries are then dropped early (under-counting a
-/// quota, never refusing wrongly).
+/// quota, never refusing wrongly). A scan that could not read every process (a service without
+/// CAP_SYS_PTRACE on a device) cannot tell: it refuses, and the ledger keeps its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LiveBuffers {
     /// The kernel's list.
@@ -162,12 +208,9 @@ impl LiveBuffers {
     /// The first kernel source that works on this system (per [`ScanOptions::default`]'s
     /// paths), else the scan; chosen once at start-up.
     pub fn detect() -> Self {
-        let opts = ScanOptions::default();
-        let candidates =
-            [opts.debugfs_bufinfo.map(Source::Bufinfo), opts.sysfs_buffers.map(Source::Sysfs)];
-        candidates
+        ScanOptions::default()
+            .kernel_sources()
             .into_iter()
-            .flatten()
             .map(LiveBuffers::Kernel)
             .find(|live| live.read().is_ok())
             .unwrap_or(LiveBuffers::Scan)
@@ -178,7 +221,14 @@ impl LiveBuffers {
         match self {
             LiveBuffers::Kernel(source) => source.read()?.inodes(),
             LiveBuffers::Scan => {
-                Ok(scan::scan(&ScanOptions::default())?.buffers.into_keys().collect())
+                let model = scan::scan(&ScanOptions::default())?;
+                // A buffer held only by a process closed to the scan would read as freed.
+                if !model.coverage.unreadable.is_empty() {
+                    return Err(Error::Unsupported(
+                        "telling freed buffers from a scan that could not read every process",
+                    ));
+                }
+                Ok(model.buffers.into_keys().collect())
             }
         }
     }

@@ -394,11 +394,12 @@ pub fn rebuild(model: &Model, heaps: &[String]) -> Vec<Rebuilt> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::account::{Buffer, Process};
 
-    fn entry(inode: u64, uid: u32, size: u64) -> Entry {
+    /// An attributed entry of `uid` (pid 42, named GL), for this crate's tests.
+    pub(crate) fn entry(inode: u64, uid: u32, size: u64) -> Entry {
         Entry {
             inode,
             size,

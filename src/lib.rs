@@ -10,6 +10,7 @@
 //! * [`scan`]: walks `/proc`, around two reads of that list, into a [`account::Model`].
 //! * [`bpf`]: the same model from BPF iterators (feature `bpf`), and the choice of source.
 //! * [`account`]: the views (per buffer, process, uid, name, exporter, totals), exact bytes.
+//! * [`coverage`]: what a report could not see (unreadable processes, unknown holders, sources).
 //! * [`text`]: names as exact bytes, and the one escaping every text output applies.
 //! * [`report`]: tables, CSV and JSON renderings of those views.
 //! * [`snapshot`]: a report with when and where it was taken, as JSON and read back; the
@@ -29,6 +30,7 @@ pub mod account;
 pub mod bpf;
 pub mod buffer;
 pub mod cli;
+pub mod coverage;
 pub mod diff;
 pub mod error;
 pub mod handoff;

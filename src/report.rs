@@ -88,32 +88,35 @@ fn shown_text(text: Option<&str>) -> Cow<'_, str> {
     }
 }
 
-/// The line printed instead of a table when there is nothing to show.
+/// The line printed instead of a table when there is nothing to show, with the coverage footer
+/// when the report is partial.
 pub fn empty_message(report: &Report, filtered: bool) -> Option<String> {
     if !report.buffers.is_empty() {
         return None;
     }
-    Some(if filtered {
+    let mut message = if filtered {
         "No dma-bufs are referenced by the selected processes.\n".to_string()
     } else if report.totals.exported_bytes.is_none() {
         "No dma-bufs found: no process holds or maps a dma-buf (the kernel's buffer list, debugfs \
-         dma_buf/bufinfo or /sys/kernel/dmabuf/buffers, was not readable).\n"
+         dma_buf/bufinfo, the BPF iterator or /sys/kernel/dmabuf/buffers, was not readable).\n"
             .to_string()
     } else {
         "No dma-bufs found: no process holds or maps a dma-buf and the kernel lists none.\n"
             .to_string()
-    })
+    };
+    message.extend(report.coverage.footer());
+    Some(message)
 }
 
-/// Renders a text table.
+/// Renders a text table, and under it the coverage line when the report is partial.
 pub fn table(report: &Report, view: View, units: Units) -> String {
-    match view {
+    let mut out = match view {
         View::Processes => processes_table(report, units),
         View::Grid => grid_table(report, units),
         View::Buffers => buffers_table(report),
         View::Apps => simple_table(
             &["Uid", "Rss", "Pss", "Buffers"],
-            app_rows(report, |b| units.fmt(b) + units.suffix()),
+            app_rows(report, true, |b| units.fmt(b) + units.suffix()),
         ),
         View::Names => simple_table(
             &["Name", "Size", "Buffers"],
@@ -123,7 +126,9 @@ pub fn table(report: &Report, view: View, units: Units) -> String {
             &["Exporter", "Size", "Buffers"],
             heap_rows(report, |b| units.fmt(b) + units.suffix()),
         ),
-    }
+    };
+    out.extend(report.coverage.footer());
+    out
 }
 
 fn processes_table(report: &Report, units: Units) -> String {
@@ -280,16 +285,29 @@ fn buffers_table(report: &Report) -> String {
 
 pub(crate) type Rows = Vec<Vec<String>>;
 
-fn app_rows(report: &Report, size: impl Fn(u64) -> String) -> Rows {
+/// Per-uid rows; `marked` tags the uid of a partial app (tables; CSV keeps the number and
+/// carries coverage in JSON only).
+fn app_rows(report: &Report, marked: bool, size: impl Fn(u64) -> String) -> Rows {
     let mut rows: Rows = report
         .apps
         .iter()
-        .map(|a| vec![a.uid.to_string(), size(a.rss), size(a.pss), a.buffers.to_string()])
+        .map(|a| {
+            // A uid with processes the scan could not read: its numbers are a lower bound.
+            let uid = if a.complete || !marked {
+                a.uid.to_string()
+            } else {
+                format!("{} (partial)", a.uid)
+            };
+            vec![uid, size(a.rss), size(a.pss), a.buffers.to_string()]
+        })
         .collect();
-    let kernel_only = report.buffers.iter().filter(|b| b.is_kernel_only()).count();
-    if kernel_only > 0 {
-        let bytes = report.totals.kernel_only_bytes;
-        rows.push(vec!["kernel".into(), size(bytes), size(bytes), kernel_only.to_string()]);
+    let holderless: Vec<u64> =
+        report.buffers.iter().filter(|b| b.is_kernel_only()).map(|b| b.size).collect();
+    if !holderless.is_empty() {
+        // No readable process holds them: the kernel alone, unless some process was unreadable.
+        let who = if report.coverage.unreadable.is_empty() { "kernel" } else { "unknown" };
+        let bytes = saturating_sum(holderless.iter().copied());
+        rows.push(vec![who.into(), size(bytes), size(bytes), holderless.len().to_string()]);
     }
     rows
 }
@@ -399,7 +417,9 @@ pub fn csv(report: &Report, view: View) -> String {
                 })
                 .collect(),
         ),
-        View::Apps => (vec!["uid", "rss_bytes", "pss_bytes", "buffers"], app_rows(report, bytes)),
+        View::Apps => {
+            (vec!["uid", "rss_bytes", "pss_bytes", "buffers"], app_rows(report, false, bytes))
+        }
         View::Names => (vec!["name", "bytes", "buffers"], name_rows(report, bytes)),
         View::Heaps => (vec!["exporter", "bytes", "buffers"], heap_rows(report, bytes)),
     };
@@ -750,6 +770,7 @@ mod tests {
             processes: BTreeMap::from([(7, process)]),
             exported_bytes: Some(4096 * names.len() as u64),
             unreadable_processes: 0,
+            coverage: Default::default(),
         };
         Report::build(&model, &Filter::default())
     }

@@ -37,7 +37,7 @@
 //! (buffers created or freed during the walk are never kernel-only), and the exported total
 //! covers every buffer listed or seen, so it is never below userspace plus kernel-only bytes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
@@ -49,9 +49,13 @@ use std::sync::{Mutex, OnceLock};
 use crate::sys::{self, Errno, FileStat, RawDir};
 
 use crate::account::{Buffer, Model, Name, Process};
+use crate::coverage::{source, SourceState, SourceUse, Unreadable};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
 use crate::procfs::{self, fd::Link, maps::DmaBufMap};
 use crate::{Error, Result};
+
+/// Where bpfloader pins AOSP's dma-buf iterator (system/bpfprogs/dmabufIter.c), below `/`.
+pub const BPF_ITER_PATH: &str = "sys/fs/bpf/dmabuf/prog_dmabufIter_iter_dmabuf";
 
 /// Where to look and how hard to work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +64,9 @@ pub struct ScanOptions {
     pub proc_root: PathBuf,
     /// debugfs `dma_buf/bufinfo`, read when present and readable (needs root and debugfs).
     pub debugfs_bufinfo: Option<PathBuf>,
-    /// `/sys/kernel/dmabuf/buffers`, used when bufinfo is not readable.
+    /// AOSP's pinned dma-buf BPF iterator, used when bufinfo is not readable.
+    pub bpf_iter: Option<PathBuf>,
+    /// `/sys/kernel/dmabuf/buffers`, used when neither bufinfo nor the iterator is readable.
     pub sysfs_buffers: Option<PathBuf>,
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
@@ -73,15 +79,28 @@ impl Default for ScanOptions {
 }
 
 impl ScanOptions {
-    /// Options for a system image rooted at `root`: `root/proc`, `root/sys/kernel/debug/...` and
-    /// `root/sys/kernel/dmabuf/buffers`. `/` is the running system; fixtures use a directory.
+    /// Options for a system image rooted at `root`: `root/proc`, `root/sys/kernel/debug/...`,
+    /// `root/sys/fs/bpf/dmabuf/...` and `root/sys/kernel/dmabuf/buffers`. `/` is the running
+    /// system; fixtures use a directory.
     pub fn under_root(root: &Path) -> Self {
         Self {
             proc_root: root.join("proc"),
             debugfs_bufinfo: Some(root.join("sys/kernel/debug/dma_buf/bufinfo")),
+            bpf_iter: Some(root.join(BPF_ITER_PATH)),
             sysfs_buffers: Some(root.join("sys/kernel/dmabuf/buffers")),
             threads: 0,
         }
+    }
+
+    /// The kernel's buffer lists to try, best first: bufinfo has exact names, the iterator
+    /// names with newlines turned into spaces, sysfs none.
+    pub fn kernel_sources(&self) -> Vec<Source> {
+        let candidates = [
+            self.debugfs_bufinfo.clone().map(Source::Bufinfo),
+            self.bpf_iter.clone().map(Source::BpfIter),
+            self.sysfs_buffers.clone().map(Source::Sysfs),
+        ];
+        candidates.into_iter().flatten().collect()
     }
 
     fn worker_count(&self, pids: usize) -> usize {
@@ -104,9 +123,12 @@ pub(crate) fn around_kernel_lists(
     walk: impl FnOnce(Option<&KernelBuffers>) -> Result<Model>,
 ) -> Result<Model> {
     // Before the walk, so that a buffer created after it cannot pass for kernel-only.
-    let before =
-        Source::first_readable(opts.debugfs_bufinfo.as_deref(), opts.sysfs_buffers.as_deref());
+    let mut sources = Vec::new();
+    let before = Source::first_readable(opts.kernel_sources(), &mut sources);
     let mut model = walk(before.as_ref().map(|(_, list)| list))?;
+    // Coverage names the walk's own source first, then the kernel's lists, then the rest.
+    let own = model.coverage.sources.len().min(1);
+    model.coverage.sources.splice(own..own, sources);
     if let Some((source, before)) = before {
         // The second read only decides which unseen buffers are kernel-only: when the walk saw
         // every listed buffer there are none to decide, and the first read is the whole answer.
@@ -130,6 +152,8 @@ pub(crate) fn around_kernel_lists(
 /// The /proc walk: every process, by `threads` workers.
 fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
     let pids = list_pids(&opts.proc_root)?;
+    let counters = procfs_counters(&opts.proc_root);
+    let counters_used = counters.state == SourceState::Used;
     let root = open_proc_root(opts)?;
     let next = AtomicUsize::new(0);
     // Buffers the kernel already named an exporter for need no fdinfo.
@@ -146,7 +170,7 @@ fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let mut w = Worker::new(root.as_fd(), &claimed, &dmabuf_dev);
+                    let mut w = Worker::new(root.as_fd(), &claimed, &dmabuf_dev, counters_used);
                     while let Some(&pid) = pids.get(next.fetch_add(1, Ordering::Relaxed)) {
                         w.process(pid);
                     }
@@ -160,7 +184,11 @@ fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    Ok(merge(partials, dmabuf_dev.get().copied()))
+    let mut model = merge(partials, dmabuf_dev.get().copied());
+    let uid = sys::effective_uid();
+    model.coverage.sources = vec![procfs_source(&opts.proc_root, &pids, uid), counters];
+    model.coverage.scanner_uid = Some(uid);
+    Ok(model)
 }
 
 pub(crate) fn open_proc_root(opts: &ScanOptions) -> Result<OwnedFd> {
@@ -196,12 +224,45 @@ fn thread_count(dir: BorrowedFd<'_>) -> u64 {
     sys::link_count_at(dir, c"task").map_or(1, |n| n.saturating_sub(2))
 }
 
+/// How `/proc` served a scan as `uid` that listed `pids`. Init is pid 1 in every pid namespace:
+/// if a live /proc (its `self` names this process) lists no pid 1, it hides other uids'
+/// processes (hidepid without the readproc group), and they are neither read nor counted.
+fn procfs_source(proc_root: &Path, pids: &[i32], uid: u32) -> SourceUse {
+    let mut detail = format!("{} read as uid {uid}", proc_root.display());
+    let live = std::fs::read_link(proc_root.join("self"))
+        .is_ok_and(|own| own.as_os_str() == std::process::id().to_string().as_str());
+    if !live || pids.first() == Some(&1) {
+        return SourceUse::new(source::PROCFS, SourceState::Used, detail);
+    }
+    detail.push_str("; other uids' processes are hidden from it (hidepid) and not counted");
+    SourceUse::new(source::PROCFS, SourceState::Denied, detail)
+}
+
+/// Whether this kernel has Android's per-process dma-buf counters, from the scanner's own
+/// `dmabuf_rss` (always readable to itself where the kernel has it).
+fn procfs_counters(proc_root: &Path) -> SourceUse {
+    let own = proc_root.join("self").join(procfs::dmabuf_rss::FILES[0].to_str().unwrap_or(""));
+    match std::fs::metadata(&own) {
+        Ok(_) => SourceUse::new(
+            source::DMABUF_RSS,
+            SourceState::Used,
+            format!("{} (read for processes whose fds are closed)", own.display()),
+        ),
+        Err(e) => SourceUse::new(
+            source::DMABUF_RSS,
+            SourceState::of_error(&e),
+            format!("{}: {e} (not an Android common kernel)", own.display()),
+        ),
+    }
+}
+
 /// What one worker saw.
 #[derive(Default)]
 struct Partial {
     buffers: HashMap<u64, Buffer>,
     processes: Vec<Process>,
-    unreadable: u32,
+    unreadable: BTreeMap<u32, Unreadable>,
+    vanished: u32,
     /// Mappings (and their pids) read before the dma-buf device was known, decided in [`merge`].
     undecided: Vec<(i32, Undecided)>,
 }
@@ -266,6 +327,8 @@ struct Worker<'a> {
     tids: Vec<i32>,
     /// This process's [`Undecided`] mappings until it has been read whole.
     undecided: Vec<Undecided>,
+    /// Whether the kernel has `/proc/<pid>/dmabuf_rss` and friends.
+    counters: bool,
     out: Partial,
 }
 
@@ -274,6 +337,7 @@ impl<'a> Worker<'a> {
         root: BorrowedFd<'a>,
         claimed: &'a Mutex<HashSet<u64>>,
         dmabuf_dev: &'a OnceLock<u64>,
+        counters: bool,
     ) -> Self {
         Self {
             root,
@@ -288,6 +352,7 @@ impl<'a> Worker<'a> {
             tables: Vec::new(),
             tids: Vec::new(),
             undecided: Vec::new(),
+            counters,
             out: Partial::default(),
         }
     }
@@ -314,13 +379,45 @@ impl<'a> Worker<'a> {
             }
             Err(Skip::Vanished) => {
                 log::debug!("pid {pid} vanished during the scan");
-                self.out.unreadable += 1;
+                self.out.vanished += 1;
             }
             Err(Skip::Unreadable(e)) => {
                 log::debug!("pid {pid} unreadable: {e}");
-                self.out.unreadable += 1;
+                self.unreadable(pid);
             }
         }
+    }
+
+    /// Counts a process whose fds or maps are closed to the scan under its uid (`status` is
+    /// world-readable), with the kernel's counters of its dma-bufs where the kernel has them;
+    /// one that is gone by now vanished.
+    fn unreadable(&mut self, pid: i32) {
+        self.set_path(format_args!("{pid}"));
+        let status = sys::open_dir_at(self.root, self.cpath()).ok().and_then(|dir| {
+            read_file(dir.as_fd(), c"status", &mut self.file, Records::One).ok()?;
+            let status = procfs::status::parse(&self.file)?;
+            Some((dir, status))
+        });
+        let Some((dir, status)) = status else {
+            self.out.vanished += 1;
+            return;
+        };
+        let mut counters = [None; 3];
+        if self.counters {
+            for (value, file) in
+                counters.iter_mut().zip([c"dmabuf_rss", c"dmabuf_rss_hwm", c"dmabuf_pss"])
+            {
+                *value = read_file(dir.as_fd(), file, &mut self.file, Records::One)
+                    .ok()
+                    .and_then(|()| procfs::dmabuf_rss::parse(&self.file));
+            }
+        }
+        let uid = status.uid;
+        self.out
+            .unreadable
+            .entry(uid)
+            .or_insert_with(|| Unreadable { uid, ..Unreadable::default() })
+            .add(counters);
     }
 
     /// Reads one process; `Ok(None)` when it references no dma-buf.
@@ -637,7 +734,15 @@ fn merge(partials: Vec<Partial>, dmabuf_dev: Option<u64>) -> Model {
     let mut undecided = Vec::new();
     for mut p in partials {
         undecided.append(&mut p.undecided);
-        model.unreadable_processes += p.unreadable;
+        model.coverage.vanished += p.vanished;
+        for (uid, u) in p.unreadable {
+            model
+                .coverage
+                .unreadable
+                .entry(uid)
+                .or_insert_with(|| Unreadable { uid, ..Unreadable::default() })
+                .merge(&u);
+        }
         model.processes.extend(p.processes.into_iter().map(|pr| (pr.pid, pr)));
         for (inode, b) in p.buffers {
             match model.buffers.get_mut(&inode) {
@@ -669,6 +774,8 @@ fn merge(partials: Vec<Partial>, dmabuf_dev: Option<u64>) -> Model {
         let b = record_mapping(b, u.extent);
         *b.map_refs.entry(pid).or_default() += 1;
     }
+    model.unreadable_processes = model.coverage.vanished
+        + model.coverage.unreadable.values().map(|u| u.processes).sum::<u32>();
     // Buffers recorded for a process that was then dropped have no holders left.
     model.buffers.retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());
     model

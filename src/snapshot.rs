@@ -466,7 +466,13 @@ pub(crate) mod tests {
             (200, Process { pid: 200, uid: 1047, comm: "camera\n".into() }),
         ]);
         let exported = buffers.values().map(|b| b.size).sum();
-        Model { buffers, processes, exported_bytes: Some(exported), unreadable_processes: 0 }
+        Model {
+            buffers,
+            processes,
+            exported_bytes: Some(exported),
+            unreadable_processes: 0,
+            coverage: Default::default(),
+        }
     }
 
     fn meta() -> Meta {

@@ -235,6 +235,12 @@ fn last_errno() -> Errno {
     Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// The effective uid of this process: the uid `/proc`'s permission checks compare with.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// This system's page size (`sysconf(_SC_PAGESIZE)`; AOSP's rustix 0.38 has no `param`).
 pub fn page_size() -> usize {
     // SAFETY: sysconf only reads a system constant.

@@ -79,9 +79,9 @@ fn fixture_views_are_exact() {
     assert_eq!(
         r.apps,
         vec![
-            AppView { uid: 1000, rss: 69632, pss: 25942, buffers: 2 },
-            AppView { uid: 1047, rss: 86016, pss: 42325, buffers: 3 },
-            AppView { uid: 10057, rss: 65536, pss: 21845, buffers: 1 },
+            AppView { uid: 1000, rss: 69632, pss: 25942, buffers: 2, complete: true },
+            AppView { uid: 1047, rss: 86016, pss: 42325, buffers: 3, complete: true },
+            AppView { uid: 10057, rss: 65536, pss: 21845, buffers: 1, complete: true },
         ]
     );
     let name = |n: &str, bytes, buffers| NameView { name: n.into(), bytes, buffers };
@@ -215,7 +215,7 @@ fn dump_json_has_documented_keys_and_values() {
     );
     assert_eq!(
         v["apps"][0],
-        serde_json::json!({"uid": 1000, "rss": 69632, "pss": 25942, "buffers": 2})
+        serde_json::json!({"uid": 1000, "rss": 69632, "pss": 25942, "buffers": 2, "complete": true})
     );
     assert_eq!(
         v["names"][1],

@@ -47,6 +47,7 @@ fn model(n: u32) -> Model {
         processes: processes.into_iter().map(|p| (p.pid, p)).collect::<BTreeMap<_, _>>(),
         exported_bytes: Some(exported),
         unreadable_processes: 0,
+        coverage: Default::default(),
     }
 }
 

@@ -257,8 +257,14 @@ fn workload_exact_per_process_app_and_name() {
 
     let app = |uid: u32| report.apps.iter().find(|a| a.uid == uid).cloned();
     let pss_1000 = share(5 * PAGE, &holders_a, p1) + share(5 * PAGE, &holders_a, p2);
-    assert_eq!(app(1000), Some(AppView { uid: 1000, rss: 5 * PAGE, pss: pss_1000, buffers: 1 }));
-    assert_eq!(app(10057), Some(AppView { uid: 10057, rss: 4 * PAGE, pss: 4 * PAGE, buffers: 1 }));
+    assert_eq!(
+        app(1000),
+        Some(AppView { uid: 1000, rss: 5 * PAGE, pss: pss_1000, buffers: 1, complete: true })
+    );
+    assert_eq!(
+        app(10057),
+        Some(AppView { uid: 10057, rss: 4 * PAGE, pss: 4 * PAGE, buffers: 1, complete: true })
+    );
     let name = |n: &str| report.names.iter().find(|v| v.name.to_str() == Some(n)).cloned();
     for (n, pages) in [
         ("acct GL", 5),

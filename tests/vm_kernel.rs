@@ -503,7 +503,7 @@ fn dmabufctl_bad_input_is_one_line_and_status_2() {
         (&["--heap", "../dma_heap/system"], "dmabufctl: invalid argument: heap name \"../dma_heap/system\" is not a plain file name".into()),
         (&["--name", ""], "dmabufctl: invalid name: name is empty".into()),
         (&["--name", "a\nb"], "dmabufctl: invalid name: name contains control character 0x0a at offset 1".into()),
-        (&["--name", &"x".repeat(32)], "dmabufctl: invalid name: name is 32 bytes; the kernel allows at most 31".into()),
+        (&["--name", &"x".repeat(32)], "dmabufctl: invalid name: name is 32 bytes; the kernel keeps 31 and nothing here would keep the rest (allocate through the service to keep up to 128)".into()),
         (&["--count", "0"], "dmabufctl: invalid argument: --count must be at least 1".into()),
     ];
     for (override_args, expected) in cases {

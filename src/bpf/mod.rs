@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::account::Model;
+use crate::coverage::{source, SourceState, SourceUse};
 #[cfg(feature = "bpf")]
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::scan::{self, ScanOptions};
@@ -162,8 +163,10 @@ fn with_processes(
                 model.processes.insert(pid, p);
             }
             Err(e) => {
+                // The kernel just listed it, and root reads every status: it exited since.
                 log::debug!("pid {pid} unreadable: {e}");
                 model.unreadable_processes += 1;
+                model.coverage.vanished += 1;
                 for b in model.buffers.values_mut() {
                     b.fd_refs.remove(&pid);
                     b.map_refs.remove(&pid);
@@ -172,5 +175,8 @@ fn with_processes(
         }
     }
     model.buffers.retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());
+    let detail = "iter/task_file and iter/task_vma, holders' status from /proc";
+    model.coverage.sources = vec![SourceUse::new(source::BPF_SCAN, SourceState::Used, detail)];
+    model.coverage.scanner_uid = Some(crate::sys::effective_uid());
     Ok(model)
 }

@@ -1,11 +1,13 @@
-//! Pure parsers over the bytes of `/proc`, debugfs and sysfs files.
+//! Pure parsers over the bytes of `/proc`, debugfs, sysfs and bpffs files.
 //!
 //! Every function here takes bytes and returns values: no I/O, so each kernel era's format can
 //! be tested from fixture files, and no panics on any input, because these bytes come from the
 //! kernel of whatever device the tool runs on. The hot-path parsers ([`fd::classify_link`],
 //! [`maps::for_each_dmabuf`]) borrow from their input and never allocate.
 
+pub mod bpf_iter;
 pub mod bufinfo;
+pub mod dmabuf_rss;
 pub mod fd;
 pub mod fdinfo;
 pub mod maps;

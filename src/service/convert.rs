@@ -8,17 +8,20 @@ use std::collections::BTreeMap;
 
 use super::compat::aidl::{
     AllocationRequest::AllocationRequest, AppUsage::AppUsage, BufferInfo::BufferInfo,
-    BufferRef::BufferRef, Handoff::Handoff as AidlHandoff, HandoffPage::HandoffPage,
-    HeapUsage::HeapUsage, History::History as AidlHistory, Holder::Holder as AidlHolder,
-    LedgerEntry::LedgerEntry, NameMark::NameMark, NameUsage::NameUsage, ProcessUsage::ProcessUsage,
-    Report::Report as AidlReport, Sample::Sample as AidlSample, Totals::Totals as AidlTotals,
-    UidBalance::UidBalance as AidlUidBalance, UidMark::UidMark,
+    BufferRef::BufferRef, Coverage::Coverage as AidlCoverage, Handoff::Handoff as AidlHandoff,
+    HandoffPage::HandoffPage, HeapUsage::HeapUsage, History::History as AidlHistory,
+    Holder::Holder as AidlHolder, LedgerEntry::LedgerEntry, NameMark::NameMark,
+    NameUsage::NameUsage, ProcessUsage::ProcessUsage, Report::Report as AidlReport,
+    RequestedUsage::RequestedUsage, Sample::Sample as AidlSample,
+    SourceUse::SourceUse as AidlSource, Totals::Totals as AidlTotals,
+    UidBalance::UidBalance as AidlUidBalance, UidMark::UidMark, UnreadableUid::UnreadableUid,
 };
 use super::history::{self, Mark};
 use super::pages::WireLen;
 use crate::account::{
     AppView, BufferView, ExporterView, Name, NameView, ProcessView, Report, Totals,
 };
+use crate::coverage::{Coverage, Requested, SourceState, SourceUse, Unreadable};
 use crate::error::SizeError;
 use crate::handoff::{Handoff, Handoffs, Holder, UidBalance};
 use crate::heap::AllocRequest;
@@ -152,9 +155,11 @@ pub fn report_items(r: &Report, start: usize) -> impl Iterator<Item = ReportItem
     buffers.chain(processes).chain(apps).chain(names).chain(heaps)
 }
 
-/// A parcelable report of `items` (a page, or all of them) with the report's totals.
-pub fn report_of_items(totals: &Totals, items: Vec<ReportItem>) -> AidlReport {
+/// A parcelable report of `items` (a page, or all of them) with the report's totals and coverage.
+pub fn report_of_items(report: &Report, items: Vec<ReportItem>) -> AidlReport {
+    let totals = &report.totals;
     let mut out = AidlReport {
+        coverage: coverage_to_aidl(&report.coverage),
         totals: AidlTotals {
             exportedBytes: totals.exported_bytes.map_or(-1, bytes),
             userspaceRss: bytes(totals.userspace_rss),
@@ -178,7 +183,7 @@ pub fn report_of_items(totals: &Totals, items: Vec<ReportItem>) -> AidlReport {
 
 /// A library report as sent whole (tests, and V1 replies that fit one page).
 pub fn report_to_aidl(r: &Report) -> AidlReport {
-    report_of_items(&r.totals, report_items(r, 0).collect())
+    report_of_items(r, report_items(r, 0).collect())
 }
 
 /// Appends a page received from the service to the report assembled so far.
@@ -189,6 +194,92 @@ pub fn append_page(whole: &mut AidlReport, page: AidlReport) {
     whole.names.extend(page.names);
     whole.heaps.extend(page.heaps);
     whole.totals = page.totals;
+    whole.coverage = page.coverage;
+}
+
+/// Counters that may be absent travel as -1.
+fn optional(n: Option<u64>) -> i64 {
+    n.map_or(-1, bytes)
+}
+
+fn coverage_to_aidl(c: &Coverage) -> AidlCoverage {
+    AidlCoverage {
+        sources: c
+            .sources
+            .iter()
+            .map(|s| AidlSource {
+                source: s.source.clone(),
+                state: s.state.as_str().into(),
+                detail: s.detail.clone(),
+            })
+            .collect(),
+        scannerUid: c.scanner_uid.map_or(-1, i64::from),
+        unreadable: c
+            .unreadable
+            .iter()
+            .map(|u| UnreadableUid {
+                uid: uid_to_aidl(u.uid),
+                processes: count(u.processes),
+                dmabufRss: optional(u.dmabuf_rss),
+                dmabufRssHwm: optional(u.dmabuf_rss_hwm),
+                dmabufPss: optional(u.dmabuf_pss),
+                countedProcesses: count(u.counted_processes),
+            })
+            .collect(),
+        vanishedProcesses: count(c.vanished_processes),
+        unknownHolderBytes: bytes(c.unknown_holder_bytes),
+        unknownHolderBuffers: count(c.unknown_holder_buffers),
+        requested: c
+            .requested
+            .iter()
+            .map(|r| RequestedUsage {
+                uid: uid_to_aidl(r.uid),
+                buffers: count(r.buffers),
+                bytes: bytes(r.bytes),
+                heldBytes: bytes(r.held_bytes),
+            })
+            .collect(),
+    }
+}
+
+fn coverage_from_aidl(c: AidlCoverage) -> Coverage {
+    Coverage {
+        sources: c
+            .sources
+            .into_iter()
+            .map(|s| SourceUse {
+                source: s.source,
+                state: SourceState::from_name(&s.state),
+                detail: s.detail,
+            })
+            .collect(),
+        scanner_uid: u32::try_from(c.scannerUid).ok(),
+        unreadable: c
+            .unreadable
+            .into_iter()
+            .map(|u| Unreadable {
+                uid: uid_from_aidl(u.uid),
+                processes: unsigned32(u.processes),
+                dmabuf_rss: u64::try_from(u.dmabufRss).ok(),
+                dmabuf_rss_hwm: u64::try_from(u.dmabufRssHwm).ok(),
+                dmabuf_pss: u64::try_from(u.dmabufPss).ok(),
+                counted_processes: unsigned32(u.countedProcesses),
+            })
+            .collect(),
+        vanished_processes: unsigned32(c.vanishedProcesses),
+        unknown_holder_bytes: unsigned(c.unknownHolderBytes),
+        unknown_holder_buffers: unsigned32(c.unknownHolderBuffers),
+        requested: c
+            .requested
+            .into_iter()
+            .map(|r| Requested {
+                uid: uid_from_aidl(r.uid),
+                buffers: unsigned32(r.buffers),
+                bytes: unsigned(r.bytes),
+                held_bytes: unsigned(r.heldBytes),
+            })
+            .collect(),
+    }
 }
 
 /// A received `AllocationRequest` as the library's request (see [`AllocRequest::from_wire`]).
@@ -229,6 +320,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
 /// What a client received, back as a library report.
 pub fn report_from_aidl(r: AidlReport) -> Report {
     let totals = r.totals;
+    let coverage = coverage_from_aidl(r.coverage);
     Report {
         buffers: r.buffers.into_iter().map(buffer_from_aidl).collect(),
         processes: r
@@ -252,6 +344,7 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
                 rss: unsigned(a.rss),
                 pss: unsigned(a.pss),
                 buffers: unsigned32(a.buffers),
+                complete: coverage.is_complete(uid_from_aidl(a.uid)),
             })
             .collect(),
         names: r
@@ -279,6 +372,7 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
             kernel_only_bytes: unsigned(totals.kernelOnlyBytes),
             unreadable_processes: unsigned32(totals.unreadableProcesses),
         },
+        coverage,
     }
 }
 
@@ -512,7 +606,13 @@ mod tests {
                 fd_bytes: 65536,
                 map_only_bytes: 0,
             }],
-            apps: vec![AppView { uid: 10_001, rss: 65536, pss: 32768, buffers: 1 }],
+            apps: vec![AppView {
+                uid: 10_001,
+                rss: 65536,
+                pss: 32768,
+                buffers: 1,
+                complete: false,
+            }],
             names: vec![NameView { name: Name::default(), bytes: 65536, buffers: 1 }],
             heaps: vec![ExporterView { exporter: "system".into(), bytes: 65536, buffers: 1 }],
             totals: Totals {
@@ -521,6 +621,31 @@ mod tests {
                 userspace_pss: 65536,
                 kernel_only_bytes: 0,
                 unreadable_processes: 2,
+            },
+            coverage: Coverage {
+                sources: vec![SourceUse::new(
+                    "procfs",
+                    SourceState::Used,
+                    "/proc read as uid 1000",
+                )],
+                scanner_uid: Some(1000),
+                unreadable: vec![Unreadable {
+                    uid: 10_001,
+                    processes: 2,
+                    dmabuf_rss: Some(4096),
+                    dmabuf_rss_hwm: None,
+                    dmabuf_pss: Some(2048),
+                    counted_processes: 1,
+                }],
+                vanished_processes: 0,
+                unknown_holder_bytes: 8192,
+                unknown_holder_buffers: 1,
+                requested: vec![Requested {
+                    uid: u32::MAX,
+                    buffers: 1,
+                    bytes: 8192,
+                    held_bytes: 0,
+                }],
             },
         };
         let aidl = report_to_aidl(&report);

@@ -52,7 +52,7 @@ impl AccountingService {
             self.0.close_snapshot(id, Paged::Report);
         }
         Ok(ReportPage {
-            report: convert::report_of_items(&report.totals, items),
+            report: convert::report_of_items(&report, items),
             cursor: Cursor::next_to_wire(id, next),
         })
     }
@@ -104,7 +104,7 @@ impl IAccounting for AccountingService {
             .and_then(|filter| self.0.report(compat::caller(), filter))
             .and_then(|r| {
                 whole(convert::report_len(&r), convert::report_items(&r, 0), |items| {
-                    convert::report_of_items(&r.totals, items)
+                    convert::report_of_items(&r, items)
                 })
             });
         map_or_log_err("getReport", result)
@@ -115,7 +115,7 @@ impl IAccounting for AccountingService {
         let filter = Filter { uid: Some(caller.uid), pid: None };
         let result = self.0.report(caller, filter).and_then(|r| {
             whole(convert::report_len(&r), convert::report_items(&r, 0), |items| {
-                convert::report_of_items(&r.totals, items)
+                convert::report_of_items(&r, items)
             })
         });
         map_or_log_err("getMyUsage", result)

@@ -13,6 +13,7 @@ use super::scans::Scans;
 use super::snapshots::{self, Snapshots};
 use crate::account::{Filter, Name, Report};
 use crate::buffer::DmaBuf;
+use crate::coverage::{source, SourceState, SourceUse};
 use crate::handoff::{self, Handoffs};
 use crate::heap::{AllocRequest, Allocator};
 use crate::kernel_buffers::LiveBuffers;
@@ -224,6 +225,30 @@ impl Shared {
         self.build_report(&filter)
     }
 
+    /// A report of the latest scan, with the whole names the ledger kept, joined with the
+    /// ledger (see [`Coverage::join_ledger`](crate::coverage::Coverage::join_ledger)).
+    fn build_report(&self, filter: &Filter) -> Result<Report> {
+        let model = self.model()?;
+        let (names, entries) = {
+            let ledger = self.ledger();
+            (ledger.whole_names(), ledger.entries(filter.uid))
+        };
+        let mut report = Report::build_named(&model, filter, &names);
+        let detail = if model.exported_bytes.is_some() {
+            format!("{} entries, checked against this scan's kernel buffer list", entries.len())
+        } else {
+            format!(
+                "{} entries, not checked against a kernel buffer list (none readable): an entry \
+                 may outlive its buffer until a prune through {} can tell",
+                entries.len(),
+                self.live
+            )
+        };
+        let ledger = SourceUse::new(source::LEDGER, SourceState::Used, detail);
+        report.coverage.join_ledger(&model, filter, &entries, ledger);
+        Ok(report)
+    }
+
     /// The report snapshot a paged query reads (see [`snapshots::resolve`]): its id, the report
     /// and the index of the page's first item.
     pub fn report_snapshot(
@@ -234,12 +259,6 @@ impl Shared {
     ) -> Result<(u32, Arc<Report>, usize)> {
         self.policy.check_query(caller.uid, filter.uid)?;
         snapshots::resolve(&self.reports, caller.uid, filter, cursor, || self.build_report(&filter))
-    }
-
-    /// A report of the latest scan, with the whole names the ledger kept.
-    fn build_report(&self, filter: &Filter) -> Result<Report> {
-        let model = self.model()?;
-        Ok(Report::build_named(&model, filter, &self.ledger().whole_names()))
     }
 
     /// Live ledger entries, of one uid or of all, as `caller` may see them.

@@ -6,6 +6,7 @@ package vendor.dmabufd;
 
 import vendor.dmabufd.AppUsage;
 import vendor.dmabufd.BufferInfo;
+import vendor.dmabufd.Coverage;
 import vendor.dmabufd.HeapUsage;
 import vendor.dmabufd.NameUsage;
 import vendor.dmabufd.ProcessUsage;
@@ -23,4 +24,6 @@ parcelable Report {
     NameUsage[] names;
     HeapUsage[] heaps;
     Totals totals;
+    /** (V3) What the report could not see; on every page of a paged report. */
+    Coverage coverage;
 }

@@ -19,6 +19,7 @@ write_guest_config() {
 		printf 'VM_NONCE=%s\n' "$NONCE"
 		printf 'VM_MODE=%s\n' "$MODE"
 		printf 'VM_WITH_SERVICE=%s\n' "$WITH_SERVICE"
+		printf 'VM_ANDROID_PROFILE=%s\n' "$ANDROID_PROFILE"
 		printf 'VM_SERIES=%s\n' "$SERIES"
 	} >"$etc/config"
 	cp "$SCRIPT_DIR/needs" "$etc/needs"
@@ -48,12 +49,15 @@ build_initramfs() {
 root:x:0:0:root:/root:/bin/sh
 system:x:1000:1000:system:/:/bin/sh
 app:x:10001:10001:app:/:/bin/sh
+u0_a57:x:10057:10057:u0_a57:/:/bin/sh
 nobody:x:65534:65534:nobody:/:/bin/false
 EOF
 	cat >"$stage/etc/group" <<'EOF'
 root:x:0:
 system:x:1000:
 app:x:10001:
+u0_a57:x:10057:
+readproc:x:3009:system
 nogroup:x:65534:
 EOF
 	printf '127.0.0.1 localhost dmabufd-vm\n' >"$stage/etc/hosts"

@@ -14,4 +14,5 @@ parcelable Report {
   vendor.dmabufd.NameUsage[] names;
   vendor.dmabufd.HeapUsage[] heaps;
   vendor.dmabufd.Totals totals;
+  vendor.dmabufd.Coverage coverage;
 }

@@ -1,0 +1,17 @@
+/*
+ * Copyright (C) 2026 The dmabufd Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+// API snapshot of the vendor.dmabufd AIDL interface, generated; do not edit.
+// Regenerate: `m vendor.dmabufd-update-api` in AOSP, or tests/aosp/dumpapi.
+
+package vendor.dmabufd;
+@VintfStability
+parcelable UnreadableUid {
+  int uid;
+  int processes;
+  long dmabufRss = -1;
+  long dmabufRssHwm = -1;
+  long dmabufPss = -1;
+  int countedProcesses;
+}
