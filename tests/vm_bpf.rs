@@ -189,18 +189,7 @@ fn child(role: &str) -> ! {
                 drop((head, tail));
                 wait_for_eof();
             }
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                // SAFETY: unshare(CLONE_FILES) gives this thread a copy of the fd table; it
-                // takes no pointers.
-                assert_eq!(unsafe { libc::unshare(libc::CLONE_FILES) }, 0, "unshare");
-                let private = alloc("bpf private", 3 * PAGE);
-                tx.send(inode(&private)).expect("send");
-                loop {
-                    std::thread::park();
-                }
-            });
-            let private = rx.recv().expect("the unsharing thread");
+            let private = children::unshared_thread_buffer("bpf private", 3 * PAGE);
             // Wait for the forked child to have dropped its partial mappings.
             let deadline = Instant::now() + Duration::from_secs(5);
             let child_maps = format!("/proc/{forked}/maps");

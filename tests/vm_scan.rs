@@ -302,18 +302,7 @@ fn child(role: &str) -> ! {
     match role {
         "unshare" => {
             let shared = alloc("scan shared", 2 * PAGE);
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                // SAFETY: unshare(CLONE_FILES) gives this thread a copy of the fd table; it takes
-                // no pointers.
-                assert_eq!(unsafe { libc::unshare(libc::CLONE_FILES) }, 0, "unshare");
-                let private = alloc("scan private", 3 * PAGE);
-                tx.send(inode(&private)).expect("send");
-                loop {
-                    std::thread::park();
-                }
-            });
-            let private = rx.recv().expect("the unsharing thread");
+            let private = children::unshared_thread_buffer("scan private", 3 * PAGE);
             for _ in 0..3 {
                 std::thread::spawn(|| loop {
                     std::thread::park();

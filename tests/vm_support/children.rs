@@ -18,6 +18,23 @@ pub fn inode(fd: &OwnedFd) -> u64 {
     sys::fstat(fd.as_fd()).expect("fstat").inode
 }
 
+/// Starts a thread that gives itself its own fd table (unshare(CLONE_FILES)), allocates `name`
+/// there and parks forever; returns that buffer's inode once it is held.
+pub fn unshared_thread_buffer(name: &'static str, size: u64) -> u64 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_FILES) gives this thread a copy of the fd table; it takes no
+        // pointers.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_FILES) }, 0, "unshare");
+        let private = alloc(name, size);
+        tx.send(inode(&private)).expect("send");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("the unsharing thread")
+}
+
 /// Starts this binary as a child with `role_var=role` (as root, like this process: the heap
 /// device is root's); returns it and the inodes it reports.
 pub fn spawn(role_var: &str, role: &str) -> (Child, Vec<u64>) {
