@@ -54,7 +54,8 @@ fn scratch(name: &str) -> PathBuf {
 
 fn snapshot_to(name: &str) -> String {
     let path = scratch(name);
-    std::fs::write(&path, stdout_of(&["dump", "-o", "json"])).expect("write snapshot");
+    std::fs::write(&path, stdout_of(&["dump", "--source", "procfs", "-o", "json"]))
+        .expect("write snapshot");
     path.to_str().expect("UTF-8 path").to_string()
 }
 
