@@ -222,16 +222,26 @@ impl LiveBuffers {
             LiveBuffers::Kernel(source) => source.read()?.inodes(),
             LiveBuffers::Scan => {
                 let model = scan::scan(&ScanOptions::default())?;
-                // A buffer held only by a process closed to the scan would read as freed.
-                if !model.coverage.unreadable.is_empty() {
-                    return Err(Error::Unsupported(
-                        "telling freed buffers from a scan that could not read every process",
-                    ));
-                }
-                Ok(model.buffers.into_keys().collect())
+                Ok(saw_every_holder(&model)?.buffers.keys().copied().collect())
             }
         }
     }
+}
+
+/// `model`, if it can tell freed buffers from live ones: a buffer held only by a process closed
+/// to the scan (unreadable, or hidden by hidepid) would read as freed.
+pub fn saw_every_holder(model: &crate::account::Model) -> Result<&crate::account::Model> {
+    let hidden = model
+        .coverage
+        .sources
+        .iter()
+        .any(|s| s.source == source::PROCFS && s.state == SourceState::Denied);
+    if hidden || !model.coverage.unreadable.is_empty() {
+        return Err(Error::Unsupported(
+            "telling freed buffers from a scan that could not read every process",
+        ));
+    }
+    Ok(model)
 }
 
 impl std::fmt::Display for LiveBuffers {

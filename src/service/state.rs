@@ -176,10 +176,10 @@ impl Shared {
         let pruned = match &self.live {
             // A model is only reused while the ledger is at the generation it started at, so
             // entries committed after it started are newer than `seen` and kept.
-            LiveBuffers::Scan => self
-                .scans
-                .model(seen)
-                .map(|model| retain(&|inode| model.buffers.contains_key(&inode))),
+            LiveBuffers::Scan => self.scans.model(seen).and_then(|model| {
+                let model = crate::kernel_buffers::saw_every_holder(&model)?;
+                Ok(retain(&|inode| model.buffers.contains_key(&inode)))
+            }),
             kernel => kernel.read().map(|live| retain(&|inode| live.contains(&inode))),
         };
         match pruned {
