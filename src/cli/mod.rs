@@ -8,6 +8,7 @@ mod alloc;
 mod bpf;
 mod diff;
 mod dump;
+mod parse;
 #[cfg(feature = "binder")]
 mod remote;
 mod serve;
@@ -28,6 +29,17 @@ use crate::Error;
     about = "Allocate named dma-bufs and account for every dma-buf in the system"
 )]
 pub struct Cli {
+    /// The options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `dmabufctl`'s global options: field docs are the `--help` text.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
     /// Go through the dmabufd binder service instead of the kernel and /proc directly.
     #[arg(long, global = true)]
     pub service: bool,
@@ -35,9 +47,6 @@ pub struct Cli {
     /// kernel binder (host testing).
     #[arg(long, global = true, value_name = "SOCKET", requires = "service")]
     pub rpc: Option<PathBuf>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 /// The subcommands; each variant's doc comment is its `--help` summary.
@@ -269,7 +278,7 @@ pub struct ServeArgs {
 /// Runs `dmabufctl` with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
     crate::logging::init("dmabufctl", "warn,rsbinder=off");
-    let cli = match Cli::try_parse() {
+    let cli = match parse::cli(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -283,9 +292,9 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> crate::Result<()> {
-    if cli.service {
+    if cli.global.service {
         #[cfg(feature = "binder")]
-        return remote::run(cli.rpc.as_deref(), cli.command);
+        return remote::run(cli.global.rpc.as_deref(), cli.command);
         #[cfg(not(feature = "binder"))]
         return Err(Error::Unsupported("this dmabufctl was built without binder support"));
     }
