@@ -106,7 +106,12 @@ fn driver(cfg: &Config) {
             let start = Instant::now();
             let workload = Workload::start(shape, n);
             let (procs, fds) = count_fds();
-            eprintln!("bench: {} x {n} up in {:.1}s", shape.name(), start.elapsed().as_secs_f64());
+            eprintln!(
+                "bench: {} x {n} up in {:.1}s; {}",
+                shape.name(),
+                start.elapsed().as_secs_f64(),
+                memory()
+            );
             let truth = workload.truth;
             // Each row that can run here and finds exactly what the workload holds.
             let mut rows = Vec::new();
@@ -163,6 +168,17 @@ fn median(samples: &[Sample]) -> Duration {
     let mut walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
     walls.sort_unstable();
     walls.get(walls.len() / 2).copied().unwrap_or_default()
+}
+
+/// The guest's memory now, for runs near its limit: MemAvailable and Slab of MemTotal.
+fn memory() -> String {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mib = |key: &str| {
+        let line = info.lines().find_map(|l| l.strip_prefix(key))?;
+        Some(line.split_whitespace().next()?.parse::<u64>().ok()? / 1024)
+    };
+    let [total, available, slab] = ["MemTotal:", "MemAvailable:", "Slab:"].map(mib);
+    format!("MiB available {available:?}, slab {slab:?} of {total:?}")
 }
 
 /// Processes and fds in /proc right now (what every scanner has to walk).

@@ -13,7 +13,6 @@
 //! a row shows of a buffer (its Pss share, its holder count) is computed once per buffer.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::io;
 
@@ -155,16 +154,16 @@ fn rendered(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
 
 fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
     let u = units.suffix();
-    let by_pid = held_by_pid(report);
+    let held = held_by_process(report);
     let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
-    for p in &report.processes {
+    for (p, held) in report.processes.iter().zip(&held) {
         writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid)?;
         writeln!(
             out,
             "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
         )?;
-        for h in by_pid.get(&p.pid).into_iter().flatten() {
+        for h in held {
             rows[h.index].write(out, h.pss)?;
         }
         writeln!(
@@ -191,15 +190,11 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
 
 /// One buffer's row of the per-process table, rendered once. Every holder's row of a buffer is
 /// the same but for the Pss cell, which takes one of two values (the division remainder goes one
-/// byte each to the first holders), so each row costs three copies instead of six formatted cells.
+/// byte each to the first holders), so both lines are rendered once and each row is one copy.
 struct ProcessRow {
-    /// Name and Rss cells.
-    head: String,
-    /// The Pss cell for a share of `base` and of `base + 1` bytes.
-    pss: [String; 2],
+    /// The line for a Pss share of `base` and of `base + 1` bytes.
+    lines: [String; 2],
     base: u64,
-    /// nr_procs, Inode and Exporter cells, and the line end.
-    tail: String,
 }
 
 impl ProcessRow {
@@ -207,23 +202,22 @@ impl ProcessRow {
         let u = units.suffix();
         let holders = b.holder_count();
         let base = b.size / holders.max(1) as u64;
+        let head = format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size));
+        let tail = format!(
+            " {:>16} {:>16}  {:>22}\n",
+            holders,
+            b.inode,
+            shown_text(b.exporter.as_deref())
+        );
         ProcessRow {
-            head: format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size)),
-            pss: [base, base.saturating_add(1)].map(|v| format!("{:>13}{u}", units.fmt(v))),
+            lines: [base, base.saturating_add(1)]
+                .map(|v| format!("{head}{:>13}{u}{tail}", units.fmt(v))),
             base,
-            tail: format!(
-                " {:>16} {:>16}  {:>22}\n",
-                holders,
-                b.inode,
-                shown_text(b.exporter.as_deref())
-            ),
         }
     }
 
     fn write(&self, out: &mut impl io::Write, pss: u64) -> io::Result<()> {
-        out.write_all(self.head.as_bytes())?;
-        out.write_all(self.pss[usize::from(pss != self.base)].as_bytes())?;
-        out.write_all(self.tail.as_bytes())
+        out.write_all(self.lines[usize::from(pss != self.base)].as_bytes())
     }
 }
 
@@ -444,17 +438,20 @@ struct Held {
     pss: u64,
 }
 
-/// The buffers each pid references, in report order, each with its Pss share: one pass over
-/// buffers x holders instead of one per process or per row, which matters with hundreds of
-/// processes each mapping hundreds of buffers.
-fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held>> {
-    let mut out: HashMap<i32, Vec<Held>> = HashMap::new();
+/// The buffers each process references, by the process's position in `report.processes`, in
+/// report order, each with its Pss share: one pass over buffers x holders instead of one per
+/// process or per row, which matters with hundreds of processes each mapping hundreds of
+/// buffers. Processes are found by binary search (they are sorted by pid), not hashed: cheaper
+/// per row, and a filtered report's buffers also list holders it does not show.
+fn held_by_process(report: &Report) -> Vec<Vec<Held>> {
+    let mut out: Vec<Vec<Held>> = report.processes.iter().map(|_| Vec::new()).collect();
     for (index, buffer) in report.buffers.iter().enumerate() {
         let pids = buffer.holders();
         let holders = pids.len();
         for (rank, &pid) in pids.iter().enumerate() {
-            let pss = pss_share(buffer.size, holders, rank);
-            out.entry(pid).or_default().push(Held { index, pss });
+            if let Ok(at) = report.processes.binary_search_by_key(&pid, |p| p.pid) {
+                out[at].push(Held { index, pss: pss_share(buffer.size, holders, rank) });
+            }
         }
     }
     out
@@ -495,11 +492,11 @@ fn processes_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
             (cells, b.holder_count())
         })
         .collect();
-    let by_pid = held_by_pid(report);
-    for p in &report.processes {
+    let held = held_by_process(report);
+    for (p, held) in report.processes.iter().zip(&held) {
         let process_cells =
             format!("{},{},{},", p.pid, csv_cell(&escape(p.comm.as_bytes())), p.uid);
-        for h in by_pid.get(&p.pid).into_iter().flatten() {
+        for h in held {
             let b = &report.buffers[h.index];
             let (cells, holders) = &buffer_cells[h.index];
             out.write_all(process_cells.as_bytes())?;

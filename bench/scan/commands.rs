@@ -92,7 +92,7 @@ pub const ROWS: &[Row] = &[
         check: Check::Json,
     },
     Row {
-        label: "dmabufctl dump, pinned (bpf pin)",
+        label: "dmabufctl dump (pinned: bpf pin)",
         program: Program::Dmabufctl,
         args: &["dump"],
         around: Some(PIN),

@@ -80,6 +80,8 @@ pub struct Workload {
 
 impl Workload {
     pub fn start(shape: Shape, n: usize) -> Workload {
+        // The compositor holds 3N buffers by fd: past the usual soft limit of 1024 from N = 342.
+        raise_fd_limit(PHONE_BUFS * n + 64);
         let alloc = Allocator::new();
         let (ready_rx, ready_tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).expect("pipe");
         let mut ready_rx = File::from(ready_rx);
@@ -221,6 +223,18 @@ fn fork_child(child: impl FnOnce()) -> i32 {
             unsafe { libc::_exit(i32::from(!ok)) }
         }
         pid => pid,
+    }
+}
+
+/// Raises this process's soft fd limit to its hard limit, which must allow `fds`.
+fn raise_fd_limit(fds: usize) {
+    // SAFETY: getrlimit/setrlimit(2) with a pointer to a live local.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        assert!(limit.rlim_max >= fds as u64, "needs {fds} fds, hard limit {}", limit.rlim_max);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
 }
 
