@@ -66,8 +66,8 @@ fn main() {
         println!("| {label} | {:.1} | {len} |", median.as_secs_f64() * 1e3);
     }
     // As `dmabufctl dump` writes them: streamed through a 64 KiB buffer, never held whole.
-    type Out = BufWriter<Counter>;
-    let streamed: [(&str, &dyn Fn(&mut Out) -> std::io::Result<()>); 2] = [
+    type Stream<'a> = &'a dyn Fn(&mut BufWriter<Counter>) -> std::io::Result<()>;
+    let streamed: [(&str, Stream); 2] = [
         ("table (default), streamed", &|out| {
             report::write_table(out, &report, View::Processes, Units::KiB)
         }),
