@@ -6,7 +6,9 @@
 //! the `kB` unit. Unlike dmabuf_dump, a value that is not a whole number of KiB is printed with
 //! three decimals instead of being truncated (a 64 KiB buffer shared by 201 processes has a Pss of
 //! 0.318 kB, not 0 kB), and [`Units::Bytes`] prints exact bytes everywhere. CSV and JSON always
-//! carry exact bytes. Renderers return strings; printing is the caller's job.
+//! carry exact bytes. The large renderers write into any `io::Write` as they go ([`write_table`],
+//! [`write_csv`]: `dmabufctl dump` streams them to stdout); [`table`] and [`csv`] return the same
+//! bytes as a string.
 //!
 //! Names, command names and exporters are shown [escaped](crate::text::escape) in tables and CSV,
 //! so that no name can add a row; JSON keeps their exact bytes. Every renderer costs O(rows): what

@@ -36,11 +36,14 @@ pub enum Check {
 
 /// One row of the results: a command line and what comes with it.
 pub struct Row {
+    /// What the results table calls it.
     pub label: &'static str,
     pub program: Program,
+    /// Arguments after the program.
     pub args: &'static [&'static str],
     /// dmabufctl commands run, untimed, before and after each run of this row (and its check).
     pub around: Option<(&'static [&'static str], &'static [&'static str])>,
+    /// How its answer is compared with the workload's.
     pub check: Check,
 }
 
@@ -104,17 +107,19 @@ pub const ROWS: &[Row] = &[
 pub struct Tools {
     dmabuf_dump: Option<PathBuf>,
     dmabufctl: PathBuf,
-    port: PathBuf,
+    /// This binary: the port and the launcher.
+    bench_exe: PathBuf,
     /// Why `bpf pin` rows are skipped, when they are.
     no_pin: Option<String>,
 }
 
 impl Tools {
+    /// Finds the programs, and whether `dmabufctl bpf pin` works here.
     pub fn find(dmabufctl: Option<PathBuf>) -> Tools {
         let dmabufctl = dmabufctl.or_else(|| on_path("dmabufctl")).expect("dmabufctl on PATH");
         let mut tools = Tools {
             dmabuf_dump: on_path("dmabuf_dump"),
-            port: std::env::current_exe().expect("current exe"),
+            bench_exe: std::env::current_exe().expect("current exe"),
             no_pin: None,
             dmabufctl,
         };
@@ -142,7 +147,7 @@ impl Tools {
             Program::DmabufDump => {
                 self.dmabuf_dump.as_deref().ok_or("dmabuf_dump is not on PATH")?
             }
-            Program::Port => &self.port,
+            Program::Port => &self.bench_exe,
             Program::Dmabufctl => &self.dmabufctl,
         };
         Ok(argv(program, row.args))
@@ -192,7 +197,9 @@ impl Tools {
 /// One timed run.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// From spawn to reap.
     pub wall: Duration,
+    /// `ru_maxrss`.
     pub peak_rss_kib: u64,
 }
 
@@ -201,7 +208,8 @@ impl Tools {
     /// straight from the driver would report the driver's peak RSS (posix_spawn shares the
     /// parent's memory until exec, and the kernel counts that memory's peak in `ru_maxrss`).
     pub fn time(&self, argv: &[String]) -> io::Result<Sample> {
-        let out = Command::new(&self.port).arg("run").args(argv).stdin(Stdio::null()).output()?;
+        let out =
+            Command::new(&self.bench_exe).arg("run").args(argv).stdin(Stdio::null()).output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let v: Vec<u64> = text
             .strip_prefix("ran ")

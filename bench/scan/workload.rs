@@ -34,6 +34,7 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The shape `--shape` names.
     pub fn parse(name: &str) -> Option<Shape> {
         match name {
             "dense" => Some(Shape::Dense),
@@ -43,6 +44,7 @@ impl Shape {
         }
     }
 
+    /// Its name in `--shape` and in the output.
     pub fn name(self) -> &'static str {
         match self {
             Shape::Dense => "dense",
@@ -61,7 +63,9 @@ const PHONE_OTHER: usize = 120;
 /// What the workload holds: every scan must find exactly this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Truth {
+    /// Buffers named `bench ...`.
     pub buffers: u64,
+    /// Their total size.
     pub bytes: u64,
     /// Sum over buffers and processes of the fds referring to the buffer.
     pub fd_refs: u64,
@@ -72,6 +76,7 @@ pub struct Truth {
 /// A running workload: the children and the driver's own buffers and mappings. Dropping it
 /// kills and reaps the children.
 pub struct Workload {
+    /// What it holds.
     pub truth: Truth,
     children: Vec<i32>,
     _buffers: Vec<OwnedFd>,
@@ -79,6 +84,7 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// Builds the shape with `n` client processes; returns once every client holds its part.
     pub fn start(shape: Shape, n: usize) -> Workload {
         // The compositor holds 3N buffers by fd: past the usual soft limit of 1024 from N = 342.
         raise_fd_limit(PHONE_BUFS * n + 64);
