@@ -27,8 +27,10 @@ typedef long long __s64;
 #define NAME_LEN 32              /* DMA_BUF_NAME_LEN: names are at most 31 bytes */
 #define EXPORTER_LEN 64
 
-#define BPF_MAP_TYPE_HASH 1
-#define BPF_NOEXIST 1
+#define TASK_COMM_LEN 16
+
+#define BPF_MAP_TYPE_LRU_HASH 9
+#define BPF_ANY 0
 
 // Helpers by number (include/uapi/linux/bpf.h).
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
@@ -71,11 +73,22 @@ struct dma_buf {
 struct files_struct;
 struct mm_struct;
 
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+} CORE;
+
 struct task_struct {
 	__s32 pid;
 	__s32 tgid;
 	struct files_struct *files;
 	struct mm_struct *mm;
+	struct task_struct *group_leader;
+	const struct cred *real_cred;
+	char comm[TASK_COMM_LEN];
 } CORE;
 
 struct vm_area_struct {
@@ -104,7 +117,7 @@ struct bpf_iter__dmabuf {
 } CORE;
 
 // Record kinds; every record starts with its kind.
-enum { REC_BUFFER = 1, REC_FD = 2, REC_VMA = 3 };
+enum { REC_BUFFER = 1, REC_FD = 2, REC_VMA = 3, REC_PROCESS = 4 };
 
 // Once per buffer and pass (see `seen`): identity, size and the names the kernel holds.
 struct buffer_rec {
@@ -141,12 +154,33 @@ struct vma_rec {
 	__u64 pgoff;
 };
 
-// Buffers already described in this pass, so fd and mapping records stay small. A full map
-// only means a buffer is described again; userspace keeps the first description.
+// Once per process and pass, before its first fd or mapping: what /proc/<pid>/status would
+// say of it (the leader's command name, unescaped, and the real uid), so that a scan reads no
+// per-process file at all.
+struct process_rec {
+	__u32 kind;
+	__u32 tgid;
+	__u32 uid;
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+// What a pass has described already: a buffer (id = inode) or a process (id = PROCESS_ID |
+// tgid). Keyed by the pass's session id, which the kernel numbers afresh for every read of an
+// iterator, so a pinned iterator read again and again starts each pass with nothing seen, and
+// passes old or concurrent never mix. LRU: old passes' entries make room by themselves; an entry
+// evicted within a pass only means a description written twice, and userspace keeps the first.
+#define PROCESS_ID (1ULL << 63)
+
+struct seen_key {
+	__u64 session;
+	__u64 id;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct seen_key);
 	__type(value, __u8);
 } seen SEC(".maps");
 
@@ -174,25 +208,55 @@ static __attribute__((always_inline)) long write_buffer(struct seq_file *seq, st
 	return bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
-// Describes the buffer behind a dma-buf file the first time this pass meets it, then writes
-// `ref` (`len` bytes). The buffer counts as described only when both writes fit: when the seq
-// buffer overflows, the kernel drops this call's output and calls again for the same object.
-static __attribute__((always_inline)) int emit(struct seq_file *seq, struct file *file,
+static __attribute__((always_inline)) long write_process(struct seq_file *seq,
+                                                         struct task_struct *task)
+{
+	struct process_rec rec = { .kind = REC_PROCESS, .tgid = task->tgid };
+	struct task_struct *leader = 0;
+	const struct cred *cred = 0;
+
+	// /proc/<tgid>/status names the leader, also once it has exited and another thread is
+	// the one visited; its uid is the real one, as status's first Uid field.
+	bpf_probe_read_kernel(&leader, sizeof(leader), &task->group_leader);
+	bpf_probe_read_kernel(&cred, sizeof(cred), &task->real_cred);
+	if (cred)
+		bpf_probe_read_kernel(&rec.uid, sizeof(rec.uid), &cred->uid.val);
+	if (leader)
+		bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), leader->comm);
+	return bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+// Describes the process and the buffer behind a dma-buf file the first time this pass meets
+// each, then writes `ref` (`len` bytes). A description counts as written only when the
+// reference after it fit too: when the seq buffer overflows, the kernel drops this call's
+// output and calls again for the same object.
+static __attribute__((always_inline)) int emit(struct bpf_iter_meta *meta,
+                                               struct task_struct *task, struct file *file,
                                                const void *ref, __u32 len)
 {
-	__u64 inode = file->f_inode->i_ino;
+	struct seq_file *seq = meta->seq;
+	struct seen_key buffer_key = { .session = meta->session_id, .id = file->f_inode->i_ino };
+	struct seen_key process_key = { .session = meta->session_id,
+		                        .id = PROCESS_ID | (__u32)task->tgid };
+	int new_process = !bpf_map_lookup_elem(&seen, &process_key);
+	int new_buffer = !bpf_map_lookup_elem(&seen, &buffer_key);
 	__u8 one = 1;
-	int fresh = !bpf_map_lookup_elem(&seen, &inode);
 
-	if (fresh) {
+	if (new_process && write_process(seq, task))
+		return 0;
+	if (new_buffer) {
 		struct dma_buf *buf = 0;
 
 		bpf_probe_read_kernel(&buf, sizeof(buf), &file->private_data);
-		if (!buf || write_buffer(seq, buf, inode, file->f_inode->i_size))
+		if (!buf || write_buffer(seq, buf, buffer_key.id, file->f_inode->i_size))
 			return 0;
 	}
-	if (bpf_seq_write(seq, ref, len) == 0 && fresh)
-		bpf_map_update_elem(&seen, &inode, &one, BPF_NOEXIST);
+	if (bpf_seq_write(seq, ref, len))
+		return 0;
+	if (new_process)
+		bpf_map_update_elem(&seen, &process_key, &one, BPF_ANY);
+	if (new_buffer)
+		bpf_map_update_elem(&seen, &buffer_key, &one, BPF_ANY);
 	return 0;
 }
 
@@ -212,7 +276,7 @@ int dmabuf_fds(struct bpf_iter__task_file *ctx)
 		.files = (__u64)task->files,
 		.inode = file->f_inode->i_ino,
 	};
-	return emit(ctx->meta->seq, file, &rec, sizeof(rec));
+	return emit(ctx->meta, task, file, &rec, sizeof(rec));
 }
 
 SEC("iter/task_vma")
@@ -236,7 +300,7 @@ int dmabuf_vmas(struct bpf_iter__task_vma *ctx)
 		.end = vma->vm_end,
 		.pgoff = vma->vm_pgoff,
 	};
-	return emit(ctx->meta->seq, file, &rec, sizeof(rec));
+	return emit(ctx->meta, task, file, &rec, sizeof(rec));
 }
 
 // Every exported buffer (6.16+), held by a process or not: the kernel's buffer list.

@@ -27,6 +27,9 @@ pub mod source {
     pub const PROCFS: &str = "procfs";
     /// dmabufd's own BPF iterators over fd tables and mappings (docs/bpf.md): who holds what.
     pub const BPF_SCAN: &str = "bpf";
+    /// dmabufd's pinned `iter/dmabuf` (6.16+, docs/bpf.md): the kernel's buffer list with exact
+    /// names, without debugfs.
+    pub const DMABUFD_ITER: &str = "dmabufd-iter";
     /// debugfs `dma_buf/bufinfo`: the kernel's buffer list with exact names.
     pub const DEBUGFS_BUFINFO: &str = "debugfs-bufinfo";
     /// AOSP's pinned dma-buf BPF iterator: the kernel's buffer list on Android 16.

@@ -1,6 +1,7 @@
 //! The kernel's own list of every exported dma-buf, held by a process or not.
 //!
-//! Three sources: debugfs `dma_buf/bufinfo` (root, debugfs mounted; one read, with names), AOSP's
+//! Four sources: dmabufd's own pinned `iter/dmabuf` (Linux 6.16+, after `dmabufctl bpf pin`; one
+//! read, exact names, no debugfs), debugfs `dma_buf/bufinfo` (root, debugfs mounted; one read, with names), AOSP's
 //! pinned BPF iterator (Android 16, where the policy lets the reader open it; one read, with
 //! names save newlines) and `/sys/kernel/dmabuf/buffers/<inode>` (CONFIG_DMABUF_SYSFS_STATS,
 //! Android 12-era kernels; one directory listing and two small reads per buffer). The scan reads it around its walk of
@@ -10,6 +11,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::bpf::records::{self, Record, RecordError};
 use crate::coverage::{source, SourceState, SourceUse};
 use crate::procfs::{bpf_iter, bufinfo, sysfs};
 use crate::scan::{self, ScanOptions};
@@ -47,6 +49,24 @@ impl KernelBuffers {
         )
     }
 
+    /// The list `iter/dmabuf` wrote as buffer records (src/bpf/records.rs); anything else in
+    /// it is the object and the parser disagreeing.
+    pub fn from_records(bytes: &[u8]) -> std::result::Result<KernelBuffers, RecordError> {
+        let mut list = KernelBuffers::default();
+        for (i, record) in records::parse(bytes).enumerate() {
+            match record? {
+                Record::Buffer(b) => list.buffers.push(KernelBuffer {
+                    inode: b.inode,
+                    size: b.size,
+                    exporter: b.exporter_name(),
+                    name: (!b.name.is_empty()).then(|| b.name.to_vec()),
+                }),
+                _ => return Err(RecordError::Unexpected { index: i }),
+            }
+        }
+        Ok(list)
+    }
+
     /// Inodes of every listed buffer; fails if some buffer has none (such a list cannot vouch
     /// for any inode being dead).
     pub fn inodes(&self) -> Result<HashSet<u64>> {
@@ -60,6 +80,8 @@ impl KernelBuffers {
 /// Where the list comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// dmabufd's pinned `iter/dmabuf` (bpffs), binary records.
+    Pinned(PathBuf),
     /// debugfs `dma_buf/bufinfo`.
     Bufinfo(PathBuf),
     /// AOSP's pinned dma-buf iterator (a bpffs file).
@@ -95,6 +117,7 @@ impl Source {
     /// The source's [`source`] name.
     pub fn id(&self) -> &'static str {
         match self {
+            Source::Pinned(_) => source::DMABUFD_ITER,
             Source::Bufinfo(_) => source::DEBUGFS_BUFINFO,
             Source::BpfIter(_) => source::BPF_ITER,
             Source::Sysfs(_) => source::SYSFS_STATS,
@@ -105,6 +128,7 @@ impl Source {
     /// a name, whatever its bytes, cannot make it fail (see [`bufinfo`]).
     pub fn read(&self) -> Result<KernelBuffers> {
         match self {
+            Source::Pinned(path) => read_parsed(path, KernelBuffers::from_records),
             Source::Bufinfo(path) => read_parsed(path, |b| bufinfo::parse(b).map(from_bufinfo)),
             Source::BpfIter(path) => {
                 read_parsed(path, |b| bpf_iter::parse(b).map(|rows| from_bpf_iter(&rows)))
@@ -117,6 +141,7 @@ impl Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Source::Pinned(path) => write!(f, "pinned iter/dmabuf {}", path.display()),
             Source::Bufinfo(path) => write!(f, "debugfs {}", path.display()),
             Source::BpfIter(path) => write!(f, "BPF iterator {}", path.display()),
             Source::Sysfs(dir) => write!(f, "sysfs {}", dir.display()),

@@ -62,6 +62,8 @@ pub const BPF_ITER_PATH: &str = "sys/fs/bpf/dmabuf/prog_dmabufIter_iter_dmabuf";
 pub struct ScanOptions {
     /// Root of the proc filesystem (`/proc`).
     pub proc_root: PathBuf,
+    /// dmabufd's pinned `iter/dmabuf` ([`crate::bpf::pin`]): exact and cheapest, first.
+    pub pinned_list: Option<PathBuf>,
     /// debugfs `dma_buf/bufinfo`, read when present and readable (needs root and debugfs).
     pub debugfs_bufinfo: Option<PathBuf>,
     /// AOSP's pinned dma-buf BPF iterator, used when bufinfo is not readable.
@@ -85,6 +87,7 @@ impl ScanOptions {
     pub fn under_root(root: &Path) -> Self {
         Self {
             proc_root: root.join("proc"),
+            pinned_list: Some(crate::bpf::pin_dir_under(root).join(crate::bpf::LIST.pin)),
             debugfs_bufinfo: Some(root.join("sys/kernel/debug/dma_buf/bufinfo")),
             bpf_iter: Some(root.join(BPF_ITER_PATH)),
             sysfs_buffers: Some(root.join("sys/kernel/dmabuf/buffers")),
@@ -92,10 +95,12 @@ impl ScanOptions {
         }
     }
 
-    /// The kernel's buffer lists to try, best first: bufinfo has exact names, the iterator
-    /// names with newlines turned into spaces, sysfs none.
+    /// The kernel's buffer lists to try, best first: the pinned list and bufinfo have exact
+    /// names (the first without debugfs' locking and text), AOSP's iterator names with newlines
+    /// turned into spaces, sysfs none.
     pub fn kernel_sources(&self) -> Vec<Source> {
         let candidates = [
+            self.pinned_list.clone().map(Source::Pinned),
             self.debugfs_bufinfo.clone().map(Source::Bufinfo),
             self.bpf_iter.clone().map(Source::BpfIter),
             self.sysfs_buffers.clone().map(Source::Sysfs),

@@ -2,12 +2,15 @@
 //!
 //! * Same answers: with live workloads holding buffers every way the model tells apart (an fd
 //!   shared with a forked child, a dup'd fd, a map-only buffer, partial mappings, a thread with
-//!   its own fd table, a process whose leader exited, a name with a newline and a backslash),
-//!   both sources give the same model, exactly; and the workloads' buffers have the holders the
-//!   test gave them.
-//! * Source choice: `auto` is BPF where the kernel has both task iterators (5.12+), else /proc
-//!   (5.10: no `iter/task_vma`), and `dmabufctl dump` says which in JSON and `-b`.
-//! * `iter/dmabuf` (6.16+): lists exactly what debugfs bufinfo lists.
+//!   its own fd table, a process whose leader exited, a buffer name and a command name with a
+//!   newline and a backslash), both sources give the same model, exactly, whether the iterators
+//!   are loaded for the scan or pinned, and pinned ones pass after pass; and the workloads'
+//!   buffers have the holders the test gave them.
+//! * Source choice: `auto` is BPF once `dmabufctl bpf pin` pinned the iterators, which needs
+//!   both task iterators (5.12+; on 5.10 `pin` fails with one line and `auto` stays on /proc),
+//!   and /proc again after `unpin`; `dmabufctl dump` says which in JSON and `-b`.
+//! * `iter/dmabuf` (6.16+): lists exactly what debugfs bufinfo lists, loaded or pinned, and once
+//!   pinned it is the scan's kernel list.
 //!
 //! Children are this binary re-executed with `DMABUFD_BPF_ROLE` set (see [`child`]).
 
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use dmabufd::account::Model;
 use dmabufd::bpf::{self, Source, SourceChoice};
+use dmabufd::coverage::SourceState;
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{self, MapAccess, SharedMap};
 use vm_support::children::{self, alloc, inode, ready_then_wait, spawn, stop, wait_for_eof};
@@ -29,6 +33,8 @@ use vm_support::children::{self, alloc, inode, ready_then_wait, spawn, stop, wai
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_BPF_ROLE";
 const HOSTILE: &[u8] = b"bpf\nname\\012 x";
+/// A command name (15 bytes, the kernel's limit) as hostile as a name can be in `status`.
+const HOSTILE_COMM: &[u8] = b"w\nork\\load\\n x";
 
 /// The running kernel has `iter/task_vma` (5.12+).
 fn has_task_vma() -> bool {
@@ -52,6 +58,35 @@ fn both_models() -> (Model, Model) {
     panic!("the system never held still for two /proc scans");
 }
 
+/// The iterators pinned where `auto` finds them, until dropped (also when a test panics, so
+/// that no later test of the suite scans through them unawares).
+struct Pin;
+
+impl Pin {
+    /// Pins, and says whether `iter/dmabuf` was pinned too (6.16+).
+    fn new() -> (Self, bool) {
+        let pinned = bpf::pin(&pin_dir()).expect("dmabufctl bpf pin");
+        assert!(pinned.programs.contains(&bpf::FDS) && pinned.programs.contains(&bpf::VMAS));
+        (Pin, pinned.programs.contains(&bpf::LIST))
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        bpf::unpin(&pin_dir()).expect("unpin");
+    }
+}
+
+fn pin_dir() -> std::path::PathBuf {
+    bpf::pin_dir_under(std::path::Path::new("/"))
+}
+
+/// The BPF model with the parts that name their own source left out.
+fn without_own_sources(mut model: Model, own: &[&str]) -> Model {
+    model.coverage.sources.retain(|s| !own.contains(&s.source.as_str()));
+    model
+}
+
 fn refs(pairs: &[(i32, u32)]) -> BTreeMap<i32, u32> {
     pairs.iter().copied().collect()
 }
@@ -72,13 +107,41 @@ fn same_model_from_both_sources() {
         .trim()
         .parse()
         .expect("one forked child");
-    let (mut procfs, mut bpf) = both_models();
+    let (procfs, loaded) = both_models();
     // Coverage names each walk's own source (and /proc's dmabuf_rss probe); all else is equal.
-    assert_eq!(bpf.coverage.sources[0].source, "bpf");
+    assert_eq!(loaded.coverage.sources[0].source, "bpf");
+    assert!(loaded.coverage.sources[0].detail.ends_with("loaded for this scan"));
     assert_eq!(procfs.coverage.sources[0].source, "procfs");
-    bpf.coverage.sources.retain(|s| s.source != "bpf");
-    procfs.coverage.sources.retain(|s| s.source != "procfs" && s.source != "dmabuf_rss");
-    assert_eq!(procfs, bpf, "the BPF model differs from the /proc model");
+    let procfs = without_own_sources(procfs, &["procfs", "dmabuf_rss"]);
+    assert_eq!(procfs, without_own_sources(loaded, &["bpf"]), "loaded BPF differs from /proc");
+    {
+        let (_pin, with_list) = Pin::new();
+        // Two passes of the same pinned links: the second describes every buffer and process
+        // again (each read is its own session), so it is the whole model too.
+        let lists = ["dmabufd-iter", "debugfs-bufinfo"];
+        for pass in 0..2 {
+            let pinned = bpf::scan_bpf(&ScanOptions::default()).expect("pinned BPF scan");
+            assert!(pinned.coverage.sources[0].detail.contains("pinned at"), "pass {pass}");
+            // 6.16+: the pinned iter/dmabuf is the kernel list, where /proc read debugfs.
+            let expected = if with_list { "dmabufd-iter" } else { "debugfs-bufinfo" };
+            let used: Vec<_> = pinned
+                .coverage
+                .sources
+                .iter()
+                .filter(|s| s.state == SourceState::Used && lists.contains(&s.source.as_str()))
+                .map(|s| s.source.as_str())
+                .collect();
+            assert_eq!(used, [expected], "the kernel list of pass {pass}");
+            let pinned = without_own_sources(pinned, &[&["bpf"], &lists[..]].concat());
+            let procfs = without_own_sources(procfs.clone(), &lists);
+            assert_eq!(procfs, pinned, "pinned BPF differs from /proc in pass {pass}");
+        }
+    }
+    assert_eq!(
+        procfs.processes.get(&pid).map(|p| p.comm.as_bytes()),
+        Some(b"w\\nork\\\\load\\\\n x".as_slice()),
+        "the command name as status escapes it"
+    );
 
     // And the model is the one the workloads made, so equality is not two empty models.
     let b = |inode: u64| procfs.buffers.get(&inode).unwrap_or_else(|| panic!("no inode {inode}"));
@@ -107,35 +170,52 @@ fn same_model_from_both_sources() {
     stop(orphan);
 }
 
-fn auto_uses_bpf_where_the_kernel_has_the_iterators() {
-    let (_, source) = bpf::scan(&ScanOptions::default(), SourceChoice::Auto).expect("auto scan");
-    let expected = if has_task_vma() { Source::Bpf } else { Source::Procfs };
-    assert_eq!(source, expected);
-    let (_, source) = bpf::scan(&ScanOptions::default(), SourceChoice::Procfs).expect("procfs");
-    assert_eq!(source, Source::Procfs);
-
+fn auto_uses_bpf_once_pinned() {
+    let auto = || bpf::scan(&ScanOptions::default(), SourceChoice::Auto).expect("auto scan").1;
+    assert_eq!(auto(), Source::Procfs, "nothing pinned: auto scans /proc");
     let exe = data_bins::project_bin("dmabufctl", option_env!("CARGO_BIN_EXE_dmabufctl"));
-    let run = |args: &[&str]| {
-        let out = Command::new(&exe).args(args).output().expect("dmabufctl runs");
+    let run = |args: &[&str]| Command::new(&exe).args(args).output().expect("dmabufctl runs");
+    let stdout = |args: &[&str]| {
+        let out = run(args);
         assert!(out.status.success(), "dmabufctl {args:?}: {out:?}");
         String::from_utf8(out.stdout).expect("UTF-8")
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&run(&["dump", "-o", "json"])).expect("JSON");
-    assert_eq!(json["snapshot"]["source"], expected.to_string().as_str());
-    let table = run(&["dump", "-b", "--source", "procfs"]);
-    assert!(table.ends_with("Scan source: procfs\n"), "{table}");
-    if expected == Source::Bpf {
-        assert!(run(&["dump", "-b", "--source", "bpf"]).ends_with("Scan source: bpf\n"));
-    } else {
-        let out = Command::new(&exe).args(["dump", "--source", "bpf"]).output().expect("runs");
-        assert!(!out.status.success(), "--source bpf without the iterators must fail");
+    let dir = pin_dir();
+    if !has_task_vma() {
+        let out = run(&["bpf", "pin"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!((out.status.code(), stderr.lines().count()), (Some(1), 1), "{stderr}");
+        assert!(stderr.contains("task_vma"), "{stderr}");
+        assert_eq!(stdout(&["bpf", "status"]), format!("nothing pinned at {}\n", dir.display()));
+        assert_eq!(auto(), Source::Procfs);
+        assert!(!run(&["dump", "--source", "bpf"]).status.success(), "no iterators to load");
+        return;
     }
+    let pinned = stdout(&["bpf", "pin"]);
+    assert!(pinned.starts_with("pinned task_file, task_vma"), "{pinned}");
+    assert_eq!(stdout(&["bpf", "status"]), pinned);
+    assert_eq!(auto(), Source::Bpf);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["dump", "-o", "json"])).expect("JSON");
+    assert_eq!(json["snapshot"]["source"], "bpf");
+    assert!(stdout(&["dump", "-b"]).ends_with("Scan source: bpf\n"));
+    assert!(stdout(&["dump", "-b", "--source", "procfs"]).ends_with("Scan source: procfs\n"));
+    assert_eq!(stdout(&["bpf", "unpin"]), format!("nothing pinned at {}\n", dir.display()));
+    assert!(!dir.exists(), "unpin removes the directory");
+    assert_eq!(auto(), Source::Procfs, "unpinned: auto scans /proc again");
+    // Loaded for one scan, nothing pinned.
+    assert!(stdout(&["dump", "-b", "--source", "bpf"]).ends_with("Scan source: bpf\n"));
+    assert!(!dir.exists(), "--source bpf pins nothing");
 }
 
 fn iter_dmabuf_lists_what_bufinfo_lists() {
     let (workload, _) = spawn(ROLE, "workload");
-    let list = bpf::kernel_buffers().expect("iter/dmabuf");
+    let loaded = bpf::kernel_buffers().expect("iter/dmabuf");
+    let list = {
+        let _pin = Pin::new();
+        bpf::kernel_buffers().expect("pinned iter/dmabuf")
+    };
+    assert_eq!(loaded, list, "loaded and pinned iter/dmabuf differ");
     let info = vm_support::bufinfo();
     let mut from_bpf: Vec<_> = list
         .buffers
@@ -162,6 +242,9 @@ fn iter_dmabuf_lists_what_bufinfo_lists() {
 fn child(role: &str) -> ! {
     match role {
         "workload" => {
+            let comm = CString::new(HOSTILE_COMM).expect("no NUL");
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string; the kernel keeps 15 bytes.
+            assert_eq!(unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) }, 0, "comm");
             let shared = alloc("bpf shared", 4 * PAGE);
             let dup = shared.try_clone().expect("dup");
             let head = SharedMap::new_range(shared.as_fd(), 0, PAGE as usize, MapAccess::ReadOnly)
@@ -217,10 +300,7 @@ fn main() {
     }
     let tests: [(&str, fn()); 3] = [
         ("same_model_from_both_sources", same_model_from_both_sources),
-        (
-            "auto_uses_bpf_where_the_kernel_has_the_iterators",
-            auto_uses_bpf_where_the_kernel_has_the_iterators,
-        ),
+        ("auto_uses_bpf_once_pinned", auto_uses_bpf_once_pinned),
         ("iter_dmabuf_lists_what_bufinfo_lists", iter_dmabuf_lists_what_bufinfo_lists),
     ];
     vm_support::run_plain(&tests);

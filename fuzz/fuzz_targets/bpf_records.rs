@@ -1,13 +1,16 @@
-//! The BPF iterators' records: `bpf::records::parse` and `bpf::tally::tally`.
+//! The BPF iterators' records: `bpf::records::parse`, `bpf::tally::tally` and the incremental
+//! `bpf::tally::Counter` a pass is read through.
 //!
 //! Asserts: parsing never reads past the input, records come out in whole lengths (the next
-//! starts where the last ended, and an error ends the stream), names and exporters are borrowed
-//! from the input and stop at their NUL; the tally fails exactly when parsing does or a
-//! reference names an undescribed buffer, and every count it makes is of some record.
+//! starts where the last ended, and an error ends the stream), names, exporters and command
+//! names are borrowed from the input and stop at their NUL; the tally fails exactly when
+//! parsing does or a reference names an undescribed buffer or process, and every count it makes
+//! is of some record; and the input fed to a `Counter` in two reads, split anywhere (a record
+//! cut in two carried into the second read, as `bpf::Iterators::run` does), counts the same.
 #![no_main]
 
 use dmabufd::bpf::records::{self, Record};
-use dmabufd::bpf::tally::{self, TallyError};
+use dmabufd::bpf::tally::{self, Counter, TallyError};
 use dmabufd_fuzz::is_within;
 use libfuzzer_sys::fuzz_target;
 
@@ -21,18 +24,28 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => failed = true,
         }
     }
-    let refs = parsed.iter().filter(|r| !matches!(r, Record::Buffer(_))).count();
+    let refs = parsed.iter().filter(|r| matches!(r, Record::Fd(_) | Record::Vma(_))).count();
     for r in &parsed {
-        if let Record::Buffer(b) = r {
-            assert!(is_within(b.name, data) && is_within(b.exporter, data));
-            assert!(!b.name.contains(&0) && !b.exporter.contains(&0));
-            assert!(b.name.len() <= records::NAME_LEN && b.exporter.len() <= records::EXPORTER_LEN);
+        match r {
+            Record::Buffer(b) => {
+                assert!(is_within(b.name, data) && is_within(b.exporter, data));
+                assert!(!b.name.contains(&0) && !b.exporter.contains(&0));
+                assert!(b.name.len() <= records::NAME_LEN);
+                assert!(b.exporter.len() <= records::EXPORTER_LEN);
+            }
+            Record::Process(p) => {
+                assert!(is_within(p.comm, data) && !p.comm.contains(&0));
+                assert!(p.comm.len() <= records::COMM_LEN);
+            }
+            Record::Fd(_) | Record::Vma(_) => {}
         }
     }
-    match tally::tally(data) {
-        Ok(buffers) => {
+    let whole = tally::tally(data);
+    match &whole {
+        Ok(t) => {
             assert!(!failed);
-            let counted: u64 = buffers
+            let counted: u64 = t
+                .buffers
                 .values()
                 .flat_map(|b| b.fd_refs.values().chain(b.map_refs.values()))
                 .map(|&n| u64::from(n))
@@ -41,9 +54,22 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(TallyError::Record(_)) => assert!(failed),
         Err(TallyError::Undescribed(inode)) => assert!(parsed.iter().any(|r| match r {
-            Record::Fd(f) => f.inode == inode,
-            Record::Vma(v) => v.inode == inode,
-            Record::Buffer(_) => false,
+            Record::Fd(f) => f.inode == *inode,
+            Record::Vma(v) => v.inode == *inode,
+            _ => false,
         })),
+        Err(TallyError::UndescribedProcess(tgid)) => assert!(parsed.iter().any(|r| match r {
+            Record::Fd(f) => f.tgid == *tgid,
+            Record::Vma(v) => v.tgid == *tgid,
+            _ => false,
+        })),
+    }
+    if let Ok(t) = whole {
+        let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+        let mut counter = Counter::default();
+        let used = counter.add(&data[..split]).expect("a prefix of good records counts");
+        let rest = [&data[used..split], &data[split..]].concat();
+        assert_eq!(counter.add(&rest).expect("the rest counts"), rest.len());
+        assert_eq!(counter.finish(), t, "split at {split}");
     }
 });

@@ -1,14 +1,20 @@
-//! Loads the BPF iterators with aya and reads what they write: the only BPF I/O.
+//! Loads the BPF iterators with aya: the only code that needs aya, BTF or the verifier.
 //!
-//! Each pass loads the object afresh (relocated against the running kernel's BTF), runs the
-//! iterators once and drops everything: nothing stays attached or pinned, and the `seen` map
-//! starts empty. Needs root, or CAP_BPF with CAP_PERFMON, and BTF (`/sys/kernel/btf/vmlinux`).
+//! The object is relocated against the running kernel's BTF; each program is verified when it
+//! is first run or pinned. A run attaches it, reads one pass and drops the link; a pin leaves
+//! the link in bpffs, where every later open is a pass (see [`super::Iterators`]). Needs root,
+//! or CAP_BPF with CAP_PERFMON, and BTF (`/sys/kernel/btf/vmlinux`).
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io;
+use std::path::Path;
 
+use aya::programs::iter::IterLink;
+use aya::programs::links::FdLink;
 use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use super::Program;
 use crate::{Error, Result};
 
 /// The object build.rs compiled from `bpf/dmabuf_iter.bpf.c`, aligned for the ELF parser.
@@ -32,23 +38,38 @@ impl Loaded {
         Ok(Self { btf, ebpf })
     }
 
-    /// Runs program `name` as an iterator of kind `iter` (`task_file`: the kernel's
-    /// `bpf_iter_task_file`) and appends its whole output to `out`.
-    pub(super) fn run(&mut self, name: &str, iter: &str, out: &mut Vec<u8>) -> Result<()> {
-        let context = || format!("BPF iterator {iter}");
-        let program: &mut Iter = self
+    /// A pass of `program`: reading the file runs it.
+    pub(super) fn pass(&mut self, program: &Program) -> Result<File> {
+        self.link(program)?.into_file().map_err(|e| failed(context(program), e))
+    }
+
+    /// Pins `program`'s link at `path` (on bpffs), where it stays after this process exits.
+    pub(super) fn pin(&mut self, program: &Program, path: &Path) -> Result<()> {
+        let link =
+            FdLink::try_from(self.link(program)?).map_err(|e| failed(context(program), e))?;
+        link.pin(path).map_err(|e| failed(format!("pinning {}", path.display()), e))?;
+        Ok(())
+    }
+
+    /// Verifies `program` (once) and attaches it as its iterator.
+    fn link(&mut self, program: &Program) -> Result<IterLink> {
+        let context = || context(program);
+        let iter: &mut Iter = self
             .ebpf
-            .program_mut(name)
+            .program_mut(program.name)
             .ok_or_else(|| Error::io(context(), io::Error::other("not in the object")))?
             .try_into()
             .map_err(|e| failed(context(), e))?;
-        program.load(iter, &self.btf).map_err(|e| failed(context(), e))?;
-        let link = program.attach().map_err(|e| failed(context(), e))?;
-        let link = program.take_link(link).map_err(|e| failed(context(), e))?;
-        let mut file = link.into_file().map_err(|e| failed(context(), e))?;
-        file.read_to_end(out).map_err(|e| Error::io(context(), e))?;
-        Ok(())
+        if iter.fd().is_err() {
+            iter.load(program.iter, &self.btf).map_err(|e| failed(context(), e))?;
+        }
+        let link = iter.attach().map_err(|e| failed(context(), e))?;
+        iter.take_link(link).map_err(|e| failed(context(), e))
     }
+}
+
+fn context(program: &Program) -> String {
+    format!("BPF iterator {}", program.iter)
 }
 
 fn failed(context: impl Into<String>, e: impl std::error::Error) -> Error {
@@ -58,6 +79,11 @@ fn failed(context: impl Into<String>, e: impl std::error::Error) -> Error {
     while let Some(s) = source {
         text = format!("{text}: {s}");
         source = s.source();
+    }
+    // A verifier log runs to many lines; the error stays one (the CLI's promise).
+    if let Some((first, _)) = text.split_once('\n') {
+        log::debug!("{text}");
+        text = format!("{first} (RUST_LOG=debug for the rest)");
     }
     Error::io(context, io::Error::other(text))
 }

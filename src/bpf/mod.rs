@@ -1,23 +1,26 @@
 //! The accounting scan through BPF iterators, and the choice between it and /proc.
 //!
 //! One pass in the kernel replaces a syscall per fd: `iter/task_file` and `iter/task_vma` walk
-//! every task's fd table and address space and write only dma-buf entries, as binary records
-//! ([`records`]), counted with the /proc walk's rules into the same model ([`tally`]); process
-//! names and uids still come from `/proc/<pid>/status`, and the kernel's buffer list is read
-//! around the pass exactly as for /proc ([`crate::scan`]). Loading needs the `bpf` feature
+//! every task's fd table and address space and write only dma-buf entries, with each holder's
+//! name and uid, as binary records ([`records`]), counted with the /proc walk's rules into the
+//! same model ([`tally`]); the kernel's buffer list is read around the pass exactly as for /proc
+//! ([`crate::scan`]).
+//!
+//! Loading (BTF parse, CO-RE relocation, the verifier) costs more than a whole /proc walk of a
+//! phone's worth of processes, so it is done once and the iterators pinned in bpffs, as
+//! Android's bpfloader does at boot: [`pin`] (`dmabufctl bpf pin`, or the service at start)
+//! loads and pins, and every scan after that only opens and reads the pinned files, which
+//! needs no BTF, no aya and no memory beyond the records. Loading needs the `bpf` feature
 //! (Cargo only; docs/bpf.md), root or CAP_BPF+CAP_PERFMON, BTF and a 5.12+ kernel.
 
-use std::ffi::CString;
-use std::os::fd::AsFd;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::account::Model;
 use crate::coverage::{source, SourceState, SourceUse};
-#[cfg(feature = "bpf")]
-use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::scan::{self, ScanOptions};
-use crate::Result;
+use crate::{Error, Result};
 
 #[cfg(feature = "bpf")]
 mod load;
@@ -27,10 +30,10 @@ pub mod tally;
 /// Which scan to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceChoice {
-    /// BPF when it loads, else /proc.
+    /// BPF when its iterators are pinned (loaded once, see [`pin`]), else /proc.
     #[default]
     Auto,
-    /// BPF only; failing to load is an error.
+    /// BPF only: the pinned iterators, else loaded for this scan; failing is an error.
     Bpf,
     /// The /proc walk.
     Procfs,
@@ -62,121 +65,241 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// One program of the object: its name there, the kernel iterator it attaches to, and the file
+/// it is pinned as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    /// Function name in `bpf/dmabuf_iter.bpf.c`.
+    pub name: &'static str,
+    /// Iterator target (`task_file`: the kernel's `bpf_iter_task_file`).
+    pub iter: &'static str,
+    /// File name under the pin directory.
+    pub pin: &'static str,
+}
+
+/// Every dma-buf fd of every task.
+pub const FDS: Program = Program { name: "dmabuf_fds", iter: "task_file", pin: "fds" };
+/// Every dma-buf mapping of every task.
+pub const VMAS: Program = Program { name: "dmabuf_vmas", iter: "task_vma", pin: "vmas" };
+/// Every exported buffer (6.16+): the kernel's buffer list.
+pub const LIST: Program = Program { name: "dmabuf_list", iter: "dmabuf", pin: "buffers" };
+/// Bytes per read of a pass: the kernel fills a read from its seq buffer (8 pages) as often as
+/// fits, so a few of those per read keep syscalls few and memory flat however big the pass.
+const READ_SIZE: usize = 128 * 1024;
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// What a scan runs: who holds what.
+const TASKS: [Program; 2] = [FDS, VMAS];
+
+/// Where [`pin`] puts the iterators below the root (`/`): bpffs's usual mount, one directory
+/// per record layout, so a reader never meets another build's layout.
+pub fn pin_dir_under(root: &Path) -> PathBuf {
+    root.join(format!("sys/fs/bpf/dmabufd/v{}", records::FORMAT))
+}
+
+/// What [`pin`] pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The programs pinned there; [`LIST`] is missing where the kernel lacks `iter/dmabuf`.
+    pub programs: Vec<Program>,
+}
+
+/// Loads the iterators and pins them in `dir` (on bpffs), replacing what an earlier pin left
+/// there: [`FDS`] and [`VMAS`] or nothing, and [`LIST`] where the kernel has it.
+#[cfg(feature = "bpf")]
+pub fn pin(dir: &Path) -> Result<Pinned> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut object = load::Loaded::new()?;
+    let mut programs = Vec::new();
+    for program in [FDS, VMAS, LIST] {
+        let path = dir.join(program.pin);
+        remove_pin(&path)?;
+        match object.pin(&program, &path) {
+            Ok(()) => programs.push(program),
+            // Only the buffer list is optional (6.16+): without both task iterators there is
+            // nothing to scan with.
+            Err(e) if program == LIST => log::info!("not pinning {}: {e}", program.iter),
+            Err(e) => {
+                // Leave no half-pinned directory for auto to trust.
+                let _ = unpin(dir);
+                return Err(e);
+            }
+        }
+    }
+    Ok(Pinned { dir: dir.to_path_buf(), programs })
+}
+
+/// Without the `bpf` feature nothing can be loaded, hence pinned.
+#[cfg(not(feature = "bpf"))]
+pub fn pin(_dir: &Path) -> Result<Pinned> {
+    Err(Error::Unsupported("loading BPF (this build lacks the `bpf` feature)"))
+}
+
+/// Removes what [`pin`] pinned in `dir`, and `dir`; unpinning the last reference to an iterator
+/// unloads it. Nothing pinned is not an error.
+pub fn unpin(dir: &Path) -> Result<()> {
+    for program in [FDS, VMAS, LIST] {
+        remove_pin(&dir.join(program.pin))?;
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_pin(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("unpinning {}", path.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The iterators a scan reads: pinned files, or an object loaded for this scan alone.
+enum Iterators {
+    Pinned(PathBuf),
+    #[cfg(feature = "bpf")]
+    Loaded(Box<load::Loaded>),
+}
+
+impl Iterators {
+    /// The iterators pinned under `root`, if every one of `needs` is there.
+    fn pinned(root: &Path, needs: &[Program]) -> Option<Self> {
+        let dir = pin_dir_under(root);
+        needs.iter().all(|p| dir.join(p.pin).exists()).then_some(Iterators::Pinned(dir))
+    }
+
+    /// The pinned iterators, else a fresh load.
+    fn pinned_or_loaded(root: &Path, needs: &[Program]) -> Result<Self> {
+        if let Some(pinned) = Self::pinned(root, needs) {
+            return Ok(pinned);
+        }
+        #[cfg(feature = "bpf")]
+        return Ok(Iterators::Loaded(Box::new(load::Loaded::new()?)));
+        #[cfg(not(feature = "bpf"))]
+        Err(Error::Unsupported("BPF scan (nothing pinned, and this build lacks the `bpf` feature)"))
+    }
+
+    /// Runs `program` once over the whole system, its records counted into `counter` as they
+    /// are read.
+    fn run(&mut self, program: &Program, counter: &mut tally::Counter) -> Result<()> {
+        let context = || format!("reading BPF iterator {}", program.iter);
+        let mut pass = self.open(program)?;
+        let mut buf = vec![0u8; READ_SIZE];
+        let mut held = 0;
+        loop {
+            let n = pass.read(&mut buf[held..]).map_err(|e| Error::io(context(), e))?;
+            if n == 0 {
+                break;
+            }
+            held += n;
+            let used = counter.add(&buf[..held]).map_err(|e| Error::io(context(), other(e)))?;
+            // The start of a record the next read completes moves to the front.
+            buf.copy_within(used..held, 0);
+            held -= used;
+        }
+        if held > 0 {
+            let e = records::RecordError::Truncated { offset: 0 };
+            return Err(Error::io(context(), other(e)));
+        }
+        Ok(())
+    }
+
+    /// A pass of `program`: reading the file runs it.
+    fn open(&mut self, program: &Program) -> Result<std::fs::File> {
+        match self {
+            // Each open of a pinned iterator link is a fresh pass of it.
+            Iterators::Pinned(dir) => std::fs::File::open(dir.join(program.pin))
+                .map_err(|e| Error::io(format!("opening BPF iterator {}", program.iter), e)),
+            #[cfg(feature = "bpf")]
+            Iterators::Loaded(object) => object.pass(program),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let how = match self {
+            Iterators::Pinned(dir) => format!("pinned at {}", dir.display()),
+            #[cfg(feature = "bpf")]
+            Iterators::Loaded(_) => "loaded for this scan".to_string(),
+        };
+        format!("iter/task_file and iter/task_vma, {how}")
+    }
+}
+
 /// Set once a BPF failure has been logged: a service scanning again and again says it once.
 static FAILURE_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// Scans with the chosen source. `Auto` tries BPF on the live system (`proc_root` is `/proc`)
-/// and falls back to /proc on any failure, logged once; `Bpf` fails instead.
+/// Scans with the chosen source. `Auto` uses the pinned iterators on the live system
+/// (`proc_root` is `/proc`) and scans /proc where none are pinned or on any failure, logged
+/// once; `Bpf` loads the iterators for this scan when none are pinned, and fails instead.
 pub fn scan(opts: &ScanOptions, choice: SourceChoice) -> Result<(Model, Source)> {
     let live = opts.proc_root == Path::new("/proc");
+    let procfs = || Ok((scan::scan(opts)?, Source::Procfs));
     match choice {
-        SourceChoice::Procfs => Ok((scan::scan(opts)?, Source::Procfs)),
+        SourceChoice::Procfs => procfs(),
         SourceChoice::Bpf => Ok((scan_bpf(opts)?, Source::Bpf)),
-        SourceChoice::Auto if !live => Ok((scan::scan(opts)?, Source::Procfs)),
-        SourceChoice::Auto => match scan_bpf(opts) {
-            Ok(model) => Ok((model, Source::Bpf)),
-            Err(e) => {
-                if !FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
-                    log::warn!("BPF scan unavailable, scanning /proc: {e}");
+        SourceChoice::Auto if !live => procfs(),
+        SourceChoice::Auto => {
+            let Some(iterators) = Iterators::pinned(Path::new("/"), &TASKS) else {
+                log::debug!("no BPF iterators pinned (`dmabufctl bpf pin`), scanning /proc");
+                return procfs();
+            };
+            match scan_with(opts, iterators) {
+                Ok(model) => Ok((model, Source::Bpf)),
+                Err(e) => {
+                    if !FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
+                        log::warn!("BPF scan failed, scanning /proc: {e}");
+                    }
+                    procfs()
                 }
-                Ok((scan::scan(opts)?, Source::Procfs))
             }
-        },
+        }
     }
 }
 
-/// The BPF scan, between the same two reads of the kernel's buffer list as the /proc walk.
+/// The BPF scan of the live system: through the pinned iterators, else loaded for this scan.
 pub fn scan_bpf(opts: &ScanOptions) -> Result<Model> {
+    scan_with(opts, Iterators::pinned_or_loaded(Path::new("/"), &TASKS)?)
+}
+
+/// One pass of both task iterators, between the same two reads of the kernel's buffer list as
+/// the /proc walk.
+fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
     scan::around_kernel_lists(opts, |_| {
-        let records = run_iterators()?;
-        let buffers = tally::tally(&records)
-            .map_err(|e| crate::Error::io("reading the BPF records", std::io::Error::other(e)))?;
-        with_processes(opts, buffers)
+        let start = std::time::Instant::now();
+        let mut counter = tally::Counter::default();
+        for program in &TASKS {
+            iterators.run(program, &mut counter)?;
+        }
+        log::debug!("BPF pass in {:?}", start.elapsed());
+        let tally = counter.finish();
+        let mut model =
+            Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };
+        let detail = iterators.describe();
+        model.coverage.sources = vec![SourceUse::new(source::BPF_SCAN, SourceState::Used, detail)];
+        model.coverage.scanner_uid = Some(crate::sys::effective_uid());
+        Ok(model)
     })
 }
 
-#[cfg(feature = "bpf")]
-fn run_iterators() -> Result<Vec<u8>> {
-    let start = std::time::Instant::now();
-    let mut object = load::Loaded::new()?;
-    let loaded = start.elapsed();
-    let mut out = Vec::with_capacity(64 * 1024);
-    object.run("dmabuf_fds", "task_file", &mut out)?;
-    object.run("dmabuf_vmas", "task_vma", &mut out)?;
-    // Where a pass's time goes: loading (BTF, relocation, verifier) is a fixed cost.
-    log::debug!(
-        "BPF pass: loaded in {loaded:?}, {} bytes of records in {:?}",
-        out.len(),
-        start.elapsed() - loaded
-    );
-    Ok(out)
-}
-
-#[cfg(not(feature = "bpf"))]
-fn run_iterators() -> Result<Vec<u8>> {
-    Err(crate::Error::Unsupported("BPF scan (this build lacks the `bpf` feature)"))
-}
-
 /// Every exported buffer, as `iter/dmabuf` (Linux 6.16+) lists it: inode, size, name and
-/// exporter read in the kernel, no debugfs needed.
-#[cfg(feature = "bpf")]
-pub fn kernel_buffers() -> Result<KernelBuffers> {
-    let mut out = Vec::with_capacity(16 * 1024);
-    load::Loaded::new()?.run("dmabuf_list", "dmabuf", &mut out)?;
-    let mut list = KernelBuffers::default();
-    for record in records::parse(&out) {
-        match record {
-            Ok(records::Record::Buffer(b)) => list.buffers.push(KernelBuffer {
-                inode: b.inode,
-                size: b.size,
-                exporter: b.exporter_name(),
-                name: (!b.name.is_empty()).then(|| b.name.to_vec()),
-            }),
-            other => {
-                let e = format!("not a buffer record: {other:?}");
-                return Err(crate::Error::io("reading iter/dmabuf", std::io::Error::other(e)));
-            }
-        }
-    }
-    Ok(list)
-}
-
-/// The model of `buffers` and their holders' `/proc/<pid>/status`. A holder that has exited
-/// or cannot be read is dropped with its references and counted, as the /proc walk does.
-fn with_processes(
-    opts: &ScanOptions,
-    buffers: std::collections::BTreeMap<u64, crate::account::Buffer>,
-) -> Result<Model> {
-    let root = scan::open_proc_root(opts)?;
-    let mut model = Model { buffers, ..Model::default() };
-    let mut pids: Vec<i32> = model.buffers.values().flat_map(|b| b.holders()).collect();
-    pids.sort_unstable();
-    pids.dedup();
-    let mut buf = Vec::with_capacity(4096);
-    for pid in pids {
-        let name = CString::new(pid.to_string()).unwrap_or_default();
-        let process = crate::sys::open_dir_at(root.as_fd(), &name)
-            .map_err(std::io::Error::from)
-            .and_then(|dir| scan::read_status(dir.as_fd(), pid, &mut buf));
-        match process {
-            Ok(p) => {
-                model.processes.insert(pid, p);
-            }
-            Err(e) => {
-                // The kernel just listed it, and root reads every status: it exited since.
-                log::debug!("pid {pid} unreadable: {e}");
-                model.unreadable_processes += 1;
-                model.coverage.vanished += 1;
-                for b in model.buffers.values_mut() {
-                    b.fd_refs.remove(&pid);
-                    b.map_refs.remove(&pid);
-                }
-            }
-        }
-    }
-    model.buffers.retain(|_, b| !b.fd_refs.is_empty() || !b.map_refs.is_empty());
-    let detail = "iter/task_file and iter/task_vma, holders' status from /proc";
-    model.coverage.sources = vec![SourceUse::new(source::BPF_SCAN, SourceState::Used, detail)];
-    model.coverage.scanner_uid = Some(crate::sys::effective_uid());
-    Ok(model)
+/// exporter read in the kernel, no debugfs needed. Pinned, else loaded for this read.
+pub fn kernel_buffers() -> Result<crate::kernel_buffers::KernelBuffers> {
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    let context = || format!("reading BPF iterator {}", LIST.iter);
+    Iterators::pinned_or_loaded(Path::new("/"), &[LIST])?
+        .open(&LIST)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(context(), e))?;
+    crate::kernel_buffers::KernelBuffers::from_records(&bytes)
+        .map_err(|e| Error::io(context(), other(e)))
 }

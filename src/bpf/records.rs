@@ -8,15 +8,23 @@
 pub const NAME_LEN: usize = 32;
 /// Length of the exporter field.
 pub const EXPORTER_LEN: usize = 64;
+/// Length of the command-name field: the kernel's `TASK_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+
+/// The layout's version: part of the path iterators are pinned at, so that a reader never
+/// parses the records of an object built for another layout. Bump it with any layout change.
+pub const FORMAT: u32 = 2;
 
 const KIND_BUFFER: u32 = 1;
 const KIND_FD: u32 = 2;
 const KIND_VMA: u32 = 3;
+const KIND_PROCESS: u32 = 4;
 
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
 const FD_LEN: usize = 32;
 const VMA_LEN: usize = 56;
+const PROCESS_LEN: usize = 16 + COMM_LEN;
 
 /// One buffer, described once per pass (or more often: keep the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +44,17 @@ impl BufferRecord<'_> {
     pub fn exporter_name(&self) -> Option<String> {
         (!self.exporter.is_empty()).then(|| String::from_utf8_lossy(self.exporter).into_owned())
     }
+}
+
+/// One process, described once per pass before its first fd or mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRecord<'a> {
+    /// Thread-group id.
+    pub tgid: i32,
+    /// Real uid.
+    pub uid: u32,
+    /// The leader's command name, raw (unescaped), up to its NUL.
+    pub comm: &'a [u8],
 }
 
 /// One dma-buf fd of one task.
@@ -81,6 +100,8 @@ pub enum Record<'a> {
     Fd(FdRecord),
     /// A mapping.
     Vma(VmaRecord),
+    /// A process's description.
+    Process(ProcessRecord<'a>),
 }
 
 /// Why parsing stopped.
@@ -94,6 +115,12 @@ pub enum RecordError {
         /// Where the record starts.
         offset: usize,
     },
+    /// A record of a kind the stream should not hold (a buffer list holds only buffers).
+    #[error("BPF record {index} is not of the kind expected here")]
+    Unexpected {
+        /// 0-based record index.
+        index: usize,
+    },
     /// The input ends inside a record.
     #[error("BPF record cut short at byte {offset}")]
     Truncated {
@@ -105,6 +132,14 @@ pub enum RecordError {
 /// The records in `bytes`, in order; after an error, nothing more.
 pub fn parse(bytes: &[u8]) -> Records<'_> {
     Records { bytes, offset: 0 }
+}
+
+/// The records in `bytes`, each with the offset just past it (where the next one starts).
+pub fn parse_with_ends(
+    bytes: &[u8],
+) -> impl Iterator<Item = (Result<Record<'_>, RecordError>, usize)> {
+    let mut records = parse(bytes);
+    std::iter::from_fn(move || records.next().map(|r| (r, records.offset)))
 }
 
 /// Iterator returned by [`parse`].
@@ -127,6 +162,7 @@ impl<'a> Iterator for Records<'a> {
             KIND_BUFFER => BUFFER_LEN,
             KIND_FD => FD_LEN,
             KIND_VMA => VMA_LEN,
+            KIND_PROCESS => PROCESS_LEN,
             _ => return Some(self.fail(RecordError::UnknownKind { kind, offset })),
         };
         let Some(r) = rest.get(..len) else {
@@ -149,6 +185,11 @@ impl<'a> Iterator for Records<'a> {
                 fd: u32f(12),
                 files: u64f(16),
                 inode: u64f(24),
+            }),
+            KIND_PROCESS => Record::Process(ProcessRecord {
+                tgid: u32f(4) as i32,
+                uid: u32f(8),
+                comm: c_str(&r[16..]),
             }),
             _ => Record::Vma(VmaRecord {
                 tgid: u32f(4) as i32,
@@ -206,6 +247,8 @@ mod tests {
         bytes.extend([0xffff_0000u64, 7].map(u64::to_ne_bytes).concat());
         bytes.extend([3u32, 100, 100, 0].map(u32::to_ne_bytes).concat());
         bytes.extend([0xaa, 7, 0x1000, 0x3000, 1].map(u64::to_ne_bytes).concat());
+        bytes.extend([4u32, 100, 1000, 0].map(u32::to_ne_bytes).concat());
+        bytes.extend(*b"surf\\fl\ng\0\0\0\0\0\0\0");
         bytes.extend(9u32.to_ne_bytes());
         let got: Vec<_> = parse(&bytes).collect();
         assert_eq!(
@@ -233,7 +276,11 @@ mod tests {
                     end: 0x3000,
                     pgoff: 1
                 })),
-                Err(RecordError::UnknownKind { kind: 9, offset: BUFFER_LEN + FD_LEN + VMA_LEN }),
+                Ok(Record::Process(ProcessRecord { tgid: 100, uid: 1000, comm: b"surf\\fl\ng" })),
+                Err(RecordError::UnknownKind {
+                    kind: 9,
+                    offset: BUFFER_LEN + FD_LEN + VMA_LEN + PROCESS_LEN
+                }),
             ]
         );
     }

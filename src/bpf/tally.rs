@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::records::{self, Record, RecordError};
-use crate::account::Buffer;
+use crate::account::{Buffer, Process};
+use crate::procfs::status::comm_as_printed;
 use crate::scan::model_name;
 
 /// Why records could not be counted.
@@ -23,47 +24,102 @@ pub enum TallyError {
     /// description first, so the stream is not what it wrote.
     #[error("BPF record refers to undescribed buffer inode {0}")]
     Undescribed(u64),
+    /// An fd or mapping of a process no earlier record described.
+    #[error("BPF record refers to undescribed process {0}")]
+    UndescribedProcess(i32),
 }
 
-/// Buffers by inode, with their fd and mapping counts per process, from the records in `bytes`.
-pub fn tally(bytes: &[u8]) -> Result<BTreeMap<u64, Buffer>, TallyError> {
-    let mut buffers = BTreeMap::new();
-    // (tgid, fd table or address space) -> the one thread it is counted through.
-    let mut tables: HashMap<(i32, u64), i32> = HashMap::new();
-    let mut spaces: HashMap<(i32, u64), i32> = HashMap::new();
-    for record in records::parse(bytes) {
-        let (inode, tgid, refs) = match record? {
-            Record::Buffer(b) => {
-                buffers.entry(b.inode).or_insert_with(|| Buffer {
-                    inode: b.inode,
-                    size: b.size,
-                    exporter: b.exporter_name(),
-                    name: model_name(b.name),
-                    ..Buffer::default()
-                });
-                continue;
-            }
-            Record::Fd(f) => {
-                if *tables.entry((f.tgid, f.files)).or_insert(f.tid) != f.tid {
-                    continue;
-                }
-                (f.inode, f.tgid, Refs::Fd)
-            }
-            Record::Vma(v) => {
-                if *spaces.entry((v.tgid, v.mm)).or_insert(v.tid) != v.tid {
-                    continue;
-                }
-                (v.inode, v.tgid, Refs::Map)
-            }
-        };
-        let b = buffers.get_mut(&inode).ok_or(TallyError::Undescribed(inode))?;
-        let counts = match refs {
-            Refs::Fd => &mut b.fd_refs,
-            Refs::Map => &mut b.map_refs,
-        };
-        *counts.entry(tgid).or_default() += 1;
+/// What a pass saw: buffers by inode with their fd and mapping counts per process, and every
+/// process that holds one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Buffers by inode.
+    pub buffers: BTreeMap<u64, Buffer>,
+    /// Holders by pid, named as `/proc/<pid>/status` names them.
+    pub processes: BTreeMap<i32, Process>,
+}
+
+/// The buffers and holders the records in `bytes` describe.
+pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
+    let mut counter = Counter::default();
+    let used = counter.add(bytes)?;
+    if used < bytes.len() {
+        return Err(RecordError::Truncated { offset: used }.into());
     }
-    Ok(buffers)
+    Ok(counter.finish())
+}
+
+/// A [`Tally`] built from records as they are read, so that a pass's output (15 MB for 270,000
+/// mappings) is never held whole: feed it what each read returned, the unused tail first.
+#[derive(Debug, Default)]
+pub struct Counter {
+    tally: Tally,
+    /// (tgid, fd table or address space) -> the one thread it is counted through.
+    tables: HashMap<(i32, u64), i32>,
+    spaces: HashMap<(i32, u64), i32>,
+}
+
+impl Counter {
+    /// Counts the whole records at the start of `bytes` and returns how many bytes they took;
+    /// the rest is the start of a record the next read completes.
+    pub fn add(&mut self, bytes: &[u8]) -> Result<usize, TallyError> {
+        let Tally { buffers, processes } = &mut self.tally;
+        let mut used = 0;
+        for (record, end) in records::parse_with_ends(bytes) {
+            let record = match record {
+                Err(RecordError::Truncated { .. }) => break,
+                other => other?,
+            };
+            used = end;
+            let (inode, tgid, refs) = match record {
+                Record::Buffer(b) => {
+                    buffers.entry(b.inode).or_insert_with(|| Buffer {
+                        inode: b.inode,
+                        size: b.size,
+                        exporter: b.exporter_name(),
+                        name: model_name(b.name),
+                        ..Buffer::default()
+                    });
+                    continue;
+                }
+                Record::Process(p) => {
+                    processes.entry(p.tgid).or_insert_with(|| Process {
+                        pid: p.tgid,
+                        uid: p.uid,
+                        comm: comm_as_printed(p.comm),
+                    });
+                    continue;
+                }
+                Record::Fd(f) => {
+                    if *self.tables.entry((f.tgid, f.files)).or_insert(f.tid) != f.tid {
+                        continue;
+                    }
+                    (f.inode, f.tgid, Refs::Fd)
+                }
+                Record::Vma(v) => {
+                    if *self.spaces.entry((v.tgid, v.mm)).or_insert(v.tid) != v.tid {
+                        continue;
+                    }
+                    (v.inode, v.tgid, Refs::Map)
+                }
+            };
+            if !processes.contains_key(&tgid) {
+                return Err(TallyError::UndescribedProcess(tgid));
+            }
+            let b = buffers.get_mut(&inode).ok_or(TallyError::Undescribed(inode))?;
+            let counts = match refs {
+                Refs::Fd => &mut b.fd_refs,
+                Refs::Map => &mut b.map_refs,
+            };
+            *counts.entry(tgid).or_default() += 1;
+        }
+        Ok(used)
+    }
+
+    /// What every record added so far describes.
+    pub fn finish(self) -> Tally {
+        self.tally
+    }
 }
 
 enum Refs {
@@ -89,12 +145,21 @@ mod tests {
         r
     }
 
+    fn process(tgid: u32, uid: u32, comm: &[u8]) -> Vec<u8> {
+        let mut r = rec(&[], 4, [tgid, uid, 0]);
+        r.extend(comm);
+        r.resize(16 + records::COMM_LEN, 0);
+        r
+    }
+
     /// Process 10's leader and a thread sharing its table (visited twice when the leader has
     /// exited), a thread with its own table, and mappings reached through two threads of one
     /// address space: each table and address space counts once.
     #[test]
     fn tables_and_spaces_count_once_per_process() {
         let bytes = [
+            process(10, 1000, b"cam\nera"),
+            process(20, 1013, b"media"),
             buffer(7),
             rec(&[0xa, 7], 2, [10, 11, 3]),
             rec(&[0xa, 7], 2, [10, 12, 3]),
@@ -103,10 +168,14 @@ mod tests {
             rec(&[0xc, 7], 2, [20, 20, 3]),
             rec(&[0xd, 7, 0, 4096, 0], 3, [10, 11, 0]),
             rec(&[0xd, 7, 0, 4096, 0], 3, [10, 13, 0]),
+            // A second pass's description of a process already described: the first stays.
+            process(10, 0, b"other"),
         ]
         .concat();
         let got = tally(&bytes).expect("well-formed");
-        let b = &got[&7];
+        let p = |pid: i32| (got.processes[&pid].uid, got.processes[&pid].comm.as_str());
+        assert_eq!((p(10), p(20)), ((1000, "cam\\nera"), (1013, "media")));
+        let b = &got.buffers[&7];
         assert_eq!((b.size, b.name.as_ref().and_then(|n| n.to_str())), (4096, Some("n")));
         assert_eq!(b.fd_refs, [(10, 3), (20, 1)].into());
         assert_eq!(b.map_refs, [(10, 1)].into());
@@ -114,7 +183,9 @@ mod tests {
 
     #[test]
     fn reference_before_description_is_refused() {
-        let bytes = rec(&[0xa, 7], 2, [10, 10, 3]);
+        let bytes = [process(10, 0, b"p"), rec(&[0xa, 7], 2, [10, 10, 3])].concat();
         assert_eq!(tally(&bytes), Err(TallyError::Undescribed(7)));
+        let bytes = [buffer(7), rec(&[0xa, 7], 2, [10, 10, 3])].concat();
+        assert_eq!(tally(&bytes), Err(TallyError::UndescribedProcess(10)));
     }
 }

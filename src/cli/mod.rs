@@ -5,6 +5,7 @@
 //! [`Error::exit_status`].
 
 mod alloc;
+mod bpf;
 mod diff;
 mod dump;
 #[cfg(feature = "binder")]
@@ -61,6 +62,21 @@ pub enum Command {
     Holders(LedgerArgs),
     /// The service's high-water marks per uid and name, and its samples (needs --service).
     History(HistoryArgs),
+    /// Load the BPF scan once and pin it in bpffs, so every later `dump` only reads it.
+    #[command(subcommand)]
+    Bpf(BpfCommand),
+}
+
+/// `dmabufctl bpf`: what is pinned at /sys/fs/bpf/dmabufd/v<layout>.
+#[derive(Debug, Subcommand)]
+pub enum BpfCommand {
+    /// Load the iterators (root, or CAP_BPF and CAP_PERFMON; BTF; a build with feature `bpf`)
+    /// and pin them, replacing an earlier pin; as a boot script would (bpfloader on Android).
+    Pin,
+    /// Remove the pinned iterators, which unloads them.
+    Unpin,
+    /// Say what is pinned.
+    Status,
 }
 
 /// `dmabufctl history`: field docs are the `--help` text.
@@ -151,8 +167,8 @@ pub struct DumpArgs {
     /// Print sizes in exact bytes instead of dmabuf_dump's kB.
     #[arg(long)]
     pub bytes: bool,
-    /// Where the scan looks: BPF iterators when they load (root or CAP_BPF+CAP_PERFMON, BTF,
-    /// a build with feature `bpf`), else /proc.
+    /// Where the scan looks: `auto` reads the BPF iterators when `dmabufctl bpf pin` pinned
+    /// them, else /proc; `bpf` also loads them for this scan when nothing is pinned.
     #[arg(long, value_enum, default_value_t = crate::bpf::SourceChoice::Auto)]
     pub source: crate::bpf::SourceChoice,
     /// Root of the proc filesystem to scan (for tests and offline captures).
@@ -285,11 +301,13 @@ fn run(cli: Cli) -> crate::Result<()> {
             ))
         }
         Command::Diff(args) => diff::diff(&args),
+        Command::Bpf(command) => bpf::bpf(&command),
         Command::Top(args) => {
             let options = dump::scan_options(&args.proc_root);
             let filter = crate::account::Filter::default();
-            top::top(&args, "procfs", || {
-                Ok(crate::account::Report::build(&crate::scan::scan(&options)?, &filter))
+            top::top(&args, || {
+                let (model, source) = crate::bpf::scan(&options, crate::bpf::SourceChoice::Auto)?;
+                Ok((crate::account::Report::build(&model, &filter), source.as_str()))
             })
         }
     }

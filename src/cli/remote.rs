@@ -41,13 +41,15 @@ pub fn run(rpc: Option<&Path>, command: Command) -> Result<()> {
         Command::Diff(args) => super::diff::diff(&args),
         Command::Top(args) => {
             let service = accounting(&transport)?;
-            top::top(&args, "service", || {
-                report(&service, convert::uid_selector_to_aidl(None), ALL)
+            top::top(&args, || {
+                Ok((report(&service, convert::uid_selector_to_aidl(None), ALL)?, "service"))
             })
         }
         Command::Serve(_) => {
             Err(Error::InvalidArgument("serve scans /proc itself: run it without --service".into()))
         }
+        // Pins are this machine's bpffs, whoever asks.
+        Command::Bpf(command) => super::bpf::bpf(&command),
         Command::Holders(args) => holders(&accounting(&transport)?, &args),
         Command::History(args) => history(&accounting(&transport)?, &args),
     }

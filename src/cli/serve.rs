@@ -53,8 +53,10 @@ fn answer(mut stream: TcpStream, options: &scan::ScanOptions) -> std::io::Result
     let head = read_head(&mut stream)?;
     let response = match parse_request(&head) {
         Ok(request) => {
-            let body = match scan::scan(options) {
-                Ok(model) => Ok(openmetrics::render(&Report::build(&model, &Filter::default()))),
+            let body = match crate::bpf::scan(options, crate::bpf::SourceChoice::Auto) {
+                Ok((model, _)) => {
+                    Ok(openmetrics::render(&Report::build(&model, &Filter::default())))
+                }
                 Err(e) => Err(e.to_string()),
             };
             match body {

@@ -21,11 +21,11 @@ struct Frames<'a> {
     live: bool,
 }
 
-/// Runs `top` over the reports `scan` makes (`source` names where from), or over `--replay`.
+/// Runs `top` over the reports `scan` makes (each with the name of where it came from), or
+/// over `--replay`.
 pub(super) fn top(
     args: &TopArgs,
-    source: &str,
-    mut scan: impl FnMut() -> Result<Report>,
+    mut scan: impl FnMut() -> Result<(Report, &'static str)>,
 ) -> Result<()> {
     let mut frames = match &args.replay {
         Some(path) => {
@@ -43,7 +43,8 @@ pub(super) fn top(
         }
         None => Frames {
             next: Box::new(move || {
-                let groups = Groups::from_report(&scan()?);
+                let (report, source) = scan()?;
+                let groups = Groups::from_report(&report);
                 Ok(Some(Snapshot { meta: Meta::now(source), groups }))
             }),
             live: true,

@@ -15,6 +15,21 @@ pub struct Status {
     pub uid: u32,
 }
 
+/// A raw command name (the kernel's `comm`, as the BPF scan reads it) as `status` prints it,
+/// so both scans give a process the same name: the kernel escapes only newline and backslash
+/// there (`proc_task_name`), and the name is kept as lossy UTF-8 like a parsed `Name:` line.
+pub fn comm_as_printed(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            _ => out.push(b),
+        }
+    }
+    lossy(&out)
+}
+
 /// Parses a status file; `None` if the `Name:` or `Uid:` line is missing or malformed.
 pub fn parse(bytes: &[u8]) -> Option<Status> {
     let mut comm = None;
@@ -30,4 +45,17 @@ pub fn parse(bytes: &[u8]) -> Option<Status> {
         }
     }
     Some(Status { comm: comm?, uid: uid? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the kernel printed for a thread named `a\nb\c` (prctl PR_SET_NAME), on 6.12.
+    #[test]
+    fn raw_comm_reads_as_status_prints_it() {
+        let status = parse(b"Name:\ta\\nb\\\\c\nUmask:\t0022\nUid:\t0\t0\t0\t0\n").expect("status");
+        assert_eq!(comm_as_printed(b"a\nb\\c"), status.comm);
+        assert_eq!(comm_as_printed(b"\xffok"), "\u{fffd}ok");
+    }
 }

@@ -71,6 +71,11 @@ struct Args {
     /// (host testing; needs feature `rpc`).
     #[arg(long, value_name = "SOCKET")]
     rpc: Option<PathBuf>,
+    /// At start, load the BPF scan and pin it (as `dmabufctl bpf pin`), so that the service's
+    /// scans and every `dmabufctl dump` read the kernel's own walk (Linux; root or CAP_BPF and
+    /// CAP_PERFMON, BTF, feature `bpf`). A failure is logged and the service scans /proc.
+    #[arg(long)]
+    pin_bpf: bool,
 }
 
 impl Args {
@@ -123,6 +128,13 @@ pub fn main() -> i32 {
             return EXIT_USAGE;
         }
     };
+    if args.pin_bpf {
+        let dir = crate::bpf::pin_dir_under(std::path::Path::new("/"));
+        match crate::bpf::pin(&dir) {
+            Ok(pinned) => log::info!("BPF scan pinned at {}", pinned.dir.display()),
+            Err(e) => log::warn!("BPF scan not pinned, scanning /proc: {e}"),
+        }
+    }
     let live = LiveBuffers::detect();
     log::info!("policy {policy:?}, max buffer {max_size} bytes, live buffer list from {live}");
     let shared = Arc::new(Shared::new(policy, Allocator::with_dir(args.heap_dir, max_size), live));

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::account::Model;
-use crate::scan::{self, ScanOptions};
+use crate::bpf::{self, SourceChoice};
+use crate::scan::ScanOptions;
 use crate::Result;
 
 /// A scan is reused for at least this long.
@@ -77,7 +78,8 @@ impl Scans {
         // Drop the old model before building the new one: two full models never coexist.
         *latest = None;
         let started = Instant::now();
-        let model = Arc::new(scan::scan(&ScanOptions::default())?);
+        let (model, _) = bpf::scan(&ScanOptions::default(), SourceChoice::Auto)?;
+        let model = Arc::new(model);
         self.runs.fetch_add(1, Ordering::Relaxed);
         let took = started.elapsed();
         *latest = Some(Latest { model: Arc::clone(&model), started, took, generation });
