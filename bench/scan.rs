@@ -20,7 +20,7 @@ mod workload;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use commands::{Sample, Tools, ROWS};
+use commands::{Row, Sample, Tools, ROWS};
 use workload::{Shape, Workload};
 
 fn main() {
@@ -38,7 +38,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: dmabufd-bench-scan [--shape dense,phone,inherited] [--procs 50,300,1000] \
-         [--runs 5] [--dmabufctl PATH]"
+         [--runs 5] [--warm-up 1] [--commands LABEL,LABEL] [--dmabufctl PATH]"
     );
     std::process::exit(2)
 }
@@ -47,6 +47,10 @@ struct Config {
     shapes: Vec<Shape>,
     procs: Vec<usize>,
     runs: usize,
+    /// Untimed rounds before them (the check already ran each scan once).
+    warm_up: usize,
+    /// Only the rows with these labels (commands.rs), e.g. to keep a large run short.
+    commands: Option<Vec<String>>,
     /// The dmabufctl to time (default: the one on PATH), e.g. another build to compare with.
     dmabufctl: Option<PathBuf>,
 }
@@ -56,6 +60,8 @@ fn parse_config(args: &[String]) -> Config {
         shapes: vec![Shape::Dense, Shape::Phone, Shape::Inherited],
         procs: vec![50, 300, 1000],
         runs: 5,
+        warm_up: 1,
+        commands: None,
         dmabufctl: None,
     };
     let mut it = args.iter();
@@ -65,6 +71,8 @@ fn parse_config(args: &[String]) -> Config {
             "--shape" => c.shapes = list(value, Shape::parse),
             "--procs" => c.procs = list(value, |v| v.parse().ok()),
             "--runs" => c.runs = value.parse().unwrap_or_else(|_| usage()),
+            "--warm-up" => c.warm_up = value.parse().unwrap_or_else(|_| usage()),
+            "--commands" => c.commands = Some(list(value, |v| Some(v.to_string()))),
             "--dmabufctl" => c.dmabufctl = Some(value.into()),
             _ => usage(),
         }
@@ -81,8 +89,9 @@ fn driver(cfg: &Config) {
     let kernel = dmabufd::sys::uname().map_or_else(|_| "?".into(), |u| u.release);
     println!(
         "dmabufd scan benchmark: whole commands, stdout to /dev/null, median of {} interleaved \
-         rounds after one warm-up; {} CPUs, kernel {kernel}",
+         rounds after {} warm-up; {} CPUs, kernel {kernel}",
         cfg.runs,
+        cfg.warm_up,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     // A command's peak RSS cannot read lower than the launcher's (commands.rs).
@@ -115,7 +124,9 @@ fn driver(cfg: &Config) {
             let truth = workload.truth;
             // Each row that can run here and finds exactly what the workload holds.
             let mut rows = Vec::new();
-            for row in ROWS {
+            let chosen =
+                |row: &Row| cfg.commands.as_ref().is_none_or(|c| c.iter().any(|l| l == row.label));
+            for row in ROWS.iter().filter(|row| chosen(row)) {
                 let Ok(argv) = tools.argv(row) else { continue };
                 match tools.check(row, &argv, &truth) {
                     Ok(source) => rows.push((row, argv, source)),
@@ -129,14 +140,19 @@ fn driver(cfg: &Config) {
                 }
             }
             let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
-            for round in 0..=cfg.runs {
+            for round in 0..cfg.warm_up + cfg.runs {
                 for (i, (row, argv, _)) in rows.iter().enumerate() {
                     let sample = tools.around(row, || tools.time(argv)).expect("timed run");
-                    if round > 0 {
+                    if round >= cfg.warm_up {
                         samples[i].push(sample);
                     }
                 }
-                eprintln!("bench: {} x {n}: round {round} of {} done", shape.name(), cfg.runs);
+                eprintln!(
+                    "bench: {} x {n}: round {} of {} done",
+                    shape.name(),
+                    round + 1,
+                    cfg.warm_up + cfg.runs
+                );
             }
             let medians: Vec<Duration> = samples.iter().map(|s| median(s)).collect();
             let reference = medians.first().copied().unwrap_or_default();
