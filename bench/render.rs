@@ -9,10 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use dmabufd::account::{Buffer, Filter, Model, Process, Report};
 use dmabufd::report::{self, Units, View};
+use dmabufd::snapshot;
 
 /// Pid of the compositor; clients follow it.
 const COMPOSITOR: i32 = 1000;
@@ -63,10 +65,42 @@ fn main() {
         let (median, len) = time(runs.max(1), render);
         println!("| {label} | {:.1} | {len} |", median.as_secs_f64() * 1e3);
     }
+    // As `dmabufctl dump` writes them: streamed through a 64 KiB buffer, never held whole.
+    type Stream<'a> = &'a dyn Fn(&mut BufWriter<Counter>) -> std::io::Result<()>;
+    let streamed: [(&str, Stream); 2] = [
+        ("table (default), streamed", &|out| {
+            report::write_table(out, &report, View::Processes, Units::KiB)
+        }),
+        ("json, streamed", &|out| {
+            snapshot::write_json(out, &report, &snapshot::Meta::now("bench"), true)
+        }),
+    ];
+    for (label, render) in streamed {
+        let (median, len) = time(runs.max(1), &|| {
+            let mut out = BufWriter::with_capacity(64 * 1024, Counter(0));
+            render(&mut out).expect("write");
+            out.into_inner().map_or(0, |c| c.0)
+        });
+        println!("| {label} | {:.1} | {len} |", median.as_secs_f64() * 1e3);
+    }
+}
+
+/// A sink that counts what it is given.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Median time of `runs` calls after one warm-up, and the output length.
-fn time(runs: usize, render: &dyn Fn() -> String) -> (Duration, usize) {
+fn time<T: Len>(runs: usize, render: &dyn Fn() -> T) -> (Duration, usize) {
     let len = black_box(render()).len();
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
@@ -77,6 +111,23 @@ fn time(runs: usize, render: &dyn Fn() -> String) -> (Duration, usize) {
         .collect();
     times.sort_unstable();
     (times[times.len() / 2], len)
+}
+
+/// What a case made: its text, or the byte count of what it streamed.
+trait Len {
+    fn len(&self) -> usize;
+}
+
+impl Len for String {
+    fn len(&self) -> usize {
+        self.as_str().len()
+    }
+}
+
+impl Len for usize {
+    fn len(&self) -> usize {
+        *self
+    }
 }
 
 fn inherited_maps(clients: usize, bufs: usize) -> Model {

@@ -6,15 +6,17 @@
 //! the `kB` unit. Unlike dmabuf_dump, a value that is not a whole number of KiB is printed with
 //! three decimals instead of being truncated (a 64 KiB buffer shared by 201 processes has a Pss of
 //! 0.318 kB, not 0 kB), and [`Units::Bytes`] prints exact bytes everywhere. CSV and JSON always
-//! carry exact bytes. Renderers return strings; printing is the caller's job.
+//! carry exact bytes. The large renderers write into any `io::Write` as they go ([`write_table`],
+//! [`write_csv`]: `dmabufctl dump` streams them to stdout); [`table`] and [`csv`] return the same
+//! bytes as a string.
 //!
 //! Names, command names and exporters are shown [escaped](crate::text::escape) in tables and CSV,
 //! so that no name can add a row; JSON keeps their exact bytes. Every renderer costs O(rows): what
 //! a row shows of a buffer (its Pss share, its holder count) is computed once per buffer.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write;
+use std::io;
 
 use crate::account::{pss_share, saturating_sum, BufferView, Name, Report};
 use crate::handoff::{Handoff, Handoffs};
@@ -110,76 +112,91 @@ pub fn empty_message(report: &Report, filtered: bool) -> Option<String> {
 
 /// Renders a text table, and under it the coverage line when the report is partial.
 pub fn table(report: &Report, view: View, units: Units) -> String {
-    let mut out = match view {
-        View::Processes => processes_table(report, units),
-        View::Grid => grid_table(report, units),
-        View::Buffers => buffers_table(report),
-        View::Apps => simple_table(
-            &["Uid", "Rss", "Pss", "Buffers"],
-            app_rows(report, true, |b| units.fmt(b) + units.suffix()),
-        ),
-        View::Names => simple_table(
-            &["Name", "Size", "Buffers"],
-            name_rows(report, |b| units.fmt(b) + units.suffix()),
-        ),
-        View::Heaps => simple_table(
-            &["Exporter", "Size", "Buffers"],
-            heap_rows(report, |b| units.fmt(b) + units.suffix()),
-        ),
-    };
-    out.extend(report.coverage.footer());
-    out
+    rendered(|out| write_table(out, report, view, units))
 }
 
-fn processes_table(report: &Report, units: Units) -> String {
+/// [`table`] written into `out` as it is rendered, so that a table of hundreds of thousands of
+/// rows (31 MB for 301 processes each mapping 900 buffers) is never held whole in memory.
+pub fn write_table(
+    out: &mut impl io::Write,
+    report: &Report,
+    view: View,
+    units: Units,
+) -> io::Result<()> {
+    let size = |b: u64| units.fmt(b) + units.suffix();
+    match view {
+        View::Processes => processes_table(out, report, units)?,
+        View::Grid => grid_table(out, report, units)?,
+        View::Buffers => buffers_table(out, report)?,
+        // One row per uid, name or heap: small enough to lay out whole (column widths).
+        View::Apps => out.write_all(
+            simple_table(&["Uid", "Rss", "Pss", "Buffers"], app_rows(report, true, size))
+                .as_bytes(),
+        )?,
+        View::Names => out.write_all(
+            simple_table(&["Name", "Size", "Buffers"], name_rows(report, size)).as_bytes(),
+        )?,
+        View::Heaps => out.write_all(
+            simple_table(&["Exporter", "Size", "Buffers"], heap_rows(report, size)).as_bytes(),
+        )?,
+    }
+    match report.coverage.footer() {
+        Some(footer) => out.write_all(footer.as_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// What a streaming renderer writes, as a string: for callers that keep the text (tests, the
+/// render bench, the service's pages).
+fn rendered(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+    let mut out = Vec::new();
+    render(&mut out).expect("writing into a Vec cannot fail");
+    String::from_utf8(out).expect("renderers write only str")
+}
+
+fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
     let u = units.suffix();
-    let mut out = String::new();
-    let by_pid = held_by_pid(report);
+    let held = held_by_process(report);
     let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
-    for p in &report.processes {
-        let _ = writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid);
-        let _ = writeln!(
+    for (p, held) in report.processes.iter().zip(&held) {
+        writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid)?;
+        writeln!(
             out,
             "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
             "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
-        );
-        for h in by_pid.get(&p.pid).into_iter().flatten() {
-            rows[h.index].write(&mut out, h.pss);
+        )?;
+        for h in held {
+            rows[h.index].write(out, h.pss)?;
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "{:>22} {:>13}{u} {:>13}{u} {:>16}",
             "PROCESS TOTAL",
             units.fmt(p.rss),
             units.fmt(p.pss),
             ""
-        );
-        out.push_str("----------------------\n");
+        )?;
+        out.write_all(b"----------------------\n")?;
     }
     let t = &report.totals;
     let total = t.exported_bytes.unwrap_or(t.userspace_rss.saturating_add(t.kernel_only_bytes));
-    let _ = writeln!(
+    writeln!(
         out,
         "dmabuf total: {}{u} kernel_rss: {}{u} userspace_rss: {}{u} userspace_pss: {}{u}",
         units.fmt(total),
         units.fmt(t.kernel_only_bytes),
         units.fmt(t.userspace_rss),
         units.fmt(t.userspace_pss)
-    );
-    out
+    )
 }
 
 /// One buffer's row of the per-process table, rendered once. Every holder's row of a buffer is
 /// the same but for the Pss cell, which takes one of two values (the division remainder goes one
-/// byte each to the first holders), so each row costs three copies instead of six formatted cells.
+/// byte each to the first holders), so both lines are rendered once and each row is one copy.
 struct ProcessRow {
-    /// Name and Rss cells.
-    head: String,
-    /// The Pss cell for a share of `base` and of `base + 1` bytes.
-    pss: [String; 2],
+    /// The line for a Pss share of `base` and of `base + 1` bytes.
+    lines: [String; 2],
     base: u64,
-    /// nr_procs, Inode and Exporter cells, and the line end.
-    tail: String,
 }
 
 impl ProcessRow {
@@ -187,100 +204,89 @@ impl ProcessRow {
         let u = units.suffix();
         let holders = b.holder_count();
         let base = b.size / holders.max(1) as u64;
+        let head = format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size));
+        let tail = format!(
+            " {:>16} {:>16}  {:>22}\n",
+            holders,
+            b.inode,
+            shown_text(b.exporter.as_deref())
+        );
         ProcessRow {
-            head: format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size)),
-            pss: [base, base.saturating_add(1)].map(|v| format!("{:>13}{u}", units.fmt(v))),
+            lines: [base, base.saturating_add(1)]
+                .map(|v| format!("{head}{:>13}{u}{tail}", units.fmt(v))),
             base,
-            tail: format!(
-                " {:>16} {:>16}  {:>22}\n",
-                holders,
-                b.inode,
-                shown_text(b.exporter.as_deref())
-            ),
         }
     }
 
-    fn write(&self, out: &mut String, pss: u64) {
-        out.push_str(&self.head);
-        out.push_str(&self.pss[usize::from(pss != self.base)]);
-        out.push_str(&self.tail);
+    fn write(&self, out: &mut impl io::Write, pss: u64) -> io::Result<()> {
+        out.write_all(self.lines[usize::from(pss != self.base)].as_bytes())
     }
 }
 
-fn grid_table(report: &Report, units: Units) -> String {
+fn grid_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
     let u = units.suffix();
-    let mut out =
-        String::from("    Dmabuf Inode |            Size |   Fd Ref Counts |  Map Ref Counts |");
+    out.write_all(b"    Dmabuf Inode |            Size |   Fd Ref Counts |  Map Ref Counts |")?;
     for p in &report.processes {
-        let _ = write!(out, "{:>16}:{:<5} |", escape(p.comm.as_bytes()), p.pid);
+        write!(out, "{:>16}:{:<5} |", escape(p.comm.as_bytes()), p.pid)?;
     }
-    out.push('\n');
+    out.write_all(b"\n")?;
     for b in &report.buffers {
-        let _ = write!(
+        write!(
             out,
             "{:>16} |{:>13}{u} |{:>16} |{:>16} |",
             b.inode,
             units.fmt(b.size),
             b.fd_refs.len(),
             b.map_refs.len()
-        );
+        )?;
         for p in &report.processes {
             let (fds, maps) = (
                 b.fd_refs.get(&p.pid).copied().unwrap_or(0),
                 b.map_refs.get(&p.pid).copied().unwrap_or(0),
             );
             if fds == 0 && maps == 0 {
-                let _ = write!(out, "{:>22} |", "--");
+                write!(out, "{:>22} |", "--")?;
             } else {
-                let _ = write!(out, "{fds:>9}({maps:>6}) refs |");
+                write!(out, "{fds:>9}({maps:>6}) refs |")?;
             }
         }
-        out.push('\n');
+        out.write_all(b"\n")?;
     }
     let total = saturating_sum(report.buffers.iter().map(|b| b.size));
-    let _ = write!(
-        out,
-        "{:<16}  {:>13}{u} |{:>16} |{:>16} |",
-        "TOTALS",
-        units.fmt(total),
-        "n/a",
-        "n/a"
-    );
+    write!(out, "{:<16}  {:>13}{u} |{:>16} |{:>16} |", "TOTALS", units.fmt(total), "n/a", "n/a")?;
     for p in &report.processes {
-        let _ = write!(out, "{:>19}{u} |", units.fmt(p.rss));
+        write!(out, "{:>19}{u} |", units.fmt(p.rss))?;
     }
-    out.push('\n');
-    out
+    out.write_all(b"\n")
 }
 
-fn buffers_table(report: &Report) -> String {
-    let mut out = String::from(
-        "    Dmabuf Inode |     Size(bytes) |    Exporter Name                    | Name\n",
-    );
+fn buffers_table(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
+    out.write_all(
+        b"    Dmabuf Inode |     Size(bytes) |    Exporter Name                    | Name\n",
+    )?;
     for b in &report.buffers {
-        let _ = writeln!(
+        writeln!(
             out,
             "{:>16} |{:>16} | {:<35} | {}",
             b.inode,
             b.size,
             shown_text(b.exporter.as_deref()),
             shown_name(&b.name)
-        );
+        )?;
     }
-    out.push('\n');
-    out.push_str("      Exporter Name              | Total Count |     Total Size(bytes)   |\n");
+    out.write_all(b"\n")?;
+    out.write_all(b"      Exporter Name              | Total Count |     Total Size(bytes)   |\n")?;
     for h in &report.heaps {
         let name = shown_text(Some(&h.exporter));
-        let _ = writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes);
+        writeln!(out, "{:>32} | {:>12}| {}", name, h.buffers, h.bytes)?;
     }
     let total = saturating_sum(report.buffers.iter().map(|b| b.size));
-    let _ = writeln!(
+    writeln!(
         out,
         "Total DMA-BUF count: {}, Total DMA-BUF size(bytes): {}",
         report.buffers.len(),
         total
-    );
-    out
+    )
 }
 
 pub(crate) type Rows = Vec<Vec<String>>;
@@ -365,42 +371,15 @@ pub(crate) fn simple_table(headers: &[&str], rows: Rows) -> String {
 /// Renders CSV (RFC 4180 quoting), exact bytes. The per-process view is flat: one row per
 /// (process, buffer), easier to load into a spreadsheet than dmabuf_dump's per-process blocks.
 pub fn csv(report: &Report, view: View) -> String {
+    rendered(|out| write_csv(out, report, view))
+}
+
+/// [`csv`] written into `out` row by row, as [`write_table`] does.
+pub fn write_csv(out: &mut impl io::Write, report: &Report, view: View) -> io::Result<()> {
     let bytes = |b: u64| b.to_string();
     let (headers, rows): (Vec<&str>, Rows) = match view {
-        View::Processes => return processes_csv(report),
-        View::Grid => {
-            let mut headers = vec!["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
-            let names: Vec<String> = report
-                .processes
-                .iter()
-                .map(|p| format!("{}:{}", escape(p.comm.as_bytes()), p.pid))
-                .collect();
-            headers.extend(names.iter().map(String::as_str));
-            let rows: Rows = report
-                .buffers
-                .iter()
-                .map(|b| {
-                    let mut row = vec![
-                        b.inode.to_string(),
-                        b.size.to_string(),
-                        b.fd_refs.len().to_string(),
-                        b.map_refs.len().to_string(),
-                    ];
-                    row.extend(report.processes.iter().map(|p| {
-                        match (b.fd_refs.get(&p.pid), b.map_refs.get(&p.pid)) {
-                            (None, None) => String::new(),
-                            (f, m) => format!(
-                                "{}({}) refs",
-                                f.copied().unwrap_or(0),
-                                m.copied().unwrap_or(0)
-                            ),
-                        }
-                    }));
-                    row
-                })
-                .collect();
-            return render_csv(&headers, &rows);
-        }
+        View::Processes => return processes_csv(out, report),
+        View::Grid => return grid_csv(out, report),
         View::Buffers => (
             vec!["inode", "size_bytes", "exporter", "name", "nr_procs"],
             report
@@ -423,32 +402,58 @@ pub fn csv(report: &Report, view: View) -> String {
         View::Names => (vec!["name", "bytes", "buffers"], name_rows(report, bytes)),
         View::Heaps => (vec!["exporter", "bytes", "buffers"], heap_rows(report, bytes)),
     };
-    render_csv(&headers, &rows)
+    write_csv_rows(out, &headers, &rows)
 }
 
-/// One buffer as one of its holders sees it, with what that holder's row shows.
-struct Held<'r> {
-    buffer: &'r BufferView,
-    /// Position of `buffer` in the report.
+/// The buffer x process grid as CSV, one line per buffer written as it is made (buffers x
+/// processes cells in all).
+fn grid_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
+    let names: Vec<String> = report
+        .processes
+        .iter()
+        .map(|p| format!("{}:{}", escape(p.comm.as_bytes()), p.pid))
+        .collect();
+    let headers = ["inode", "size_bytes", "fd_ref_processes", "map_ref_processes"];
+    csv_line(out, headers.into_iter().chain(names.iter().map(String::as_str)))?;
+    for b in &report.buffers {
+        let mut row = vec![
+            b.inode.to_string(),
+            b.size.to_string(),
+            b.fd_refs.len().to_string(),
+            b.map_refs.len().to_string(),
+        ];
+        row.extend(report.processes.iter().map(|p| {
+            match (b.fd_refs.get(&p.pid), b.map_refs.get(&p.pid)) {
+                (None, None) => String::new(),
+                (f, m) => format!("{}({}) refs", f.copied().unwrap_or(0), m.copied().unwrap_or(0)),
+            }
+        }));
+        csv_line(out, row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+/// One buffer in one holder's rows: where the buffer is in the report and the holder's Pss
+/// share. Sixteen bytes, as there is one per (process, buffer) row.
+struct Held {
     index: usize,
-    pid: i32,
-    /// The holder's Pss share.
     pss: u64,
-    /// Distinct holders of the buffer (`nr_procs`).
-    holders: usize,
 }
 
-/// The buffers each pid references, in report order, each with its Pss share and holder count:
-/// one pass over buffers x holders instead of one per process or per row, which matters with
-/// hundreds of processes each mapping hundreds of buffers.
-fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
-    let mut out: HashMap<i32, Vec<Held<'_>>> = HashMap::new();
+/// The buffers each process references, by the process's position in `report.processes`, in
+/// report order, each with its Pss share: one pass over buffers x holders instead of one per
+/// process or per row, which matters with hundreds of processes each mapping hundreds of
+/// buffers. Processes are found by binary search (they are sorted by pid), not hashed: cheaper
+/// per row, and a filtered report's buffers also list holders it does not show.
+fn held_by_process(report: &Report) -> Vec<Vec<Held>> {
+    let mut out: Vec<Vec<Held>> = report.processes.iter().map(|_| Vec::new()).collect();
     for (index, buffer) in report.buffers.iter().enumerate() {
         let pids = buffer.holders();
         let holders = pids.len();
         for (rank, &pid) in pids.iter().enumerate() {
-            let pss = pss_share(buffer.size, holders, rank);
-            out.entry(pid).or_default().push(Held { buffer, index, pid, pss, holders });
+            if let Ok(at) = report.processes.binary_search_by_key(&pid, |p| p.pid) {
+                out[at].push(Held { index, pss: pss_share(buffer.size, holders, rank) });
+            }
         }
     }
     out
@@ -456,10 +461,9 @@ fn held_by_pid(report: &Report) -> HashMap<i32, Vec<Held<'_>>> {
 
 /// The per-process CSV, written straight into the output: with hundreds of thousands of rows,
 /// a vector of cells per row would cost more than the rows themselves.
-fn processes_csv(report: &Report) -> String {
-    let mut out = String::new();
+fn processes_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
     csv_line(
-        &mut out,
+        out,
         [
             "pid",
             "comm",
@@ -473,35 +477,38 @@ fn processes_csv(report: &Report) -> String {
             "fd_refs",
             "map_refs",
         ],
-    );
-    // What a row shows of its buffer (name, inode, exporter, size) is rendered once per buffer.
-    let buffer_cells: Vec<String> = report
+    )?;
+    // What a row shows of its buffer (name, inode, exporter, size; nr_procs) is rendered once
+    // per buffer.
+    let buffer_cells: Vec<(String, usize)> = report
         .buffers
         .iter()
         .map(|b| {
-            let mut cells = String::new();
-            csv_cell(&mut cells, &csv_name(&b.name));
-            let _ = write!(cells, ",{},", b.inode);
-            csv_cell(&mut cells, &csv_text(b.exporter.as_deref()));
-            let _ = write!(cells, ",{},", b.size);
-            cells
+            let cells = format!(
+                "{},{},{},{},",
+                csv_cell(&csv_name(&b.name)),
+                b.inode,
+                csv_cell(&csv_text(b.exporter.as_deref())),
+                b.size
+            );
+            (cells, b.holder_count())
         })
         .collect();
-    let by_pid = held_by_pid(report);
-    for p in &report.processes {
-        let mut process_cells = format!("{},", p.pid);
-        csv_cell(&mut process_cells, &escape(p.comm.as_bytes()));
-        let _ = write!(process_cells, ",{},", p.uid);
-        for h in by_pid.get(&p.pid).into_iter().flatten() {
-            let b = h.buffer;
-            out.push_str(&process_cells);
-            out.push_str(&buffer_cells[h.index]);
-            let fds = b.fd_refs.get(&h.pid).copied().unwrap_or(0);
-            let maps = b.map_refs.get(&h.pid).copied().unwrap_or(0);
-            let _ = writeln!(out, "{},{},{fds},{maps}", h.pss, h.holders);
+    let held = held_by_process(report);
+    for (p, held) in report.processes.iter().zip(&held) {
+        let process_cells =
+            format!("{},{},{},", p.pid, csv_cell(&escape(p.comm.as_bytes())), p.uid);
+        for h in held {
+            let b = &report.buffers[h.index];
+            let (cells, holders) = &buffer_cells[h.index];
+            out.write_all(process_cells.as_bytes())?;
+            out.write_all(cells.as_bytes())?;
+            let fds = b.fd_refs.get(&p.pid).copied().unwrap_or(0);
+            let maps = b.map_refs.get(&p.pid).copied().unwrap_or(0);
+            writeln!(out, "{},{holders},{fds},{maps}", h.pss)?;
         }
     }
-    out
+    Ok(())
 }
 
 /// A name as CSV carries it: escaped, empty when unnamed.
@@ -515,31 +522,41 @@ fn csv_text(text: Option<&str>) -> String {
 }
 
 fn render_csv(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    csv_line(&mut out, headers.iter().copied());
-    for row in rows {
-        csv_line(&mut out, row.iter().map(String::as_str));
-    }
-    out
+    rendered(|out| write_csv_rows(out, headers, rows))
 }
 
-fn csv_line<'c>(out: &mut String, cells: impl IntoIterator<Item = &'c str>) {
+fn write_csv_rows(
+    out: &mut impl io::Write,
+    headers: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    csv_line(out, headers.iter().copied())?;
+    for row in rows {
+        csv_line(out, row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+fn csv_line<'c>(
+    out: &mut impl io::Write,
+    cells: impl IntoIterator<Item = &'c str>,
+) -> io::Result<()> {
     for (i, cell) in cells.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.write_all(b",")?;
         }
-        csv_cell(out, cell);
+        out.write_all(csv_cell(cell).as_bytes())?;
     }
-    out.push('\n');
+    out.write_all(b"\n")
 }
 
 /// One field, RFC 4180-quoted when it holds a separator, a quote or a line break (escaped text
 /// never holds the latter, but a header or a future caller might).
-fn csv_cell(out: &mut String, cell: &str) {
+fn csv_cell(cell: &str) -> Cow<'_, str> {
     if cell.contains([',', '"', '\n', '\r']) {
-        let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
+        Cow::Owned(format!("\"{}\"", cell.replace('"', "\"\"")))
     } else {
-        out.push_str(cell);
+        Cow::Borrowed(cell)
     }
 }
 
@@ -840,6 +857,37 @@ mod tests {
             }).collect();
             assert_rows(&ledger_table(&entries), 1 + n)?;
             assert_rows(&ledger_csv(&entries), 1 + n)?;
+        }
+    }
+
+    /// A writer that takes `room` bytes, then fails as a closed pipe does.
+    struct Closing {
+        room: usize,
+    }
+
+    impl io::Write for Closing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_output_stops_every_renderer_with_its_error() {
+        let r = hostile_report(&[b"a".to_vec(), b"b".to_vec()], "p", "system");
+        for view in [View::Processes, View::Grid, View::Buffers, View::Apps, View::Names] {
+            let table = write_table(&mut Closing { room: 20 }, &r, view, Units::KiB);
+            assert_eq!(table.unwrap_err().kind(), io::ErrorKind::BrokenPipe, "{view:?}");
+            let csv = write_csv(&mut Closing { room: 20 }, &r, view);
+            assert_eq!(csv.unwrap_err().kind(), io::ErrorKind::BrokenPipe, "{view:?}");
         }
     }
 

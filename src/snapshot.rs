@@ -9,6 +9,7 @@
 //! another [`FORMAT_VERSION`].
 
 use std::borrow::Cow;
+use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::IgnoredAny;
@@ -68,12 +69,25 @@ struct Written<'a> {
 /// The snapshot as JSON: pretty for `dump -o json`, one line (JSON Lines) for `dump --watch`;
 /// ends with a newline either way.
 pub fn json(report: &Report, meta: &Meta, pretty: bool) -> Result<String> {
+    let mut out = Vec::new();
+    write_json(&mut out, report, meta, pretty).map_err(|e| Error::io("encoding JSON", e))?;
+    String::from_utf8(out).map_err(|e| Error::io("encoding JSON", io::Error::other(e)))
+}
+
+/// [`json`] encoded straight into `out`, so that the whole text is never held in memory.
+pub fn write_json(
+    out: &mut impl io::Write,
+    report: &Report,
+    meta: &Meta,
+    pretty: bool,
+) -> io::Result<()> {
     let value = Written { snapshot: meta, report };
-    let encoded =
-        if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
-    let mut s = encoded.map_err(|e| Error::io("encoding JSON", e))?;
-    s.push('\n');
-    Ok(s)
+    if pretty {
+        serde_json::to_writer_pretty(&mut *out, &value)?;
+    } else {
+        serde_json::to_writer(&mut *out, &value)?;
+    }
+    out.write_all(b"\n")
 }
 
 /// Which groups of a snapshot an [`Item`] belongs to.
