@@ -20,7 +20,7 @@ mod workload;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use commands::{Row, Sample, Tools, ROWS};
+use commands::{Check, Row, Sample, Tools, ROWS};
 use workload::{Shape, Workload};
 
 fn main() {
@@ -155,7 +155,12 @@ fn driver(cfg: &Config) {
                 );
             }
             let medians: Vec<Duration> = samples.iter().map(|s| median(s)).collect();
-            let reference = medians.first().copied().unwrap_or_default();
+            // The first row that scans (start-up rows are floors, not references).
+            let reference = rows
+                .iter()
+                .zip(&medians)
+                .find(|((row, _, _), _)| row.check != Check::StartUp)
+                .map_or(Duration::default(), |(_, m)| *m);
             for ((row, _, source), (s, m)) in rows.iter().zip(samples.iter().zip(&medians)) {
                 let peak = s.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
                 table.push(format!(
