@@ -76,7 +76,7 @@ pub enum Command {
     Bpf(BpfCommand),
 }
 
-/// `dmabufctl bpf`: what is pinned at /sys/fs/bpf/dmabufd/v<layout>.
+/// `dmabufctl bpf`: what is pinned at `/sys/fs/bpf/dmabufd/v<layout>`.
 #[derive(Debug, Subcommand)]
 pub enum BpfCommand {
     /// Load the iterators (root, or CAP_BPF and CAP_PERFMON; BTF; a build with feature `bpf`)
