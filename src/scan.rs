@@ -100,7 +100,9 @@ impl ScanOptions {
     /// turned into spaces, sysfs none.
     pub fn kernel_sources(&self) -> Vec<Source> {
         let candidates = [
-            self.pinned_list.clone().map(Source::Pinned),
+            // Tried only where `bpf pin` put it: elsewhere (every device) it is not a source
+            // the system lacks, and naming it absent in each report would be noise.
+            self.pinned_list.clone().filter(|p| p.exists()).map(Source::Pinned),
             self.debugfs_bufinfo.clone().map(Source::Bufinfo),
             self.bpf_iter.clone().map(Source::BpfIter),
             self.sysfs_buffers.clone().map(Source::Sysfs),
