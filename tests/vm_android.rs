@@ -175,6 +175,13 @@ fn with_stable_processes<T>(mut f: impl FnMut() -> T) -> (T, BTreeMap<u32, u32>)
     panic!("processes kept changing around the query");
 }
 
+/// Waits until no scan the service ran since `since` can be reused: it reuses one for up to
+/// five times what it took (src/service/scans.rs), and each took at most `since.elapsed()`. A
+/// query after this sees processes started or gone since.
+fn wait_out_scan_reuse(since: std::time::Instant) {
+    std::thread::sleep((since.elapsed() * 5).max(Duration::from_millis(200)));
+}
+
 fn every_query_and_its_coverage() {
     let sys = holder(SYSTEM, "direct", 12_288, "SYS direct");
     let app_direct = holder(APP, "direct", 8192, "APP direct");
@@ -258,9 +265,8 @@ fn every_query_and_its_coverage() {
 
     // getMyUsage as uid 10057 (a fourth process of the uid): nothing it can be shown is
     // visible, and the coverage says so: its processes are unreadable, the ledger knows 80 KiB.
-    // The service reuses a scan for up to five times what it took (src/service/scans.rs), and
-    // every scan so far ran within `queries`: wait that out, so the fourth process is seen.
-    std::thread::sleep(queries.elapsed() * 5);
+    wait_out_scan_reuse(queries);
+    let asked = std::time::Instant::now();
     let (mut me, mut out) = client(APP, "my-usage", &[]);
     let mut json = String::new();
     out.read_to_string(&mut json).expect("my-usage output");
@@ -280,7 +286,9 @@ fn every_query_and_its_coverage() {
         serde_json::json!([{"uid": APP, "buffers": 2, "bytes": 81_920, "held_bytes": 0}])
     );
 
-    // The text table says it is partial, in one line under the table.
+    // The text table says it is partial, in one line under the table (once the fourth
+    // process, gone now, is out of the service's latest scan).
+    wait_out_scan_reuse(asked);
     let text = Command::new(env!("CARGO_BIN_EXE_dmabufctl"))
         .args(["--service", "dump", "--bytes"])
         .output()
