@@ -147,20 +147,20 @@ pub fn unpin(dir: &Path) -> Result<()> {
     for program in [FDS, VMAS, LIST] {
         remove_pin(&dir.join(program.pin))?;
     }
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(format!("removing {}", dir.display()), e))
-        }
-        _ => Ok(()),
-    }
+    let removed = std::fs::remove_dir(dir);
+    unless_missing(removed).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
 }
 
 fn remove_pin(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(format!("unpinning {}", path.display()), e))
-        }
-        _ => Ok(()),
+    let removed = std::fs::remove_file(path);
+    unless_missing(removed).map_err(|e| Error::io(format!("unpinning {}", path.display()), e))
+}
+
+/// A removal's error, unless it found nothing to remove.
+fn unless_missing(removed: std::io::Result<()>) -> std::io::Result<()> {
+    match removed {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 

@@ -3,32 +3,34 @@
 use std::path::Path;
 
 use super::BpfCommand;
-use crate::bpf::{self, FDS, LIST, VMAS};
+use crate::bpf::{self, Program, FDS, LIST, VMAS};
 
 pub fn bpf(command: &BpfCommand) -> crate::Result<()> {
     let dir = bpf::pin_dir_under(Path::new("/"));
     match command {
         BpfCommand::Pin => {
             let pinned = bpf::pin(&dir)?;
-            let names: Vec<_> = pinned.programs.iter().map(|p| p.iter).collect();
-            println!("pinned {} at {}", names.join(", "), pinned.dir.display());
+            say(&pinned.dir, &pinned.programs);
         }
         BpfCommand::Unpin => {
             bpf::unpin(&dir)?;
-            println!("nothing pinned at {}", dir.display());
+            say(&dir, &[]);
         }
         BpfCommand::Status => {
-            let names: Vec<_> = [FDS, VMAS, LIST]
-                .iter()
-                .filter(|p| dir.join(p.pin).exists())
-                .map(|p| p.iter)
-                .collect();
-            if names.is_empty() {
-                println!("nothing pinned at {}", dir.display());
-            } else {
-                println!("pinned {} at {}", names.join(", "), dir.display());
-            }
+            let present: Vec<_> =
+                [FDS, VMAS, LIST].into_iter().filter(|p| dir.join(p.pin).exists()).collect();
+            say(&dir, &present);
         }
     }
     Ok(())
+}
+
+/// Every subcommand ends by saying what is pinned now, in one line.
+fn say(dir: &Path, programs: &[Program]) {
+    if programs.is_empty() {
+        println!("nothing pinned at {}", dir.display());
+    } else {
+        let names: Vec<_> = programs.iter().map(|p| p.iter).collect();
+        println!("pinned {} at {}", names.join(", "), dir.display());
+    }
 }
