@@ -1,10 +1,12 @@
 //! Render benchmark: table, CSV and JSON of one large synthetic report, on the host.
 //!
-//! `cargo bench --bench render [-- --clients 300 --bufs 900 --runs 5]`. The model has the shape
-//! of the "inherited maps" workload of issue #13: a compositor holds and maps every buffer, each
-//! client holds `bufs / clients` of them by fd and, forked from the compositor, maps all of them.
-//! That is `(clients + 1) * bufs` rows in the per-process views (270,900 for the defaults), every
-//! buffer with `clients + 1` holders. Prints a Markdown table (BENCHMARKS.md): the median of
+//! `cargo bench --bench render [-- --clients 300 --bufs 900 --runs 5 --dense]`. The model has
+//! the shape of the "inherited maps" workload of issue #13: a compositor holds and maps every
+//! buffer, each client holds `bufs / clients` of them by fd and, forked from the compositor, maps
+//! all of them. That is `(clients + 1) * bufs` rows in the per-process views (270,900 for the
+//! defaults), every buffer with `clients + 1` holders. With `--dense` it is the "dense" shape
+//! instead: each client holds and maps 16 buffers of its own and holds 6 shared by all, so rows
+//! are many and buffers nearly as many. Prints a Markdown table (BENCHMARKS.md): the median of
 //! `runs` timed renders of each output after one untimed warm-up.
 
 use std::collections::BTreeMap;
@@ -23,16 +25,23 @@ fn main() {
     let mut clients = 300usize;
     let mut bufs = 900usize;
     let mut runs = 5usize;
+    let mut dense = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let target = match arg.as_str() {
+            "--dense" => {
+                dense = true;
+                continue;
+            }
             "--clients" => &mut clients,
             "--bufs" => &mut bufs,
             "--runs" => &mut runs,
             // `cargo bench` passes `--bench`; anything else is a mistake.
             "--bench" => continue,
             other => {
-                eprintln!("usage: render [--clients N] [--bufs N] [--runs N] (got {other:?})");
+                eprintln!(
+                    "usage: render [--clients N] [--bufs N] [--runs N] [--dense] (got {other:?})"
+                );
                 std::process::exit(2);
             }
         };
@@ -41,9 +50,13 @@ fn main() {
             std::process::exit(2);
         });
     }
-    let model = inherited_maps(clients.max(1), bufs.max(1));
+    let model = if dense {
+        dense_holders(clients.max(1))
+    } else {
+        inherited_maps(clients.max(1), bufs.max(1))
+    };
     let report = Report::build(&model, &Filter::default());
-    let rows: usize = report.buffers.iter().map(|b| b.map_refs.len()).sum();
+    let rows: usize = report.buffers.iter().map(|b| b.holder_count()).sum();
     println!(
         "{} processes, {} buffers, {rows} process x buffer rows, median of {runs} runs\n",
         report.processes.len(),
@@ -130,6 +143,35 @@ impl Len for usize {
     }
 }
 
+/// Dense: `clients` processes, each holding and mapping 16 buffers of its own and holding the
+/// same 6 shared ones.
+fn dense_holders(clients: usize) -> Model {
+    let pids: Vec<i32> = (1..=clients as i32).map(|i| COMPOSITOR + i).collect();
+    let buffer = |inode: u64, name: String, fd_refs, map_refs| Buffer {
+        inode,
+        size: 64 * 1024,
+        exporter: Some("system".into()),
+        name: Some(name.into()),
+        fd_refs,
+        map_refs,
+        ..Buffer::default()
+    };
+    let mut buffers = BTreeMap::new();
+    for i in 0..6u64 {
+        let holders = pids.iter().map(|&pid| (pid, 1)).collect();
+        let shared = buffer(i + 1, format!("bench shared {i}"), holders, BTreeMap::new());
+        buffers.insert(i + 1, shared);
+    }
+    for (n, &pid) in pids.iter().enumerate() {
+        for i in 0..16u64 {
+            let inode = 100 + n as u64 * 16 + i;
+            let own = BTreeMap::from([(pid, 1)]);
+            buffers.insert(inode, buffer(inode, format!("bench {pid} {i}"), own.clone(), own));
+        }
+    }
+    processes_and(buffers, &pids)
+}
+
 fn inherited_maps(clients: usize, bufs: usize) -> Model {
     let all_pids: Vec<i32> = (0..=clients as i32).map(|i| COMPOSITOR + i).collect();
     let mut buffers = BTreeMap::new();
@@ -149,7 +191,12 @@ fn inherited_maps(clients: usize, bufs: usize) -> Model {
             },
         );
     }
-    let processes = all_pids
+    processes_and(buffers, &all_pids)
+}
+
+/// The model of `buffers` and their holders `pids` (the compositor named as such).
+fn processes_and(buffers: BTreeMap<u64, Buffer>, pids: &[i32]) -> Model {
+    let processes = pids
         .iter()
         .map(|&pid| {
             let comm =
@@ -158,9 +205,9 @@ fn inherited_maps(clients: usize, bufs: usize) -> Model {
         })
         .collect();
     Model {
+        exported_bytes: Some(buffers.values().map(|b| b.size).sum()),
         buffers,
         processes,
-        exported_bytes: Some(bufs as u64 * 64 * 1024),
         unreadable_processes: 0,
         coverage: Default::default(),
     }

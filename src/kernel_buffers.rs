@@ -99,6 +99,7 @@ impl Source {
     ) -> Option<(Source, KernelBuffers)> {
         candidates.into_iter().find_map(|source| match source.read() {
             Ok(listed) => {
+                log::debug!("{source}: {} buffers", listed.buffers.len());
                 tried.push(SourceUse::new(source.id(), SourceState::Used, source.to_string()));
                 Some((source, listed))
             }

@@ -158,13 +158,13 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
     let u = units.suffix();
     let held = held_by_process(report);
     let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
+    let columns = format!(
+        "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}\n",
+        "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
+    );
     for (p, held) in report.processes.iter().zip(&held) {
         writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid)?;
-        writeln!(
-            out,
-            "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}",
-            "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
-        )?;
+        out.write_all(columns.as_bytes())?;
         for h in held {
             rows[h.index].write(out, h.pss)?;
         }
@@ -190,37 +190,73 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
     )
 }
 
-/// One buffer's row of the per-process table, rendered once. Every holder's row of a buffer is
-/// the same but for the Pss cell, which takes one of two values (the division remainder goes one
-/// byte each to the first holders), so both lines are rendered once and each row is one copy.
+/// One buffer's row of the per-process table, rendered once: with thousands of buffers the
+/// rows, not the processes, are the table's cost. Every holder's row of a buffer is the same but
+/// for the Pss cell, which is `base`, or `base + 1` for the first holders when the size does not
+/// divide evenly (the remainder goes one byte each to them); only then is a second line made.
 struct ProcessRow {
-    /// The line for a Pss share of `base` and of `base + 1` bytes.
-    lines: [String; 2],
+    /// The line for a Pss share of `base`.
+    line: String,
+    /// The line for `base + 1`, when some holder's share is that.
+    uneven: Option<String>,
     base: u64,
 }
 
 impl ProcessRow {
     fn new(b: &BufferView, units: Units) -> Self {
-        let u = units.suffix();
-        let holders = b.holder_count();
-        let base = b.size / holders.max(1) as u64;
-        let head = format!("{:>22} {:>13}{u} ", shown_name(&b.name), units.fmt(b.size));
-        let tail = format!(
-            " {:>16} {:>16}  {:>22}\n",
-            holders,
-            b.inode,
-            shown_text(b.exporter.as_deref())
-        );
+        let holders = b.holder_count().max(1) as u64;
+        let base = b.size / holders;
+        let name = shown_name(&b.name);
+        let size = units.fmt(b.size);
+        let holders_cell = holders.to_string();
+        let inode = b.inode.to_string();
+        let exporter = shown_text(b.exporter.as_deref());
+        // `{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}`, laid out by hand: the formatter
+        // writes each padding space through a call of its own.
+        let line = |pss: u64| {
+            let mut line = String::with_capacity(128);
+            push_right(&mut line, &name, 22);
+            line.push(' ');
+            push_right(&mut line, &size, 13);
+            line.push_str(units.suffix());
+            line.push(' ');
+            push_right(&mut line, &units.fmt(pss), 13);
+            line.push_str(units.suffix());
+            line.push(' ');
+            push_right(&mut line, &holders_cell, 16);
+            line.push(' ');
+            push_right(&mut line, &inode, 16);
+            line.push_str("  ");
+            push_right(&mut line, &exporter, 22);
+            line.push('\n');
+            line
+        };
         ProcessRow {
-            lines: [base, base.saturating_add(1)]
-                .map(|v| format!("{head}{:>13}{u}{tail}", units.fmt(v))),
+            line: line(base),
+            uneven: (b.size % holders != 0).then(|| line(base + 1)),
             base,
         }
     }
 
     fn write(&self, out: &mut impl io::Write, pss: u64) -> io::Result<()> {
-        out.write_all(self.lines[usize::from(pss != self.base)].as_bytes())
+        let line = match &self.uneven {
+            Some(uneven) if pss != self.base => uneven,
+            _ => &self.line,
+        };
+        out.write_all(line.as_bytes())
     }
+}
+
+/// Appends `text` right-aligned in `width` characters, as `{:>width}` lays it out.
+fn push_right(line: &mut String, text: &str, width: usize) {
+    const SPACES: &str = "                                ";
+    let mut pad = width.saturating_sub(text.chars().count());
+    while pad > 0 {
+        let n = pad.min(SPACES.len());
+        line.push_str(&SPACES[..n]);
+        pad -= n;
+    }
+    line.push_str(text);
 }
 
 fn grid_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
@@ -831,6 +867,41 @@ mod tests {
     }
 
     proptest! {
+        /// The hand-laid row is the formatter's layout, for names and exporters of any length
+        /// and width (wider than their columns, too) and sizes of any magnitude.
+        #[test]
+        fn process_rows_lay_out_as_the_formatter_does(
+            name in "\\PC{0,40}",
+            exporter in "\\PC{0,40}",
+            size in any::<u64>(),
+            inode in any::<u64>(),
+            holders in 1usize..5,
+            bytes in any::<bool>(),
+        ) {
+            let units = if bytes { Units::Bytes } else { Units::KiB };
+            let b = BufferView {
+                inode,
+                size,
+                exporter: Some(exporter.clone()),
+                name: Some(Name::from(name.as_bytes())),
+                fd_refs: (0..holders as i32).map(|pid| (pid, 1)).collect(),
+                map_refs: BTreeMap::new(),
+            };
+            let row = ProcessRow::new(&b, units);
+            let u = units.suffix();
+            let base = size / holders as u64;
+            for pss in [base, base + 1].into_iter().take(1 + usize::from(size % holders as u64 != 0)) {
+                let want = format!(
+                    "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}\n",
+                    shown_name(&b.name), units.fmt(size), units.fmt(pss), holders, inode,
+                    shown_text(Some(&exporter))
+                );
+                let mut got = Vec::new();
+                row.write(&mut got, pss).expect("into a Vec");
+                prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+            }
+        }
+
         /// Whatever bytes names, command names and exporters hold, every text output keeps one
         /// line per row.
         #[test]

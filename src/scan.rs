@@ -133,6 +133,7 @@ pub(crate) fn around_kernel_lists(
     let mut sources = Vec::new();
     let before = Source::first_readable(opts.kernel_sources(), &mut sources);
     let mut model = walk(before.as_ref().map(|(_, list)| list))?;
+    log::debug!("walk done: {} buffers, {} processes", model.buffers.len(), model.processes.len());
     // Coverage names the walk's own source first, then the kernel's lists, then the rest.
     let own = model.coverage.sources.len().min(1);
     model.coverage.sources.splice(own..own, sources);
@@ -152,6 +153,7 @@ pub(crate) fn around_kernel_lists(
             &before
         };
         apply_kernel_lists(&mut model, &before, after);
+        log::debug!("kernel lists applied (read again: {unseen})");
     }
     Ok(model)
 }

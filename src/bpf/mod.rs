@@ -279,8 +279,8 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
         let mut counter = tally::Counter::default();
         for program in &TASKS {
             iterators.run(program, &mut counter)?;
+            log::debug!("BPF {} pass done at {:?}", program.iter, start.elapsed());
         }
-        log::debug!("BPF pass in {:?}", start.elapsed());
         let tally = counter.finish();
         let mut model =
             Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };

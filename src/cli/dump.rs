@@ -15,8 +15,12 @@ pub fn dump(args: &DumpArgs) -> crate::Result<()> {
     let options = scan_options(&args.proc_root);
     let filter = Filter { uid: args.uid, pid: args.pid };
     each_report(args, || {
+        let start = Instant::now();
         let (model, source) = bpf::scan(&options, args.source)?;
-        Ok((Report::build(&model, &filter), source.as_str()))
+        log::debug!("scan in {:?}", start.elapsed());
+        let report = Report::build(&model, &filter);
+        log::debug!("report built at {:?}", start.elapsed());
+        Ok((report, source.as_str()))
     })
 }
 
@@ -28,7 +32,10 @@ pub(super) fn each_report(
 ) -> crate::Result<()> {
     let Some(seconds) = args.watch else {
         let (report, source) = next()?;
-        return print(&report, args, source);
+        let start = Instant::now();
+        let printed = print(&report, args, source);
+        log::debug!("printed in {:?}", start.elapsed());
+        return printed;
     };
     let start = Instant::now();
     let mut stdout = std::io::stdout().lock();
