@@ -890,7 +890,7 @@ mod tests {
             let row = ProcessRow::new(&b, units);
             let u = units.suffix();
             let base = size / holders as u64;
-            for pss in [base, base + 1].into_iter().take(1 + usize::from(size % holders as u64 != 0)) {
+            for pss in [base, base.saturating_add(1)].into_iter().take(1 + usize::from(size % holders as u64 != 0)) {
                 let want = format!(
                     "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}\n",
                     shown_name(&b.name), units.fmt(size), units.fmt(pss), holders, inode,
