@@ -29,6 +29,7 @@ typedef long long __s64;
 
 #define TASK_COMM_LEN 16
 
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_ANY 0
 
@@ -130,7 +131,8 @@ struct buffer_rec {
 };
 
 // One dma-buf fd: `files` tells fd tables apart (threads after unshare(CLONE_FILES), and every
-// thread of a process whose leader has exited, are visited with their own table).
+// thread of a process whose leader has exited, are visited with their own table). `size` lets
+// a pass that describes no buffers (below) still size one the kernel's list did not have yet.
 struct fd_rec {
 	__u32 kind;
 	__u32 tgid;
@@ -138,6 +140,7 @@ struct fd_rec {
 	__u32 fd;
 	__u64 files;
 	__u64 inode;
+	__u64 size;
 };
 
 // One dma-buf mapping: `mm` tells address spaces apart (a thread group shares one, but the
@@ -165,13 +168,11 @@ struct process_rec {
 	char comm[TASK_COMM_LEN];
 };
 
-// What a pass has described already: a buffer (id = inode) or a process (id = PROCESS_ID |
-// tgid). Keyed by the pass's session id, which the kernel numbers afresh for every read of an
-// iterator, so a pinned iterator read again and again starts each pass with nothing seen, and
-// passes old or concurrent never mix. LRU: old passes' entries make room by themselves; an entry
-// evicted within a pass only means a description written twice, and userspace keeps the first.
-#define PROCESS_ID (1ULL << 63)
-
+// Which buffers a pass has described already (id = inode), keyed by the pass's session id,
+// which the kernel numbers afresh for every read of an iterator: a pinned iterator read again and
+// again starts each pass with nothing seen, and passes old or concurrent never mix. LRU: old
+// passes' entries make room by themselves; an entry evicted within a pass only means a
+// description written twice, and userspace keeps the first.
 struct seen_key {
 	__u64 session;
 	__u64 id;
@@ -183,6 +184,20 @@ struct {
 	__type(key, struct seen_key);
 	__type(value, __u8);
 } seen SEC(".maps");
+
+// The process this CPU last described, as one word: the pass's session id (low 32 bits) over
+// the tgid. A task's fds and VMAs come one after another, so this one compare replaces a hash
+// lookup per record; a process met again after another (a thread with its own fd table, a
+// reader moved to another CPU) is only described twice, which userspace ignores. One aligned
+// 64-bit store cannot tear, and only a pass that has described a process ever stores its tag,
+// so a match always means "described in this pass" (two live passes would need session ids
+// 2^32 apart to collide).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} described SEC(".maps");
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -226,20 +241,22 @@ static __attribute__((always_inline)) long write_process(struct seq_file *seq,
 	return bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
-// Describes the process and the buffer behind a dma-buf file the first time this pass meets
-// each, then writes `ref` (`len` bytes). A description counts as written only when the
-// reference after it fit too: when the seq buffer overflows, the kernel drops this call's
-// output and calls again for the same object.
+// Describes the process and (when `describe_buffer`) the buffer behind a dma-buf file the first
+// time this pass meets each, then writes `ref` (`len` bytes). A description counts as written
+// only when the reference after it fit too: when the seq buffer overflows, the kernel drops this
+// call's output and calls again for the same object. The passes that describe no buffer run
+// where the kernel's own list (iter/dmabuf) describes them all, read by userspace just before.
 static __attribute__((always_inline)) int emit(struct bpf_iter_meta *meta,
                                                struct task_struct *task, struct file *file,
-                                               const void *ref, __u32 len)
+                                               const void *ref, __u32 len, int describe_buffer)
 {
 	struct seq_file *seq = meta->seq;
 	struct seen_key buffer_key = { .session = meta->session_id, .id = file->f_inode->i_ino };
-	struct seen_key process_key = { .session = meta->session_id,
-		                        .id = PROCESS_ID | (__u32)task->tgid };
-	int new_process = !bpf_map_lookup_elem(&seen, &process_key);
-	int new_buffer = !bpf_map_lookup_elem(&seen, &buffer_key);
+	__u64 tag = (meta->session_id << 32) | (__u32)task->tgid;
+	__u32 zero = 0;
+	__u64 *last = bpf_map_lookup_elem(&described, &zero);
+	int new_process = !last || *last != tag;
+	int new_buffer = describe_buffer && !bpf_map_lookup_elem(&seen, &buffer_key);
 	__u8 one = 1;
 
 	if (new_process && write_process(seq, task))
@@ -253,15 +270,14 @@ static __attribute__((always_inline)) int emit(struct bpf_iter_meta *meta,
 	}
 	if (bpf_seq_write(seq, ref, len))
 		return 0;
-	if (new_process)
-		bpf_map_update_elem(&seen, &process_key, &one, BPF_ANY);
+	if (new_process && last)
+		*last = tag;
 	if (new_buffer)
 		bpf_map_update_elem(&seen, &buffer_key, &one, BPF_ANY);
 	return 0;
 }
 
-SEC("iter/task_file")
-int dmabuf_fds(struct bpf_iter__task_file *ctx)
+static __attribute__((always_inline)) int fd(struct bpf_iter__task_file *ctx, int describe)
 {
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
@@ -275,12 +291,12 @@ int dmabuf_fds(struct bpf_iter__task_file *ctx)
 		.fd = ctx->fd,
 		.files = (__u64)task->files,
 		.inode = file->f_inode->i_ino,
+		.size = file->f_inode->i_size,
 	};
-	return emit(ctx->meta, task, file, &rec, sizeof(rec));
+	return emit(ctx->meta, task, file, &rec, sizeof(rec), describe);
 }
 
-SEC("iter/task_vma")
-int dmabuf_vmas(struct bpf_iter__task_vma *ctx)
+static __attribute__((always_inline)) int vma(struct bpf_iter__task_vma *ctx, int describe)
 {
 	struct task_struct *task = ctx->task;
 	struct vm_area_struct *vma = ctx->vma;
@@ -300,7 +316,33 @@ int dmabuf_vmas(struct bpf_iter__task_vma *ctx)
 		.end = vma->vm_end,
 		.pgoff = vma->vm_pgoff,
 	};
-	return emit(ctx->meta, task, file, &rec, sizeof(rec));
+	return emit(ctx->meta, task, file, &rec, sizeof(rec), describe);
+}
+
+// Each task iterator twice: describing every buffer it meets, and (where iter/dmabuf lists them
+// all) references only, a third of the bytes and no hash lookup per record.
+SEC("iter/task_file")
+int dmabuf_fds(struct bpf_iter__task_file *ctx)
+{
+	return fd(ctx, 1);
+}
+
+SEC("iter/task_file")
+int dmabuf_fd_refs(struct bpf_iter__task_file *ctx)
+{
+	return fd(ctx, 0);
+}
+
+SEC("iter/task_vma")
+int dmabuf_vmas(struct bpf_iter__task_vma *ctx)
+{
+	return vma(ctx, 1);
+}
+
+SEC("iter/task_vma")
+int dmabuf_vma_refs(struct bpf_iter__task_vma *ctx)
+{
+	return vma(ctx, 0);
 }
 
 // Every exported buffer (6.16+), held by a process or not: the kernel's buffer list.

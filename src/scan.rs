@@ -124,42 +124,45 @@ pub fn scan(opts: &ScanOptions) -> Result<Model> {
 }
 
 /// Runs `walk` (the /proc walk, or the BPF one) between two reads of the kernel's buffer list
-/// and completes its model from them. `walk` gets the first read.
+/// and completes its model from them. `walk` gets the first read, and where it came from.
 pub(crate) fn around_kernel_lists(
     opts: &ScanOptions,
-    walk: impl FnOnce(Option<&KernelBuffers>) -> Result<Model>,
+    walk: impl FnOnce(Option<(&Source, &KernelBuffers)>) -> Result<Model>,
 ) -> Result<Model> {
     // Before the walk, so that a buffer created after it cannot pass for kernel-only.
     let mut sources = Vec::new();
     let before = Source::first_readable(opts.kernel_sources(), &mut sources);
-    let mut model = walk(before.as_ref().map(|(_, list)| list))?;
+    let mut model = walk(before.as_ref().map(|(source, list)| (source, list)))?;
     log::debug!("walk done: {} buffers, {} processes", model.buffers.len(), model.processes.len());
     // Coverage names the walk's own source first, then the kernel's lists, then the rest.
     let own = model.coverage.sources.len().min(1);
     model.coverage.sources.splice(own..own, sources);
     if let Some((source, before)) = before {
-        // The second read only decides which unseen buffers are kernel-only: when the walk saw
-        // every listed buffer there are none to decide, and the first read is the whole answer.
-        let unseen = before.buffers.iter().any(|b| !model.buffers.contains_key(&b.inode));
-        let reread;
-        let after = if unseen {
-            reread = source.read().unwrap_or_else(|e| {
+        // The second read decides which unseen buffers are kernel-only, and completes buffers
+        // created since the first (a walk that took descriptions from it knows only their
+        // size). When the walk saw exactly the listed buffers, the first read is the whole
+        // answer.
+        let seen = before.buffers.iter().filter(|b| model.buffers.contains_key(&b.inode)).count();
+        let reread = seen < before.buffers.len() || seen < model.buffers.len();
+        let read_again;
+        let after = if reread {
+            read_again = source.read().unwrap_or_else(|e| {
                 // Without a second look nothing can be confirmed kernel-only.
                 log::debug!("{source} unreadable after the walk: {e}");
                 KernelBuffers::default()
             });
-            &reread
+            &read_again
         } else {
             &before
         };
         apply_kernel_lists(&mut model, &before, after);
-        log::debug!("kernel lists applied (read again: {unseen})");
+        log::debug!("kernel lists applied (read again: {reread})");
     }
     Ok(model)
 }
 
 /// The /proc walk: every process, by `threads` workers.
-fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
+fn walk(opts: &ScanOptions, before: Option<(&Source, &KernelBuffers)>) -> Result<Model> {
     let pids = list_pids(&opts.proc_root)?;
     let counters = procfs_counters(&opts.proc_root);
     let counters_used = counters.state == SourceState::Used;
@@ -168,7 +171,7 @@ fn walk(opts: &ScanOptions, before: Option<&KernelBuffers>) -> Result<Model> {
     // Buffers the kernel already named an exporter for need no fdinfo.
     let known: HashSet<u64> = before
         .iter()
-        .flat_map(|list| &list.buffers)
+        .flat_map(|(_, list)| &list.buffers)
         .filter(|b| b.exporter.is_some())
         .map(|b| b.inode)
         .collect();
@@ -690,12 +693,12 @@ fn map_is_dma_buf(
 
 /// A buffer first seen in a mapping reaching `extent` bytes into it: until a source with the
 /// true size says otherwise, a map-only buffer is as large as its furthest mapping.
-fn mapped(inode: u64, extent: u64, name: Option<Name>) -> Buffer {
+pub(crate) fn mapped(inode: u64, extent: u64, name: Option<Name>) -> Buffer {
     Buffer { inode, size: extent, size_from_maps: true, name, ..Buffer::default() }
 }
 
 /// Records one more mapping reaching `extent` bytes into `b` (see [`mapped`]).
-fn record_mapping(b: &mut Buffer, extent: u64) -> &mut Buffer {
+pub(crate) fn record_mapping(b: &mut Buffer, extent: u64) -> &mut Buffer {
     if b.size_from_maps {
         b.size = b.size.max(extent);
     }
@@ -904,5 +907,69 @@ mod tests {
             (16384, false, Some("k\n"))
         );
         assert_eq!(model.exported_bytes, Some(4096 + 8192 + 16384 + 32768));
+    }
+
+    fn bufinfo(rows: &[(u64, u64, &str)]) -> String {
+        let mut text =
+            String::from("\nDma-buf Objects:\nsize\tflags\tmode\tcount\texp_name\tino\tname\n");
+        for (inode, size, name) in rows {
+            text +=
+                &format!("{size:08}\t00000002\t02080007\t00000001\tsystem\t{inode:08}\t{name}\n");
+            text += "\tAttached Devices:\nTotal 0 devices attached\n\n";
+        }
+        let total: u64 = rows.iter().map(|r| r.1).sum();
+        text + &format!("\nTotal {} objects, {total} bytes\n", rows.len())
+    }
+
+    /// A buffer created after the first read and met by the walk without a description (the
+    /// BPF passes that only reference buffers know its size alone) is completed by the second
+    /// read; a walk that met exactly the listed buffers needs no second read.
+    #[test]
+    fn a_buffer_created_during_the_walk_is_completed_by_the_second_read() {
+        let dir = std::env::temp_dir().join(format!("dmabufd-reread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bufinfo");
+        let opts = ScanOptions {
+            pinned_list: None,
+            debugfs_bufinfo: Some(path.clone()),
+            bpf_iter: None,
+            sysfs_buffers: None,
+            ..ScanOptions::default()
+        };
+        let held =
+            |inode| Buffer { inode, size: 4096, fd_refs: [(7, 1)].into(), ..Buffer::default() };
+        for created in [false, true] {
+            std::fs::write(&path, bufinfo(&[(1, 4096, "first")])).expect("write");
+            let model = around_kernel_lists(&opts, |before| {
+                let listed: Vec<u64> =
+                    before.iter().flat_map(|(_, l)| &l.buffers).map(|b| b.inode).collect();
+                assert_eq!(listed, [1]);
+                let mut model = Model::default();
+                model.buffers.insert(1, held(1));
+                if created {
+                    model.buffers.insert(5, held(5));
+                }
+                // Whether a second read happens shows in what it finds: buffer 5's name.
+                std::fs::write(&path, bufinfo(&[(1, 4096, "first"), (5, 4096, "later")]))
+                    .expect("write");
+                Ok(model)
+            })
+            .expect("scan");
+            let name = |inode| {
+                model.buffers.get(&inode).and_then(|b| b.name.as_ref()?.to_str().map(String::from))
+            };
+            let exporter = |inode: u64| model.buffers.get(&inode).and_then(|b| b.exporter.clone());
+            assert_eq!(name(1).as_deref(), Some("first"));
+            assert_eq!(exporter(1).as_deref(), Some("system"));
+            if created {
+                assert_eq!(
+                    (name(5).as_deref(), exporter(5).as_deref()),
+                    (Some("later"), Some("system"))
+                );
+            } else {
+                assert!(!model.buffers.contains_key(&5), "read once: 5 was never listed before");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

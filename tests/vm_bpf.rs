@@ -121,7 +121,11 @@ fn same_model_from_both_sources() {
         let lists = ["dmabufd-iter", "debugfs-bufinfo"];
         for pass in 0..2 {
             let pinned = bpf::scan_bpf(&ScanOptions::default()).expect("pinned BPF scan");
-            assert!(pinned.coverage.sources[0].detail.contains("pinned at"), "pass {pass}");
+            let detail = &pinned.coverage.sources[0].detail;
+            assert!(detail.contains("pinned at"), "pass {pass}");
+            // 6.16+: the list describes the buffers, so the passes only reference them.
+            let refs_only = detail.starts_with("dmabuf_fd_refs and dmabuf_vma_refs");
+            assert_eq!(refs_only, with_list, "pass {pass}: {detail}");
             // 6.16+: the pinned iter/dmabuf is the kernel list, where /proc read debugfs.
             let expected = if with_list { "dmabufd-iter" } else { "debugfs-bufinfo" };
             let used: Vec<_> = pinned

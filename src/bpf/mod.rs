@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::account::Model;
 use crate::coverage::{source, SourceState, SourceUse};
+use crate::kernel_buffers::Source as KernelSource;
 use crate::scan::{self, ScanOptions};
 use crate::{Error, Result};
 
@@ -83,6 +84,11 @@ pub const FDS: Program = Program { name: "dmabuf_fds", iter: "task_file", pin: "
 pub const VMAS: Program = Program { name: "dmabuf_vmas", iter: "task_vma", pin: "vmas" };
 /// Every exported buffer (6.16+): the kernel's buffer list.
 pub const LIST: Program = Program { name: "dmabuf_list", iter: "dmabuf", pin: "buffers" };
+/// [`FDS`] without buffer descriptions, for where [`LIST`] gives them.
+pub const FD_REFS: Program = Program { name: "dmabuf_fd_refs", iter: "task_file", pin: "fd_refs" };
+/// [`VMAS`] without buffer descriptions, for where [`LIST`] gives them.
+pub const VMA_REFS: Program =
+    Program { name: "dmabuf_vma_refs", iter: "task_vma", pin: "vma_refs" };
 /// Bytes per read of a pass: the kernel fills a read from its seq buffer (8 pages) as often as
 /// fits, so a few of those per read keep syscalls few and memory flat however big the pass.
 const READ_SIZE: usize = 128 * 1024;
@@ -93,6 +99,12 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
 
 /// What a scan runs: who holds what.
 const TASKS: [Program; 2] = [FDS, VMAS];
+/// What a scan runs once it has read [`LIST`]: the same, describing no buffer. Over half of
+/// what [`TASKS`] write is buffer descriptions, and each costs a hash lookup and update.
+const REFS: [Program; 2] = [FD_REFS, VMA_REFS];
+/// Everything [`pin`] pins, in order; [`REFS`] only with [`LIST`], which they are useless
+/// without.
+pub const ALL: [Program; 5] = [FDS, VMAS, LIST, FD_REFS, VMA_REFS];
 
 /// Where [`pin`] puts the iterators below the root (`/`): bpffs's usual mount, one directory
 /// per record layout, so a reader never meets another build's layout.
@@ -117,14 +129,17 @@ pub fn pin(dir: &Path) -> Result<Pinned> {
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut object = load::Loaded::new()?;
     let mut programs = Vec::new();
-    for program in [FDS, VMAS, LIST] {
+    for program in ALL {
         let path = dir.join(program.pin);
         remove_pin(&path)?;
+        if REFS.contains(&program) && !programs.contains(&LIST) {
+            continue;
+        }
         match object.pin(&program, &path) {
             Ok(()) => programs.push(program),
-            // Only the buffer list is optional (6.16+): without both task iterators there is
-            // nothing to scan with.
-            Err(e) if program == LIST => log::info!("not pinning {}: {e}", program.iter),
+            // Only the buffer list (6.16+) and what needs it are optional: without both task
+            // iterators there is nothing to scan with.
+            Err(e) if !TASKS.contains(&program) => log::info!("not pinning {}: {e}", program.name),
             Err(e) => {
                 // Leave no half-pinned directory for auto to trust.
                 let _ = unpin(dir);
@@ -144,7 +159,7 @@ pub fn pin(_dir: &Path) -> Result<Pinned> {
 /// Removes what [`pin`] pinned in `dir`, and `dir`; unpinning the last reference to an iterator
 /// unloads it. Nothing pinned is not an error.
 pub fn unpin(dir: &Path) -> Result<()> {
-    for program in [FDS, VMAS, LIST] {
+    for program in ALL {
         remove_pin(&dir.join(program.pin))?;
     }
     let removed = std::fs::remove_dir(dir);
@@ -174,8 +189,8 @@ enum Iterators {
 impl Iterators {
     /// The iterators pinned under `root`, if every one of `needs` is there.
     fn pinned(root: &Path, needs: &[Program]) -> Option<Self> {
-        let dir = pin_dir_under(root);
-        needs.iter().all(|p| dir.join(p.pin).exists()).then_some(Iterators::Pinned(dir))
+        let pinned = Iterators::Pinned(pin_dir_under(root));
+        pinned.has(needs).then_some(pinned)
     }
 
     /// The pinned iterators, else a fresh load.
@@ -225,13 +240,24 @@ impl Iterators {
         }
     }
 
-    fn describe(&self) -> String {
+    /// True when every one of `programs` can run: always for a loaded object (it has them all).
+    fn has(&self, programs: &[Program]) -> bool {
+        match self {
+            Iterators::Pinned(dir) => programs.iter().all(|p| dir.join(p.pin).exists()),
+            #[cfg(feature = "bpf")]
+            Iterators::Loaded(_) => true,
+        }
+    }
+
+    /// Which `programs` ran, and how they were reached: the BPF source's coverage detail.
+    fn describe(&self, programs: &[Program]) -> String {
         let how = match self {
             Iterators::Pinned(dir) => format!("pinned at {}", dir.display()),
             #[cfg(feature = "bpf")]
             Iterators::Loaded(_) => "loaded for this scan".to_string(),
         };
-        format!("iter/task_file and iter/task_vma, {how}")
+        let names: Vec<_> = programs.iter().map(|p| p.name).collect();
+        format!("{}, {how}", names.join(" and "))
     }
 }
 
@@ -272,19 +298,27 @@ pub fn scan_bpf(opts: &ScanOptions) -> Result<Model> {
 }
 
 /// One pass of both task iterators, between the same two reads of the kernel's buffer list as
-/// the /proc walk.
+/// the /proc walk. Where the first read is the pinned `iter/dmabuf`, it describes every buffer
+/// and the passes that only reference them run ([`REFS`]).
 fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
-    scan::around_kernel_lists(opts, |_| {
+    scan::around_kernel_lists(opts, |before| {
         let start = std::time::Instant::now();
-        let mut counter = tally::Counter::default();
-        for program in &TASKS {
+        let listed = match before {
+            Some((KernelSource::Pinned(_), list)) if iterators.has(&REFS) => Some(list),
+            _ => None,
+        };
+        let (programs, mut counter) = match listed {
+            Some(list) => (&REFS, tally::Counter::described_by(list)),
+            None => (&TASKS, tally::Counter::default()),
+        };
+        for program in programs {
             iterators.run(program, &mut counter)?;
-            log::debug!("BPF {} pass done at {:?}", program.iter, start.elapsed());
+            log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
         }
         let tally = counter.finish();
         let mut model =
             Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };
-        let detail = iterators.describe();
+        let detail = iterators.describe(programs);
         model.coverage.sources = vec![SourceUse::new(source::BPF_SCAN, SourceState::Used, detail)];
         model.coverage.scanner_uid = Some(crate::sys::effective_uid());
         Ok(model)

@@ -13,7 +13,7 @@ pub const COMM_LEN: usize = 16;
 
 /// The layout's version: part of the path iterators are pinned at, so that a reader never
 /// parses the records of an object built for another layout. Bump it with any layout change.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 const KIND_BUFFER: u32 = 1;
 const KIND_FD: u32 = 2;
@@ -22,7 +22,7 @@ const KIND_PROCESS: u32 = 4;
 
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
-const FD_LEN: usize = 32;
+const FD_LEN: usize = 40;
 const VMA_LEN: usize = 56;
 const PROCESS_LEN: usize = 16 + COMM_LEN;
 
@@ -70,6 +70,8 @@ pub struct FdRecord {
     pub files: u64,
     /// The buffer's inode.
     pub inode: u64,
+    /// The buffer's size (its inode's), for a buffer no description or list gave.
+    pub size: u64,
 }
 
 /// One dma-buf mapping of one task.
@@ -185,6 +187,7 @@ impl<'a> Iterator for Records<'a> {
                 fd: u32f(12),
                 files: u64f(16),
                 inode: u64f(24),
+                size: u64f(32),
             }),
             KIND_PROCESS => Record::Process(ProcessRecord {
                 tgid: u32f(4) as i32,
@@ -244,7 +247,7 @@ mod tests {
         let mut bytes = buffer(7, 4096, b"a\nb", b"system");
         let fd = [2u32, 100, 101, 5].map(u32::to_ne_bytes).concat();
         bytes.extend(fd);
-        bytes.extend([0xffff_0000u64, 7].map(u64::to_ne_bytes).concat());
+        bytes.extend([0xffff_0000u64, 7, 4096].map(u64::to_ne_bytes).concat());
         bytes.extend([3u32, 100, 100, 0].map(u32::to_ne_bytes).concat());
         bytes.extend([0xaa, 7, 0x1000, 0x3000, 1].map(u64::to_ne_bytes).concat());
         bytes.extend([4u32, 100, 1000, 0].map(u32::to_ne_bytes).concat());
@@ -265,7 +268,8 @@ mod tests {
                     tid: 101,
                     fd: 5,
                     files: 0xffff_0000,
-                    inode: 7
+                    inode: 7,
+                    size: 4096
                 })),
                 Ok(Record::Vma(VmaRecord {
                     tgid: 100,

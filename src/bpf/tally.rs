@@ -7,12 +7,14 @@
 //! once per process (the first thread it was reached through), like `kcmp` does for /proc, and
 //! an address space once per process likewise.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use super::records::{self, Record, RecordError};
 use crate::account::{Buffer, Process};
+use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
-use crate::scan::model_name;
+use crate::scan::{mapped, model_name, record_mapping};
 
 /// Why records could not be counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,14 +54,25 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
 /// A [`Tally`] built from records as they are read, so that a pass's output (15 MB for 270,000
 /// mappings) is never held whole: feed it what each read returned, the unused tail first.
 #[derive(Debug, Default)]
-pub struct Counter {
+pub struct Counter<'a> {
     tally: Tally,
     /// (tgid, fd table or address space) -> the one thread it is counted through.
     tables: HashMap<(i32, u64), i32>,
     spaces: HashMap<(i32, u64), i32>,
+    /// For passes that describe no buffers: the kernel's list, read just before, by inode.
+    listed: Option<HashMap<u64, &'a KernelBuffer>>,
 }
 
-impl Counter {
+impl<'a> Counter<'a> {
+    /// A counter for the passes that describe no buffer (`dmabuf_fd_refs`, `dmabuf_vma_refs`):
+    /// a buffer is described by `list` (the kernel's, read before the pass), or, created since,
+    /// by its fd (size only) or mapping (a lower bound, as /proc maps give), until the list read
+    /// after the walk completes it ([`crate::scan`]).
+    pub fn described_by(list: &'a KernelBuffers) -> Self {
+        let listed = list.buffers.iter().map(|b| (b.inode, b)).collect();
+        Counter { listed: Some(listed), ..Counter::default() }
+    }
+
     /// Counts the whole records at the start of `bytes` and returns how many bytes they took;
     /// the rest is the start of a record the next read completes.
     pub fn add(&mut self, bytes: &[u8]) -> Result<usize, TallyError> {
@@ -94,42 +107,63 @@ impl Counter {
                     if *self.tables.entry((f.tgid, f.files)).or_insert(f.tid) != f.tid {
                         continue;
                     }
-                    (f.inode, f.tgid, Refs::Fd)
+                    (f.inode, f.tgid, Refs::Fd { size: f.size })
                 }
                 Record::Vma(v) => {
                     if *self.spaces.entry((v.tgid, v.mm)).or_insert(v.tid) != v.tid {
                         continue;
                     }
-                    (v.inode, v.tgid, Refs::Map)
+                    let extent = v
+                        .pgoff
+                        .saturating_mul(crate::sys::page_size() as u64)
+                        .saturating_add(v.end.saturating_sub(v.start));
+                    (v.inode, v.tgid, Refs::Map { extent })
                 }
             };
             if !processes.contains_key(&tgid) {
                 return Err(TallyError::UndescribedProcess(tgid));
             }
-            let b = buffers.get_mut(&inode).ok_or(TallyError::Undescribed(inode))?;
+            let b = match (buffers.entry(inode), &self.listed) {
+                (Entry::Occupied(b), _) => b.into_mut(),
+                (Entry::Vacant(_), None) => return Err(TallyError::Undescribed(inode)),
+                (Entry::Vacant(v), Some(listed)) => v.insert(match (listed.get(&inode), refs) {
+                    (Some(k), _) => Buffer {
+                        inode,
+                        size: k.size,
+                        exporter: k.exporter.clone(),
+                        name: k.name.as_deref().and_then(model_name),
+                        ..Buffer::default()
+                    },
+                    (None, Refs::Fd { size }) => Buffer { inode, size, ..Buffer::default() },
+                    (None, Refs::Map { extent }) => mapped(inode, extent, None),
+                }),
+            };
             let counts = match refs {
-                Refs::Fd => &mut b.fd_refs,
-                Refs::Map => &mut b.map_refs,
+                Refs::Fd { .. } => &mut b.fd_refs,
+                Refs::Map { extent } => &mut record_mapping(b, extent).map_refs,
             };
             *counts.entry(tgid).or_default() += 1;
         }
         Ok(used)
     }
 
-    /// What every record added so far describes.
+    /// The tally of every record added.
     pub fn finish(self) -> Tally {
         self.tally
     }
 }
 
+/// How a record refers to its buffer, and what it tells of the buffer's size.
+#[derive(Clone, Copy)]
 enum Refs {
-    Fd,
-    Map,
+    Fd { size: u64 },
+    Map { extent: u64 },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::Name;
 
     fn rec(words: &[u64], kind: u32, head: [u32; 3]) -> Vec<u8> {
         let mut r = [kind, head[0], head[1], head[2]].map(u32::to_ne_bytes).concat();
@@ -161,11 +195,11 @@ mod tests {
             process(10, 1000, b"cam\nera"),
             process(20, 1013, b"media"),
             buffer(7),
-            rec(&[0xa, 7], 2, [10, 11, 3]),
-            rec(&[0xa, 7], 2, [10, 12, 3]),
-            rec(&[0xa, 7], 2, [10, 11, 4]),
-            rec(&[0xb, 7], 2, [10, 13, 3]),
-            rec(&[0xc, 7], 2, [20, 20, 3]),
+            rec(&[0xa, 7, 4096], 2, [10, 11, 3]),
+            rec(&[0xa, 7, 4096], 2, [10, 12, 3]),
+            rec(&[0xa, 7, 4096], 2, [10, 11, 4]),
+            rec(&[0xb, 7, 4096], 2, [10, 13, 3]),
+            rec(&[0xc, 7, 4096], 2, [20, 20, 3]),
             rec(&[0xd, 7, 0, 4096, 0], 3, [10, 11, 0]),
             rec(&[0xd, 7, 0, 4096, 0], 3, [10, 13, 0]),
             // A second pass's description of a process already described: the first stays.
@@ -182,10 +216,43 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_list_describes_buffers_for_reference_only_passes() {
+        let listed = KernelBuffer {
+            inode: 7,
+            size: 8192,
+            exporter: Some("system".into()),
+            name: Some(b"GL:x".to_vec()),
+        };
+        let list = KernelBuffers { buffers: vec![listed], unidentified: Vec::new() };
+        let page = crate::sys::page_size() as u64;
+        let bytes = [
+            process(10, 1000, b"app"),
+            rec(&[0xa, 7, 8192], 2, [10, 10, 3]),
+            // Created after the list was read: an fd tells its size, a mapping a lower bound.
+            rec(&[0xa, 9, 4096], 2, [10, 10, 4]),
+            rec(&[0xd, 11, 0, page, 2], 3, [10, 10, 0]),
+            rec(&[0xd, 11, 0, page, 0], 3, [10, 10, 0]),
+        ]
+        .concat();
+        let mut counter = Counter::described_by(&list);
+        assert_eq!(counter.add(&bytes), Ok(bytes.len()));
+        let got = counter.finish();
+        let b = |inode: u64| {
+            let b = &got.buffers[&inode];
+            (b.size, b.size_from_maps, b.exporter.as_deref(), b.name.clone(), b.fd_refs.clone())
+        };
+        let refs = |n| BTreeMap::from([(10, n)]);
+        assert_eq!(b(7), (8192, false, Some("system"), Some(Name::from(&b"GL:x"[..])), refs(1)));
+        assert_eq!(b(9), (4096, false, None, None, refs(1)));
+        assert_eq!(b(11), (3 * page, true, None, None, BTreeMap::new()));
+        assert_eq!(got.buffers[&11].map_refs, refs(2));
+    }
+
+    #[test]
     fn reference_before_description_is_refused() {
-        let bytes = [process(10, 0, b"p"), rec(&[0xa, 7], 2, [10, 10, 3])].concat();
+        let bytes = [process(10, 0, b"p"), rec(&[0xa, 7, 4096], 2, [10, 10, 3])].concat();
         assert_eq!(tally(&bytes), Err(TallyError::Undescribed(7)));
-        let bytes = [buffer(7), rec(&[0xa, 7], 2, [10, 10, 3])].concat();
+        let bytes = [buffer(7), rec(&[0xa, 7, 4096], 2, [10, 10, 3])].concat();
         assert_eq!(tally(&bytes), Err(TallyError::UndescribedProcess(10)));
     }
 }
