@@ -35,6 +35,7 @@ pub mod diff;
 pub mod error;
 pub mod handoff;
 pub mod heap;
+pub mod idmap;
 pub mod kernel_buffers;
 pub mod ledger;
 pub mod logging;

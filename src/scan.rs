@@ -37,7 +37,7 @@
 //! (buffers created or freed during the walk are never kernel-only), and the exported total
 //! covers every buffer listed or seen, so it is never below userspace plus kernel-only bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
@@ -50,7 +50,8 @@ use crate::sys::{self, Errno, FileStat, RawDir};
 
 use crate::account::{Buffer, Model, Name, Process};
 use crate::coverage::{source, SourceState, SourceUse, Unreadable};
-use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
+use crate::idmap::{IdMap, IdSet};
+use crate::kernel_buffers::{KernelBuffers, Source};
 use crate::procfs::{self, fd::Link, maps::DmaBufMap};
 use crate::{Error, Result};
 
@@ -144,18 +145,14 @@ pub(crate) fn around_kernel_lists(
         // answer.
         let seen = before.buffers.iter().filter(|b| model.buffers.contains_key(&b.inode)).count();
         let reread = seen < before.buffers.len() || seen < model.buffers.len();
-        let read_again;
-        let after = if reread {
-            read_again = source.read().unwrap_or_else(|e| {
+        let after = reread.then(|| {
+            source.read().unwrap_or_else(|e| {
                 // Without a second look nothing can be confirmed kernel-only.
                 log::debug!("{source} unreadable after the walk: {e}");
                 KernelBuffers::default()
-            });
-            &read_again
-        } else {
-            &before
-        };
-        apply_kernel_lists(&mut model, &before, after);
+            })
+        });
+        apply_kernel_lists(&mut model, &before, after.as_ref());
         log::debug!("kernel lists applied (read again: {reread})");
     }
     Ok(model)
@@ -169,7 +166,7 @@ fn walk(opts: &ScanOptions, before: Option<(&Source, &KernelBuffers)>) -> Result
     let root = open_proc_root(opts)?;
     let next = AtomicUsize::new(0);
     // Buffers the kernel already named an exporter for need no fdinfo.
-    let known: HashSet<u64> = before
+    let known: IdSet<u64> = before
         .iter()
         .flat_map(|(_, list)| &list.buffers)
         .filter(|b| b.exporter.is_some())
@@ -271,7 +268,7 @@ fn procfs_counters(proc_root: &Path) -> SourceUse {
 /// What one worker saw.
 #[derive(Default)]
 struct Partial {
-    buffers: HashMap<u64, Buffer>,
+    buffers: IdMap<u64, Buffer>,
     processes: Vec<Process>,
     unreadable: BTreeMap<u32, Unreadable>,
     vanished: u32,
@@ -325,7 +322,7 @@ impl From<Errno> for Skip {
 /// allocate.
 struct Worker<'a> {
     root: BorrowedFd<'a>,
-    claimed: &'a Mutex<HashSet<u64>>,
+    claimed: &'a Mutex<IdSet<u64>>,
     /// `st_dev` of the dma-buf file system, once some worker has seen a dma-buf.
     dmabuf_dev: &'a OnceLock<u64>,
     dirents: Vec<MaybeUninit<u8>>,
@@ -347,7 +344,7 @@ struct Worker<'a> {
 impl<'a> Worker<'a> {
     fn new(
         root: BorrowedFd<'a>,
-        claimed: &'a Mutex<HashSet<u64>>,
+        claimed: &'a Mutex<IdSet<u64>>,
         dmabuf_dev: &'a OnceLock<u64>,
         counters: bool,
     ) -> Self {
@@ -799,16 +796,25 @@ fn merge(partials: Vec<Partial>, dmabuf_dev: Option<u64>) -> Model {
 /// one listed once was created or freed during the walk, and its holder may have been missed.
 /// The exported total is every buffer either list or the walk saw, so it is never less than
 /// userspace plus kernel-only bytes, whatever changed during the walk.
-fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: &KernelBuffers) {
-    let in_after: HashMap<u64, &KernelBuffer> =
-        after.buffers.iter().map(|b| (b.inode, b)).collect();
-    let in_before: HashSet<u64> = before.buffers.iter().map(|b| b.inode).collect();
-    let mut transient: u64 = 0;
-    for k in after
+fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: Option<&KernelBuffers>) {
+    // Without a second read the one list is both reads: every buffer in it was listed twice.
+    let reads = after.map(|after| {
+        let inodes = |list: &KernelBuffers| list.buffers.iter().map(|b| b.inode).collect();
+        let (in_before, in_after): (IdSet<u64>, IdSet<u64>) = (inodes(before), inodes(after));
+        (in_before, in_after)
+    });
+    let listed_twice = |inode| {
+        reads
+            .as_ref()
+            .is_none_or(|(before, after)| before.contains(&inode) && after.contains(&inode))
+    };
+    let only_before = before
         .buffers
         .iter()
-        .chain(before.buffers.iter().filter(|b| !in_after.contains_key(&b.inode)))
-    {
+        .filter(|k| reads.as_ref().is_some_and(|(_, after)| !after.contains(&k.inode)));
+    let after = after.unwrap_or(before);
+    let mut transient: u64 = 0;
+    for k in after.buffers.iter().chain(only_before) {
         if let Some(b) = model.buffers.get_mut(&k.inode) {
             if b.size_from_maps {
                 b.size = k.size;
@@ -824,7 +830,7 @@ fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: &KernelB
             if b.name.is_none() {
                 b.name = k.name.as_deref().and_then(model_name);
             }
-        } else if in_before.contains(&k.inode) && in_after.contains_key(&k.inode) {
+        } else if listed_twice(k.inode) {
             model.buffers.insert(
                 k.inode,
                 Buffer {
@@ -865,6 +871,7 @@ fn link_name(link: &[u8]) -> Option<Name> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel_buffers::KernelBuffer;
 
     fn listed(buffers: &[(u64, u64)]) -> KernelBuffers {
         KernelBuffers {
@@ -897,7 +904,7 @@ mod tests {
         model.buffers.insert(3, held);
         let before = listed(&[(1, 4096), (2, 8192), (3, 16384)]);
         let after = listed(&[(2, 8192), (3, 16384), (4, 32768)]);
-        apply_kernel_lists(&mut model, &before, &after);
+        apply_kernel_lists(&mut model, &before, Some(&after));
         let inodes: Vec<u64> = model.buffers.keys().copied().collect();
         assert_eq!(inodes, [2, 3]);
         assert!(model.buffers[&2].holders().is_empty());

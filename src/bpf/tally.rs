@@ -8,10 +8,11 @@
 //! an address space once per process likewise.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::records::{self, Record, RecordError};
 use crate::account::{Buffer, Process};
+use crate::idmap::IdMap;
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
 use crate::scan::{mapped, model_name, record_mapping};
@@ -57,10 +58,10 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
 pub struct Counter<'a> {
     tally: Tally,
     /// (tgid, fd table or address space) -> the one thread it is counted through.
-    tables: HashMap<(i32, u64), i32>,
-    spaces: HashMap<(i32, u64), i32>,
+    tables: IdMap<(i32, u64), i32>,
+    spaces: IdMap<(i32, u64), i32>,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
-    listed: Option<HashMap<u64, &'a KernelBuffer>>,
+    listed: Option<IdMap<u64, &'a KernelBuffer>>,
 }
 
 impl<'a> Counter<'a> {
