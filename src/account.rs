@@ -7,6 +7,7 @@
 //! byte each to the lowest pids, so per-process Pss always sums to exactly the bytes referenced
 //! (AOSP dmabuf_dump truncates each share, so widely shared buffers show 0 and totals drift).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -58,6 +59,15 @@ fn holders<'a>(
     fd_refs: &'a BTreeMap<i32, u32>,
     map_refs: &'a BTreeMap<i32, u32>,
 ) -> impl Iterator<Item = i32> + 'a {
+    holders_by_fd(fd_refs, map_refs).map(|(pid, _)| pid)
+}
+
+/// [`holders`], each with whether `fd_refs` has it: the merge knows, where a lookup per holder
+/// would search the map again.
+fn holders_by_fd<'a>(
+    fd_refs: &'a BTreeMap<i32, u32>,
+    map_refs: &'a BTreeMap<i32, u32>,
+) -> impl Iterator<Item = (i32, bool)> + 'a {
     let (mut fds, mut maps) = (fd_refs.keys().peekable(), map_refs.keys().peekable());
     std::iter::from_fn(move || match (fds.peek(), maps.peek()) {
         (Some(&&f), Some(&&m)) => {
@@ -67,10 +77,10 @@ fn holders<'a>(
             if m <= f {
                 maps.next();
             }
-            Some(f.min(m))
+            Some((f.min(m), f <= m))
         }
-        (Some(_), None) => fds.next().copied(),
-        (None, _) => maps.next().copied(),
+        (Some(_), None) => fds.next().map(|&f| (f, true)),
+        (None, _) => maps.next().map(|&m| (m, false)),
     })
 }
 
@@ -262,12 +272,27 @@ pub fn pss_share(size: u64, holders: usize, rank: usize) -> u64 {
     size / n + u64::from((rank as u64) < size % n)
 }
 
-#[derive(Default)]
-struct Usage {
+/// A selected process and its sums so far.
+struct Holder<'a> {
+    pid: i32,
+    process: Cow<'a, Process>,
+    /// Index of its uid's sums.
+    app: usize,
     rss: u64,
     pss: u64,
     fd_bytes: u64,
     map_only_bytes: u64,
+}
+
+/// One uid's sums so far.
+struct AppSums {
+    uid: u32,
+    rss: u64,
+    pss: u64,
+    buffers: u32,
+    /// Number (from 1) of the buffer last counted: buffers come in ascending inode order, so one
+    /// that several of the uid's processes hold is counted once without keeping a set of them.
+    last: usize,
 }
 
 impl Report {
@@ -284,93 +309,161 @@ impl Report {
     /// whole name shows the whole name, everywhere (buffers and the per-name view); one renamed
     /// since shows what the kernel holds now.
     pub fn build_named(model: &Model, filter: &Filter, whole_names: &HashMap<u64, Name>) -> Report {
-        // Every step is one pass over buffers x holders or over processes, with O(log n) map
-        // steps at most: a compositor's buffers mapped by hundreds of forked clients make
-        // buffers x holders the largest number in the report.
-        let mut usage: BTreeMap<i32, (&Process, Usage)> = model
-            .processes
-            .iter()
+        let buffers = model.buffers.values().map(Cow::Borrowed);
+        let processes = model.processes.iter().map(|(&pid, p)| (pid, Cow::Borrowed(p)));
+        Self::assemble(model, buffers, processes, filter, whole_names)
+    }
+
+    /// [`Report::build`] for a caller done with the model (`dmabufctl dump`): the report takes
+    /// the holder maps, names and exporters of the buffers it shows instead of copying them, and
+    /// the model has that much less to free after. Many buffers with few holders each make
+    /// those copies a third of the work.
+    pub fn from_model(mut model: Model, filter: &Filter) -> Report {
+        let buffers = std::mem::take(&mut model.buffers).into_values().map(Cow::Owned);
+        let processes = std::mem::take(&mut model.processes);
+        let processes = processes.into_iter().map(|(pid, p)| (pid, Cow::Owned(p)));
+        Self::assemble(&model, buffers, processes, filter, &HashMap::new())
+    }
+
+    /// Behind both [`Report::build_named`] and [`Report::from_model`], so that a lent and a
+    /// handed-over model cannot report differently. `model` gives all but its buffers and
+    /// processes, which come lent or handed over as `buffers` (ascending inode) and `processes`
+    /// (ascending pid): [`Cow::into_owned`] copies or moves what the report keeps, and only once
+    /// it is known to be kept, so a filtered report copies nothing of the buffers it leaves out.
+    fn assemble<'a>(
+        model: &Model,
+        buffers: impl Iterator<Item = Cow<'a, Buffer>>,
+        processes: impl Iterator<Item = (i32, Cow<'a, Process>)>,
+        filter: &Filter,
+        whole_names: &HashMap<u64, Name>,
+    ) -> Report {
+        // Every step is one pass over buffers x holders or over processes, with O(log n) steps
+        // at most: a compositor's buffers mapped by hundreds of forked clients make
+        // buffers x holders the largest number in the report. Per holder that is a search of
+        // the selected processes and plain additions: no map, no allocation.
+        let mut selected: Vec<Holder<'a>> = processes
             .filter(|(_, p)| filter.selects(p))
-            .map(|(&pid, p)| (pid, (p, Usage::default())))
+            .map(|(pid, process)| Holder {
+                pid,
+                process,
+                app: 0,
+                rss: 0,
+                pss: 0,
+                fd_bytes: 0,
+                map_only_bytes: 0,
+            })
             .collect();
-        // Per uid: distinct buffers (inode -> size) and summed Pss.
-        let mut app_bufs: BTreeMap<u32, (BTreeMap<u64, u64>, u64)> = BTreeMap::new();
-        let mut buffers = Vec::new();
+        let mut uids: Vec<u32> = selected.iter().map(|h| h.process.uid).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        for h in &mut selected {
+            h.app = uids.partition_point(|&uid| uid < h.process.uid);
+        }
+        let mut apps: Vec<AppSums> = uids
+            .into_iter()
+            .map(|uid| AppSums { uid, rss: 0, pss: 0, buffers: 0, last: 0 })
+            .collect();
+        // Unfiltered, every buffer is shown: room for all of them saves copying them as the
+        // list grows. Filtered, few usually are.
+        let mut views =
+            Vec::with_capacity(if filter.is_empty() { buffers.size_hint().0 } else { 0 });
         let mut holderless: Vec<u64> = Vec::new();
         let mut userspace_rss: u64 = 0;
-        let mut holders: Vec<i32> = Vec::new();
+        let mut holders: Vec<(i32, bool)> = Vec::new();
 
-        for buf in model.buffers.values() {
+        for (n, buf) in (1..).zip(buffers) {
             holders.clear();
-            holders.extend(self::holders(&buf.fd_refs, &buf.map_refs));
+            holders.extend(holders_by_fd(&buf.fd_refs, &buf.map_refs));
             if holders.is_empty() {
                 holderless.push(buf.size);
             }
             let mut referenced = false;
-            for (rank, pid) in holders.iter().enumerate() {
-                let Some((p, u)) = usage.get_mut(pid) else {
-                    continue;
+            // Holders ascend by pid as the selected processes do: each search starts past the
+            // previous one's place, where, unfiltered, the next holder usually is.
+            let mut rest = 0;
+            for (rank, &(pid, by_fd)) in holders.iter().enumerate() {
+                let found = if selected.get(rest).is_some_and(|h| h.pid == pid) {
+                    Ok(0)
+                } else {
+                    selected[rest..].binary_search_by_key(&pid, |h| h.pid)
                 };
+                match found {
+                    Ok(i) => rest += i,
+                    Err(i) => {
+                        rest += i;
+                        continue;
+                    }
+                }
+                let h = &mut selected[rest];
+                rest += 1;
                 referenced = true;
                 let share = pss_share(buf.size, holders.len(), rank);
-                u.rss = u.rss.saturating_add(buf.size);
-                u.pss = u.pss.saturating_add(share);
-                if buf.fd_refs.contains_key(pid) {
-                    u.fd_bytes = u.fd_bytes.saturating_add(buf.size);
+                h.rss = h.rss.saturating_add(buf.size);
+                h.pss = h.pss.saturating_add(share);
+                if by_fd {
+                    h.fd_bytes = h.fd_bytes.saturating_add(buf.size);
                 } else {
-                    u.map_only_bytes = u.map_only_bytes.saturating_add(buf.size);
+                    h.map_only_bytes = h.map_only_bytes.saturating_add(buf.size);
                 }
-                let app = app_bufs.entry(p.uid).or_default();
-                app.0.insert(buf.inode, buf.size);
-                app.1 = app.1.saturating_add(share);
+                let app = &mut apps[h.app];
+                if app.last != n {
+                    app.last = n;
+                    app.rss = app.rss.saturating_add(buf.size);
+                    app.buffers = app.buffers.saturating_add(1);
+                }
+                app.pss = app.pss.saturating_add(share);
             }
             if referenced {
                 userspace_rss = userspace_rss.saturating_add(buf.size);
             } else if !filter.is_empty() {
                 continue;
             }
-            buffers.push(BufferView {
-                inode: buf.inode,
-                size: buf.size,
-                exporter: buf.exporter.clone(),
-                name: shown_name(buf, whole_names),
-                fd_refs: buf.fd_refs.clone(),
-                map_refs: buf.map_refs.clone(),
-            });
+            views.push(view(buf, whole_names));
         }
 
-        let processes: Vec<ProcessView> = usage
+        let processes: Vec<ProcessView> = selected
             .into_iter()
-            .map(|(pid, (p, u))| ProcessView {
-                pid,
-                uid: p.uid,
-                comm: p.comm.clone(),
-                rss: u.rss,
-                pss: u.pss,
-                fd_bytes: u.fd_bytes,
-                map_only_bytes: u.map_only_bytes,
+            .map(|h| ProcessView {
+                pid: h.pid,
+                uid: h.process.uid,
+                comm: h.process.into_owned().comm,
+                rss: h.rss,
+                pss: h.pss,
+                fd_bytes: h.fd_bytes,
+                map_only_bytes: h.map_only_bytes,
             })
             .collect();
 
         let coverage = Coverage::build(model, filter, &holderless);
-        let apps = app_bufs
+        // A uid is shown when one of its processes holds a buffer, as a process is when selected.
+        let apps = apps
             .into_iter()
-            .map(|(uid, (inodes, pss))| AppView {
-                uid,
-                rss: saturating_sum(inodes.values().copied()),
-                pss,
-                buffers: count(inodes.len()),
-                complete: coverage.is_complete(uid),
+            .filter(|a| a.buffers > 0)
+            .map(|a| AppView {
+                uid: a.uid,
+                rss: a.rss,
+                pss: a.pss,
+                buffers: a.buffers,
+                complete: coverage.is_complete(a.uid),
             })
             .collect();
 
-        let names = group(&buffers, |b| b.name.clone().unwrap_or_default())
+        // Unnamed buffers group with those named "" (both show as "").
+        let names = group(&views, |b| b.name.as_ref().filter(|n| !n.is_empty()))
             .into_iter()
-            .map(|(name, (bytes, buffers))| NameView { name, bytes, buffers })
+            .map(|(name, bytes, buffers)| NameView {
+                name: name.cloned().unwrap_or_default(),
+                bytes,
+                buffers,
+            })
             .collect();
-        let heaps = group(&buffers, |b| b.exporter.clone().unwrap_or_default())
+        let heaps = group(&views, |b| b.exporter.as_deref().unwrap_or_default())
             .into_iter()
-            .map(|(exporter, (bytes, buffers))| ExporterView { exporter, bytes, buffers })
+            .map(|(exporter, bytes, buffers)| ExporterView {
+                exporter: exporter.to_owned(),
+                bytes,
+                buffers,
+            })
             .collect();
 
         let totals = Totals {
@@ -384,29 +477,45 @@ impl Report {
             },
             unreadable_processes: model.unreadable_processes,
         };
-        Report { buffers, processes, apps, names, heaps, totals, coverage }
+        Report { buffers: views, processes, apps, names, heaps, totals, coverage }
     }
 }
 
-/// The whole name of `buf` if `whole_names` has one the kernel's name is the prefix of.
-fn shown_name(buf: &Buffer, whole_names: &HashMap<u64, Name>) -> Option<Name> {
-    let whole = whole_names.get(&buf.inode).filter(|whole| {
-        let prefix = whole.to_str().map(crate::name::kernel_prefix);
-        prefix.map(str::as_bytes) == buf.name.as_ref().map(Name::as_bytes)
-    });
-    whole.or(buf.name.as_ref()).cloned()
+/// The view of `buf`, with its whole name from `whole_names` where [`Report::build_named`]
+/// shows one.
+fn view(buf: Cow<'_, Buffer>, whole_names: &HashMap<u64, Name>) -> BufferView {
+    let whole = whole_name(&buf, whole_names).cloned();
+    let Buffer { inode, size, size_from_maps: _, exporter, name, fd_refs, map_refs } =
+        buf.into_owned();
+    BufferView { inode, size, exporter, name: whole.or(name), fd_refs, map_refs }
 }
 
-/// Sums bytes and counts buffers per key, sorted by key.
-fn group<K: Ord>(
-    buffers: &[BufferView],
-    key: impl Fn(&BufferView) -> K,
-) -> BTreeMap<K, (u64, u32)> {
-    let mut out: BTreeMap<K, (u64, u32)> = BTreeMap::new();
-    for b in buffers {
-        let e = out.entry(key(b)).or_default();
-        e.0 = e.0.saturating_add(b.size);
-        e.1 += 1;
+/// The whole name of `buf` if `whole_names` has one the kernel's name is the prefix of.
+fn whole_name<'n>(buf: &Buffer, whole_names: &'n HashMap<u64, Name>) -> Option<&'n Name> {
+    whole_names.get(&buf.inode).filter(|whole| {
+        let prefix = whole.to_str().map(crate::name::kernel_prefix);
+        prefix.map(str::as_bytes) == buf.name.as_ref().map(Name::as_bytes)
+    })
+}
+
+/// Sums bytes and counts buffers per key, ascending by key. The keys borrow from `buffers`, so
+/// the caller copies each key once per group; sorting them beats a map, which would compare
+/// more and allocate nodes.
+fn group<'a, K: Ord>(
+    buffers: &'a [BufferView],
+    key: impl Fn(&'a BufferView) -> K,
+) -> Vec<(K, u64, u32)> {
+    let mut keyed: Vec<(K, u64)> = buffers.iter().map(|b| (key(b), b.size)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(K, u64, u32)> = Vec::new();
+    for (k, size) in keyed {
+        match out.last_mut() {
+            Some(last) if last.0 == k => {
+                last.1 = last.1.saturating_add(size);
+                last.2 = last.2.saturating_add(1);
+            }
+            _ => out.push((k, size, 1)),
+        }
     }
     out
 }
@@ -414,8 +523,4 @@ fn group<K: Ord>(
 /// Sums byte counts without overflow: sizes come from kernel text and must never panic or wrap.
 pub(crate) fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
     values.into_iter().fold(0, u64::saturating_add)
-}
-
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }

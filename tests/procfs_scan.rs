@@ -9,6 +9,7 @@ use std::process::Command;
 use dmabufd::account::{
     AppView, Buffer, ExporterView, Filter, Model, Name, NameView, Process, ProcessView, Report,
 };
+use dmabufd::coverage::Unreadable;
 use dmabufd::scan::{scan, ScanOptions};
 use proptest::prelude::*;
 
@@ -306,6 +307,31 @@ fn arb_model() -> impl Strategy<Value = Model> {
     })
 }
 
+/// [`arb_model`] with names and exporters (absent, empty, shared, not UTF-8), a process that
+/// holds nothing and, sometimes, a uid whose processes could not be read.
+fn arb_labelled_model() -> impl Strategy<Value = Model> {
+    let labels = proptest::collection::vec((0u8..4, 0u8..3), 30);
+    (arb_model(), labels, proptest::option::of(0u32..4)).prop_map(|(mut model, labels, hidden)| {
+        for (b, (name, exporter)) in model.buffers.values_mut().zip(labels) {
+            b.name = [None, Some(&b""[..]), Some(b"GL"), Some(b"\xffGL")][usize::from(name)]
+                .map(Name::from);
+            b.exporter = [None, Some(""), Some("system")][usize::from(exporter)].map(String::from);
+        }
+        model.processes.insert(99, Process { pid: 99, uid: 3, comm: "idle".into() });
+        if let Some(uid) = hidden {
+            let unreadable = Unreadable { uid, processes: 1, ..Unreadable::default() };
+            model.coverage.unreadable.insert(uid, unreadable);
+        }
+        model
+    })
+}
+
+fn arb_filter() -> impl Strategy<Value = Filter> {
+    let pid = prop_oneof![1i32..40, Just(99)];
+    (proptest::option::of(0u32..4), proptest::option::of(pid))
+        .prop_map(|(uid, pid)| Filter { uid, pid })
+}
+
 proptest! {
     #[test]
     fn pss_sums_exactly_to_referenced_bytes(model in arb_model()) {
@@ -339,6 +365,12 @@ proptest! {
         let expected: Vec<_> = full.processes.iter().filter(|p| p.uid == uid).cloned().collect();
         prop_assert_eq!(&part.processes, &expected);
         prop_assert_eq!(part.totals.userspace_pss, expected.iter().map(|p| p.pss).sum::<u64>());
+    }
+
+    /// A model handed over reports as one lent: the report takes what it would copy, no more.
+    #[test]
+    fn a_consumed_model_reports_as_a_lent_one(model in arb_labelled_model(), filter in arb_filter()) {
+        prop_assert_eq!(Report::from_model(model.clone(), &filter), Report::build(&model, &filter));
     }
 }
 

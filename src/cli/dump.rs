@@ -18,7 +18,7 @@ pub fn dump(args: &DumpArgs) -> crate::Result<()> {
         let start = Instant::now();
         let (model, source) = bpf::scan(&options, args.source)?;
         log::debug!("scan in {:?}", start.elapsed());
-        let report = Report::build(&model, &filter);
+        let report = Report::from_model(model, &filter);
         log::debug!("report built at {:?}", start.elapsed());
         Ok((report, source.as_str()))
     })

@@ -316,7 +316,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             let filter = crate::account::Filter::default();
             top::top(&args, || {
                 let (model, source) = crate::bpf::scan(&options, crate::bpf::SourceChoice::Auto)?;
-                Ok((crate::account::Report::build(&model, &filter), source.as_str()))
+                Ok((crate::account::Report::from_model(model, &filter), source.as_str()))
             })
         }
     }

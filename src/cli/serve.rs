@@ -55,7 +55,7 @@ fn answer(mut stream: TcpStream, options: &scan::ScanOptions) -> std::io::Result
         Ok(request) => {
             let body = match crate::bpf::scan(options, crate::bpf::SourceChoice::Auto) {
                 Ok((model, _)) => {
-                    Ok(openmetrics::render(&Report::build(&model, &Filter::default())))
+                    Ok(openmetrics::render(&Report::from_model(model, &Filter::default())))
                 }
                 Err(e) => Err(e.to_string()),
             };
