@@ -102,8 +102,8 @@ const TASKS: [Program; 2] = [FDS, VMAS];
 /// What a scan runs once it has read [`LIST`]: the same, describing no buffer. Over half of
 /// what [`TASKS`] write is buffer descriptions, and each costs a hash lookup and update.
 const REFS: [Program; 2] = [FD_REFS, VMA_REFS];
-/// Everything [`pin`] pins, in order; [`REFS`] only with [`LIST`], which they are useless
-/// without.
+/// Everything [`pin`] pins, in order; the reference-only passes ([`FD_REFS`], [`VMA_REFS`])
+/// only with [`LIST`], which they are useless without.
 pub const ALL: [Program; 5] = [FDS, VMAS, LIST, FD_REFS, VMA_REFS];
 
 /// Where [`pin`] puts the iterators below the root (`/`): bpffs's usual mount, one directory

@@ -18,7 +18,8 @@ choose_accel() {
 }
 
 # run_guest ACCEL: boot the VM, stream its console, set GUEST_RC (an exit
-# status, or "kvm-failed" when KVM broke before the guest started).
+# status, "kvm-failed" when KVM broke before the guest started, or "boot-panic" when the kernel
+# panicked before init started, so before any project code ran).
 run_guest() {
 	local accel=$1 cpu cmdline fifo cfd line start now deadline rem
 	local booted=0 exit_rc='' timed_out=0 kvm_failed=0 panicked=0 qrc=0 blanks=0 ended=0
@@ -135,6 +136,10 @@ run_guest() {
 		say "guest timed out after ${TIMEOUT}s"
 		[[ $MODE == suite ]] && suite_summary
 		GUEST_RC=124
+		return 0
+	fi
+	if [[ -z $exit_rc ]] && ((panicked && !booted)); then
+		GUEST_RC=boot-panic
 		return 0
 	fi
 	if [[ -z $exit_rc ]]; then
