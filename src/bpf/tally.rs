@@ -7,7 +7,6 @@
 //! once per process (the first thread it was reached through), like `kcmp` does for /proc, and
 //! an address space once per process likewise.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use super::records::{self, Record, RecordError};
@@ -54,14 +53,44 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
 
 /// A [`Tally`] built from records as they are read, so that a pass's output (15 MB for 270,000
 /// mappings) is never held whole: feed it what each read returned, the unused tail first.
+///
+/// A pass is hundreds of thousands of references, so each costs one hash lookup (its buffer)
+/// and an append: a task's records come together, so whether its table or address space counts
+/// and whether its process was described are decided once per run of records, and each buffer
+/// collects its holders as runs of one pid, made into maps once, by [`Counter::finish`].
 #[derive(Debug, Default)]
 pub struct Counter<'a> {
-    tally: Tally,
+    processes: BTreeMap<i32, Process>,
+    /// Buffers in the order first met, and where each is by inode.
+    found: Vec<Found>,
+    slots: IdMap<u64, usize>,
     /// (tgid, fd table or address space) -> the one thread it is counted through.
     tables: IdMap<(i32, u64), i32>,
     spaces: IdMap<(i32, u64), i32>,
+    /// The owner of the last reference counted: the next one by the same owner counts too.
+    last: Option<Owner>,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
+}
+
+/// A buffer being counted: its holders by fd and by mapping, one entry per run of references by
+/// one pid (a pid met again later has a second entry).
+#[derive(Debug)]
+struct Found {
+    buffer: Buffer,
+    fds: Vec<(i32, u32)>,
+    maps: Vec<(i32, u32)>,
+}
+
+/// Who a reference was reached through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    /// A mapping's (`table` is an address space), else an fd's.
+    map: bool,
+    tgid: i32,
+    /// The fd table or address space.
+    table: u64,
+    tid: i32,
 }
 
 impl<'a> Counter<'a> {
@@ -77,7 +106,7 @@ impl<'a> Counter<'a> {
     /// Counts the whole records at the start of `bytes` and returns how many bytes they took;
     /// the rest is the start of a record the next read completes.
     pub fn add(&mut self, bytes: &[u8]) -> Result<usize, TallyError> {
-        let Tally { buffers, processes } = &mut self.tally;
+        let page = crate::sys::page_size() as u64;
         let mut used = 0;
         for (record, end) in records::parse_with_ends(bytes) {
             let record = match record {
@@ -85,19 +114,21 @@ impl<'a> Counter<'a> {
                 other => other?,
             };
             used = end;
-            let (inode, tgid, refs) = match record {
+            let (owner, inode, refs) = match record {
                 Record::Buffer(b) => {
-                    buffers.entry(b.inode).or_insert_with(|| Buffer {
-                        inode: b.inode,
-                        size: b.size,
-                        exporter: b.exporter_name(),
-                        name: model_name(b.name),
-                        ..Buffer::default()
-                    });
+                    if !self.slots.contains_key(&b.inode) {
+                        self.insert(Buffer {
+                            inode: b.inode,
+                            size: b.size,
+                            exporter: b.exporter_name(),
+                            name: model_name(b.name),
+                            ..Buffer::default()
+                        });
+                    }
                     continue;
                 }
                 Record::Process(p) => {
-                    processes.entry(p.tgid).or_insert_with(|| Process {
+                    self.processes.entry(p.tgid).or_insert_with(|| Process {
                         pid: p.tgid,
                         uid: p.uid,
                         comm: comm_as_printed(p.comm),
@@ -105,53 +136,102 @@ impl<'a> Counter<'a> {
                     continue;
                 }
                 Record::Fd(f) => {
-                    if *self.tables.entry((f.tgid, f.files)).or_insert(f.tid) != f.tid {
-                        continue;
-                    }
-                    (f.inode, f.tgid, Refs::Fd { size: f.size })
+                    let owner = Owner { map: false, tgid: f.tgid, table: f.files, tid: f.tid };
+                    (owner, f.inode, Refs::Fd { size: f.size })
                 }
                 Record::Vma(v) => {
-                    if *self.spaces.entry((v.tgid, v.mm)).or_insert(v.tid) != v.tid {
-                        continue;
-                    }
-                    let extent = v
-                        .pgoff
-                        .saturating_mul(crate::sys::page_size() as u64)
-                        .saturating_add(v.end.saturating_sub(v.start));
-                    (v.inode, v.tgid, Refs::Map { extent })
+                    let extent =
+                        v.pgoff.saturating_mul(page).saturating_add(v.end.saturating_sub(v.start));
+                    let owner = Owner { map: true, tgid: v.tgid, table: v.mm, tid: v.tid };
+                    (owner, v.inode, Refs::Map { extent })
                 }
             };
-            if !processes.contains_key(&tgid) {
-                return Err(TallyError::UndescribedProcess(tgid));
+            if self.last != Some(owner) {
+                let Owner { map, tgid, table, tid } = owner;
+                let first = if map { &mut self.spaces } else { &mut self.tables };
+                if *first.entry((tgid, table)).or_insert(tid) != tid {
+                    continue;
+                }
+                if !self.processes.contains_key(&tgid) {
+                    return Err(TallyError::UndescribedProcess(tgid));
+                }
+                self.last = Some(owner);
             }
-            let b = match (buffers.entry(inode), &self.listed) {
-                (Entry::Occupied(b), _) => b.into_mut(),
-                (Entry::Vacant(_), None) => return Err(TallyError::Undescribed(inode)),
-                (Entry::Vacant(v), Some(listed)) => v.insert(match (listed.get(&inode), refs) {
-                    (Some(k), _) => Buffer {
-                        inode,
-                        size: k.size,
-                        exporter: k.exporter.clone(),
-                        name: k.name.as_deref().and_then(model_name),
-                        ..Buffer::default()
-                    },
-                    (None, Refs::Fd { size }) => Buffer { inode, size, ..Buffer::default() },
-                    (None, Refs::Map { extent }) => mapped(inode, extent, None),
-                }),
+            let at = match self.slots.get(&inode) {
+                Some(&at) => at,
+                None => match describe(self.listed.as_ref(), inode, refs) {
+                    Some(buffer) => self.insert(buffer),
+                    None => return Err(TallyError::Undescribed(inode)),
+                },
             };
-            let counts = match refs {
-                Refs::Fd { .. } => &mut b.fd_refs,
-                Refs::Map { extent } => &mut record_mapping(b, extent).map_refs,
+            let found = &mut self.found[at];
+            let runs = match refs {
+                Refs::Fd { .. } => &mut found.fds,
+                Refs::Map { extent } => {
+                    record_mapping(&mut found.buffer, extent);
+                    &mut found.maps
+                }
             };
-            *counts.entry(tgid).or_default() += 1;
+            match runs.last_mut() {
+                Some((pid, n)) if *pid == owner.tgid => *n = n.saturating_add(1),
+                _ => runs.push((owner.tgid, 1)),
+            }
         }
         Ok(used)
     }
 
+    /// Counts a buffer first met now; returns where it is.
+    fn insert(&mut self, buffer: Buffer) -> usize {
+        self.slots.insert(buffer.inode, self.found.len());
+        self.found.push(Found { buffer, fds: Vec::new(), maps: Vec::new() });
+        self.found.len() - 1
+    }
+
     /// The tally of every record added.
     pub fn finish(self) -> Tally {
-        self.tally
+        let buffers = self
+            .found
+            .into_iter()
+            .map(|Found { mut buffer, fds, maps }| {
+                buffer.fd_refs = by_pid(fds);
+                buffer.map_refs = by_pid(maps);
+                (buffer.inode, buffer)
+            })
+            .collect();
+        Tally { buffers, processes: self.processes }
     }
+}
+
+/// A buffer a reference-only pass meets first: as the kernel's list read before describes it,
+/// else, created since, as its fd (the size) or mapping (a lower bound) tells. `None` where
+/// buffers must be described by the pass itself.
+fn describe(listed: Option<&IdMap<u64, &KernelBuffer>>, inode: u64, refs: Refs) -> Option<Buffer> {
+    let listed = listed?;
+    Some(match (listed.get(&inode), refs) {
+        (Some(k), _) => Buffer {
+            inode,
+            size: k.size,
+            exporter: k.exporter.clone(),
+            name: k.name.as_deref().and_then(model_name),
+            ..Buffer::default()
+        },
+        (None, Refs::Fd { size }) => Buffer { inode, size, ..Buffer::default() },
+        (None, Refs::Map { extent }) => mapped(inode, extent, None),
+    })
+}
+
+/// Runs of references by pid, as one count per pid.
+fn by_pid(mut runs: Vec<(i32, u32)>) -> BTreeMap<i32, u32> {
+    // Stable and nearly sorted already (tasks come in pid order): the map is built in one go.
+    runs.sort_by_key(|&(pid, _)| pid);
+    runs.dedup_by(|(pid, n), (kept_pid, kept)| {
+        let same = pid == kept_pid;
+        if same {
+            *kept = kept.saturating_add(*n);
+        }
+        same
+    });
+    runs.into_iter().collect()
 }
 
 /// How a record refers to its buffer, and what it tells of the buffer's size.

@@ -1,0 +1,128 @@
+//! Tally benchmark: counting the BPF task passes' records into buffers and holders, on the host.
+//!
+//! `cargo bench --bench tally [-- --clients 300 --bufs 900 --runs 11]`. The records are the ones
+//! `dmabuf_fd_refs` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue #13 (the
+//! kernel's buffer list describes every buffer): a compositor holds and maps every buffer, each
+//! client holds `bufs / clients` of them by fd and maps all of them, so the mapping pass is
+//! `(clients + 1) * bufs` records (270,900 for the defaults, 15 MB). They are fed to
+//! [`Counter`] 128 KiB at a time, as `bpf::scan` reads them. In the VM the counting was a third
+//! of that pass (the kernel's walk the rest), so it is measured here alone, where it repeats.
+//! Prints the median of `runs` timed tallies after one untimed warm-up.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use dmabufd::bpf::tally::Counter;
+use dmabufd::kernel_buffers::{KernelBuffer, KernelBuffers};
+
+/// Pid of the compositor; clients follow it.
+const COMPOSITOR: u32 = 1000;
+const SIZE: u64 = 64 * 1024;
+/// What `bpf::scan` reads at a time.
+const READ: usize = 128 * 1024;
+
+fn main() {
+    let mut clients = 300u32;
+    let mut bufs = 900u64;
+    let mut runs = 11usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
+        let ok = match arg.as_str() {
+            "--clients" => value().map(|v| clients = v.max(1) as u32),
+            "--bufs" => value().map(|v| bufs = v.max(1)),
+            "--runs" => value().map(|v| runs = v.max(1) as usize),
+            // `cargo bench` passes `--bench`.
+            "--bench" => Some(()),
+            _ => None,
+        };
+        if ok.is_none() {
+            eprintln!("usage: tally [--clients N] [--bufs N] [--runs N] (got {arg:?})");
+            std::process::exit(2);
+        }
+    }
+    let list = KernelBuffers {
+        buffers: (1..=bufs)
+            .map(|inode| KernelBuffer {
+                inode,
+                size: SIZE,
+                exporter: Some("system".into()),
+                name: Some(format!("bench {inode}").into_bytes()),
+            })
+            .collect(),
+        unidentified: Vec::new(),
+    };
+    let (fds, vmas) = inherited(clients, bufs);
+    let mut times = Vec::with_capacity(runs);
+    for round in 0..=runs {
+        let start = Instant::now();
+        let mut counter = Counter::described_by(&list);
+        for pass in [&fds, &vmas] {
+            let mut held = Vec::with_capacity(READ);
+            for chunk in pass.chunks(READ) {
+                held.extend_from_slice(chunk);
+                let used = counter.add(&held).expect("well-formed records");
+                held.drain(..used);
+            }
+            assert!(held.is_empty(), "a record was left cut");
+        }
+        let tally = black_box(counter.finish());
+        if round > 0 {
+            times.push(start.elapsed());
+        }
+        let mapped: u64 =
+            tally.buffers.values().flat_map(|b| b.map_refs.values()).map(|&n| u64::from(n)).sum();
+        assert_eq!(mapped, u64::from(clients + 1) * bufs, "every mapping counted");
+    }
+    times.sort_unstable();
+    let median = times[times.len() / 2];
+    println!("| records | bytes | median ms | ns/record |");
+    println!("|---:|---:|---:|---:|");
+    let records = (fds.len() / 40 + vmas.len() / 56) as f64;
+    println!(
+        "| {records} | {} | {:.2} | {:.1} |",
+        fds.len() + vmas.len(),
+        ms(median),
+        median.as_nanos() as f64 / records
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The two passes' records, as the kernel writes them: each process described before its
+/// first fd or mapping, tasks in pid order.
+fn inherited(clients: u32, bufs: u64) -> (Vec<u8>, Vec<u8>) {
+    let (mut fds, mut vmas) = (Vec::new(), Vec::new());
+    let per_client = (bufs / u64::from(clients)).max(1);
+    for pid in COMPOSITOR..=COMPOSITOR + clients {
+        let table = 0xffff_8880_0000_0000 + u64::from(pid) * 0x1000;
+        let held: Vec<u64> = if pid == COMPOSITOR {
+            (1..=bufs).collect()
+        } else {
+            let first = u64::from(pid - COMPOSITOR - 1) * per_client;
+            (first + 1..=(first + per_client).min(bufs)).collect()
+        };
+        process(&mut fds, pid);
+        for (fd, &inode) in held.iter().enumerate() {
+            words(&mut fds, &[2, pid, pid, 3 + fd as u32], &[table, inode, SIZE]);
+        }
+        process(&mut vmas, pid);
+        for inode in 1..=bufs {
+            let start = 0x7f00_0000_0000 + inode * SIZE;
+            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, start, start + SIZE, 0]);
+        }
+    }
+    (fds, vmas)
+}
+
+fn process(out: &mut Vec<u8>, pid: u32) {
+    words(out, &[4, pid, 10_000 + pid, 0], &[]);
+    out.extend_from_slice(&[b'c'; 16]);
+}
+
+fn words(out: &mut Vec<u8>, head: &[u32], rest: &[u64]) {
+    out.extend(head.iter().flat_map(|w| w.to_ne_bytes()));
+    out.extend(rest.iter().flat_map(|w| w.to_ne_bytes()));
+}
