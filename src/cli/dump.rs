@@ -35,6 +35,10 @@ pub(super) fn each_report(
         let start = Instant::now();
         let printed = print(&report, args, source);
         log::debug!("printed in {:?}", start.elapsed());
+        // The process exits next: freeing a large report an allocation at a time (1.5 ms
+        // natively for 300 processes x 16 buffers, ten times that under emulation) would only
+        // repeat what the exit does at once.
+        std::mem::forget(report);
         return printed;
     };
     let start = Instant::now();
