@@ -1,10 +1,12 @@
 //! Tally benchmark: counting the BPF task passes' records into buffers and holders, on the host.
 //!
-//! `cargo bench --bench tally [-- --clients 300 --bufs 900 --runs 11]`. The records are the ones
-//! `dmabuf_fd_refs` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue #13 (the
-//! kernel's buffer list describes every buffer): a compositor holds and maps every buffer, each
-//! client holds `bufs / clients` of them by fd and maps all of them, so the mapping pass is
-//! `(clients + 1) * bufs` records (270,900 for the defaults, 15 MB). They are fed to
+//! `cargo bench --bench tally [-- --clients 300 --bufs 900 --runs 11 --dense]`. The records are
+//! the ones `dmabuf_fd_refs` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue
+//! #13 (the kernel's buffer list describes every buffer): a compositor holds and maps every
+//! buffer, each client holds `bufs / clients` of them by fd and maps all of them, so the mapping
+//! pass is `(clients + 1) * bufs` records (270,900 for the defaults, 15 MB). With `--dense` it
+//! is the "dense" shape instead: each client holds and maps 16 buffers of its own and holds 6
+//! shared by all (and by the driver), so buffers are many and holders few. They are fed to
 //! [`Counter`] 128 KiB at a time, as `bpf::scan` reads them. In the VM the counting was a third
 //! of that pass (the kernel's walk the rest), so it is measured here alone, where it repeats.
 //! Prints the median of `runs` timed tallies after one untimed warm-up.
@@ -25,22 +27,33 @@ fn main() {
     let mut clients = 300u32;
     let mut bufs = 900u64;
     let mut runs = 11usize;
+    let mut dense = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
         let ok = match arg.as_str() {
-            "--clients" => value().map(|v| clients = v.max(1) as u32),
-            "--bufs" => value().map(|v| bufs = v.max(1)),
-            "--runs" => value().map(|v| runs = v.max(1) as usize),
+            "--clients" => value().map(|v| clients = v.max(1) as u32).is_some(),
+            "--bufs" => value().map(|v| bufs = v.max(1)).is_some(),
+            "--runs" => value().map(|v| runs = v.max(1) as usize).is_some(),
+            "--dense" => {
+                dense = true;
+                true
+            }
             // `cargo bench` passes `--bench`.
-            "--bench" => Some(()),
-            _ => None,
+            "--bench" => true,
+            _ => false,
         };
-        if ok.is_none() {
-            eprintln!("usage: tally [--clients N] [--bufs N] [--runs N] (got {arg:?})");
+        if !ok {
+            eprintln!("usage: tally [--clients N] [--bufs N] [--runs N] [--dense] (got {arg:?})");
             std::process::exit(2);
         }
     }
+    let ((fds, vmas), maps) = if dense {
+        bufs = u64::from(clients) * DENSE_OWN + DENSE_SHARED;
+        (dense_holders(clients), u64::from(clients) * DENSE_OWN)
+    } else {
+        (inherited(clients, bufs), u64::from(clients + 1) * bufs)
+    };
     let list = KernelBuffers {
         buffers: (1..=bufs)
             .map(|inode| KernelBuffer {
@@ -52,7 +65,6 @@ fn main() {
             .collect(),
         unidentified: Vec::new(),
     };
-    let (fds, vmas) = inherited(clients, bufs);
     let mut times = Vec::with_capacity(runs);
     for round in 0..=runs {
         let start = Instant::now();
@@ -72,7 +84,7 @@ fn main() {
         }
         let mapped: u64 =
             tally.buffers.values().flat_map(|b| b.map_refs.values()).map(|&n| u64::from(n)).sum();
-        assert_eq!(mapped, u64::from(clients + 1) * bufs, "every mapping counted");
+        assert_eq!(mapped, maps, "every mapping counted");
     }
     times.sort_unstable();
     let median = times[times.len() / 2];
@@ -89,6 +101,36 @@ fn main() {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+const DENSE_OWN: u64 = 16;
+const DENSE_SHARED: u64 = 6;
+
+/// The dense shape's passes: the driver holds the shared buffers (inodes 1 to 6), each client
+/// them and its own, mapping its own.
+fn dense_holders(clients: u32) -> (Vec<u8>, Vec<u8>) {
+    let (mut fds, mut vmas) = (Vec::new(), Vec::new());
+    for pid in COMPOSITOR..=COMPOSITOR + clients {
+        let table = 0xffff_8880_0000_0000 + u64::from(pid) * 0x1000;
+        let own = if pid == COMPOSITOR {
+            0..0
+        } else {
+            let first = DENSE_SHARED + 1 + u64::from(pid - COMPOSITOR - 1) * DENSE_OWN;
+            first..first + DENSE_OWN
+        };
+        process(&mut fds, pid);
+        for (fd, inode) in (1..=DENSE_SHARED).chain(own.clone()).enumerate() {
+            words(&mut fds, &[2, pid, pid, 3 + fd as u32], &[table, inode, SIZE]);
+        }
+        if !own.is_empty() {
+            process(&mut vmas, pid);
+        }
+        for inode in own {
+            let start = 0x7f00_0000_0000 + inode * SIZE;
+            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, start, start + SIZE, 0]);
+        }
+    }
+    (fds, vmas)
 }
 
 /// The two passes' records, as the kernel writes them: each process described before its

@@ -73,13 +73,51 @@ pub struct Counter<'a> {
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
 }
 
-/// A buffer being counted: its holders by fd and by mapping, one entry per run of references by
-/// one pid (a pid met again later has a second entry).
+/// A buffer being counted, with its holders by fd and by mapping.
 #[derive(Debug)]
 struct Found {
     buffer: Buffer,
-    fds: Vec<(i32, u32)>,
-    maps: Vec<(i32, u32)>,
+    fds: Runs,
+    maps: Runs,
+}
+
+/// A count per run of references by one pid (a pid met again later starts a second run). Most
+/// buffers have one holder of each kind: the first run is kept inline, allocating nothing.
+#[derive(Debug, Default)]
+struct Runs {
+    first: Option<(i32, u32)>,
+    more: Vec<(i32, u32)>,
+}
+
+impl Runs {
+    /// One more reference by `pid`.
+    fn count(&mut self, pid: i32) {
+        match self.more.last_mut().or(self.first.as_mut()) {
+            Some((last, n)) if *last == pid => *n = n.saturating_add(1),
+            Some(_) => self.more.push((pid, 1)),
+            None => self.first = Some((pid, 1)),
+        }
+    }
+
+    /// One count per pid.
+    fn by_pid(self) -> BTreeMap<i32, u32> {
+        let Runs { first, mut more } = self;
+        if more.is_empty() {
+            return first.into_iter().collect();
+        }
+        more.extend(first);
+        // Stable, and nearly sorted already (tasks come in pid order): the map is built in one
+        // go.
+        more.sort_by_key(|&(pid, _)| pid);
+        more.dedup_by(|(pid, n), (kept_pid, kept)| {
+            let same = pid == kept_pid;
+            if same {
+                *kept = kept.saturating_add(*n);
+            }
+            same
+        });
+        more.into_iter().collect()
+    }
 }
 
 /// Who a reference was reached through.
@@ -100,7 +138,14 @@ impl<'a> Counter<'a> {
     /// after the walk completes it ([`crate::scan`]).
     pub fn described_by(list: &'a KernelBuffers) -> Self {
         let listed = list.buffers.iter().map(|b| (b.inode, b)).collect();
-        Counter { listed: Some(listed), ..Counter::default() }
+        // Nearly every listed buffer is held: room for them all up front.
+        let room = list.buffers.len();
+        Counter {
+            listed: Some(listed),
+            found: Vec::with_capacity(room),
+            slots: IdMap::with_capacity_and_hasher(room, Default::default()),
+            ..Counter::default()
+        }
     }
 
     /// Counts the whole records at the start of `bytes` and returns how many bytes they took;
@@ -165,16 +210,12 @@ impl<'a> Counter<'a> {
                 },
             };
             let found = &mut self.found[at];
-            let runs = match refs {
-                Refs::Fd { .. } => &mut found.fds,
+            match refs {
+                Refs::Fd { .. } => found.fds.count(owner.tgid),
                 Refs::Map { extent } => {
                     record_mapping(&mut found.buffer, extent);
-                    &mut found.maps
+                    found.maps.count(owner.tgid);
                 }
-            };
-            match runs.last_mut() {
-                Some((pid, n)) if *pid == owner.tgid => *n = n.saturating_add(1),
-                _ => runs.push((owner.tgid, 1)),
             }
         }
         Ok(used)
@@ -183,7 +224,7 @@ impl<'a> Counter<'a> {
     /// Counts a buffer first met now; returns where it is.
     fn insert(&mut self, buffer: Buffer) -> usize {
         self.slots.insert(buffer.inode, self.found.len());
-        self.found.push(Found { buffer, fds: Vec::new(), maps: Vec::new() });
+        self.found.push(Found { buffer, fds: Runs::default(), maps: Runs::default() });
         self.found.len() - 1
     }
 
@@ -193,8 +234,8 @@ impl<'a> Counter<'a> {
             .found
             .into_iter()
             .map(|Found { mut buffer, fds, maps }| {
-                buffer.fd_refs = by_pid(fds);
-                buffer.map_refs = by_pid(maps);
+                buffer.fd_refs = fds.by_pid();
+                buffer.map_refs = maps.by_pid();
                 (buffer.inode, buffer)
             })
             .collect();
@@ -218,20 +259,6 @@ fn describe(listed: Option<&IdMap<u64, &KernelBuffer>>, inode: u64, refs: Refs) 
         (None, Refs::Fd { size }) => Buffer { inode, size, ..Buffer::default() },
         (None, Refs::Map { extent }) => mapped(inode, extent, None),
     })
-}
-
-/// Runs of references by pid, as one count per pid.
-fn by_pid(mut runs: Vec<(i32, u32)>) -> BTreeMap<i32, u32> {
-    // Stable and nearly sorted already (tasks come in pid order): the map is built in one go.
-    runs.sort_by_key(|&(pid, _)| pid);
-    runs.dedup_by(|(pid, n), (kept_pid, kept)| {
-        let same = pid == kept_pid;
-        if same {
-            *kept = kept.saturating_add(*n);
-        }
-        same
-    });
-    runs.into_iter().collect()
 }
 
 /// How a record refers to its buffer, and what it tells of the buffer's size.
