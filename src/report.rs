@@ -51,10 +51,28 @@ pub enum Units {
 
 impl Units {
     fn fmt(self, bytes: u64) -> String {
+        self.cell(bytes).as_str().to_owned()
+    }
+
+    /// `bytes` in these units, as a [`Cell`].
+    fn cell(self, bytes: u64) -> Cell {
+        let mut cell = Cell::default();
         match self {
-            Units::Bytes => bytes.to_string(),
-            Units::KiB => kib(bytes),
+            Units::Bytes => cell.push_u64(bytes),
+            Units::KiB if bytes % 1024 == 0 => cell.push_u64(bytes / 1024),
+            Units::KiB => {
+                // Fits: at most u64::MAX / 1024 * 1000, well below u128::MAX.
+                let thousandths = (u128::from(bytes) * 1000).div_ceil(1024);
+                cell.push_u64((thousandths / 1000) as u64);
+                cell.push(b".");
+                let fraction = (thousandths % 1000) as u64;
+                cell.push(
+                    &[b'0', b'0'][..usize::from(fraction < 100) + usize::from(fraction < 10)],
+                );
+                cell.push_u64(fraction);
+            }
         }
+        cell
     }
 
     fn suffix(self) -> &'static str {
@@ -67,11 +85,54 @@ impl Units {
 
 /// KiB with three decimals when not whole, rounded up so that no non-zero value reads as 0.
 pub fn kib(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
-        return (bytes / 1024).to_string();
+    Units::KiB.fmt(bytes)
+}
+
+/// A number's text made on the stack: a table's numeric cells are made thousands of times, and
+/// the formatter's machinery and a `String` apiece cost more than the digits (under emulation,
+/// where every instruction counts, the per-process table took longer than the scan).
+#[derive(Default)]
+struct Cell {
+    /// A u64 in KiB with its decimals is at most 24 bytes.
+    text: [u8; 32],
+    len: usize,
+}
+
+impl Cell {
+    /// Appends `bytes`, or as many as fit.
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.text.len() - self.len);
+        self.text[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
     }
-    let thousandths = (u128::from(bytes) * 1000).div_ceil(1024);
-    format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
+
+    /// Appends `n` in decimal.
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and '.' are pushed.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
+impl From<u64> for Cell {
+    fn from(n: u64) -> Cell {
+        let mut cell = Cell::default();
+        cell.push_u64(n);
+        cell
+    }
 }
 
 /// A name as tables show it: escaped, `<unknown>` when unnamed.
@@ -207,9 +268,9 @@ impl ProcessRow {
         let holders = b.holder_count().max(1) as u64;
         let base = b.size / holders;
         let name = shown_name(&b.name);
-        let size = units.fmt(b.size);
-        let holders_cell = holders.to_string();
-        let inode = b.inode.to_string();
+        let size = units.cell(b.size);
+        let holders_cell = Cell::from(holders);
+        let inode = Cell::from(b.inode);
         let exporter = shown_text(b.exporter.as_deref());
         // `{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}`, laid out by hand: the formatter
         // writes each padding space through a call of its own.
@@ -217,15 +278,15 @@ impl ProcessRow {
             let mut line = String::with_capacity(128);
             push_right(&mut line, &name, 22);
             line.push(' ');
-            push_right(&mut line, &size, 13);
+            push_right(&mut line, size.as_str(), 13);
             line.push_str(units.suffix());
             line.push(' ');
-            push_right(&mut line, &units.fmt(pss), 13);
+            push_right(&mut line, units.cell(pss).as_str(), 13);
             line.push_str(units.suffix());
             line.push(' ');
-            push_right(&mut line, &holders_cell, 16);
+            push_right(&mut line, holders_cell.as_str(), 16);
             line.push(' ');
-            push_right(&mut line, &inode, 16);
+            push_right(&mut line, inode.as_str(), 16);
             line.push_str("  ");
             push_right(&mut line, &exporter, 22);
             line.push('\n');
@@ -866,6 +927,16 @@ mod tests {
         assert_eq!(rows, [want(1366), want(1366), want(1365)]);
     }
 
+    #[test]
+    fn kib_rounds_up_to_thousandths() {
+        let cases = [(1, "0.001"), (1025, "1.001"), (1124, "1.098"), (10 * 1024 + 512, "10.500")];
+        for (bytes, shown) in cases {
+            assert_eq!(kib(bytes), shown, "{bytes}");
+        }
+        assert_eq!(kib(u64::MAX), "18014398509481984.000");
+        assert_eq!(kib(0), "0");
+    }
+
     proptest! {
         /// The hand-laid row is the formatter's layout, for names and exporters of any length
         /// and width (wider than their columns, too) and sizes of any magnitude.
@@ -900,6 +971,22 @@ mod tests {
                 row.write(&mut got, pss).expect("into a Vec");
                 prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
             }
+        }
+
+        /// Sizes made on the stack read as the formatter writes them: whole KiB plain, else
+        /// rounded up to thousandths with the leading zeros of the fraction; bytes plain.
+        #[test]
+        fn size_cells_read_as_the_formatter_writes(
+            bytes in prop_oneof![any::<u64>(), 0u64..1 << 20, (0u64..1 << 44).prop_map(|k| k * 1024 + 1)],
+        ) {
+            let want = if bytes % 1024 == 0 {
+                (bytes / 1024).to_string()
+            } else {
+                let thousandths = (u128::from(bytes) * 1000).div_ceil(1024);
+                format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
+            };
+            prop_assert_eq!(kib(bytes), want);
+            prop_assert_eq!(Units::Bytes.fmt(bytes), bytes.to_string());
         }
 
         /// Whatever bytes names, command names and exporters hold, every text output keeps one

@@ -27,6 +27,13 @@ use serde::ser::{SerializeMap, Serializer};
 /// The escaped, printable form of `bytes` (see the [module docs](self)); borrowed when nothing
 /// needed escaping, which is the case for every name the service sets.
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
+    // Printable ASCII but the backslash stands for itself: most names, and cheap to tell.
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'\\';
+    if bytes.iter().all(plain) {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(s);
+        }
+    }
     if let Ok(s) = std::str::from_utf8(bytes) {
         if !s.chars().any(needs_escape) {
             return Cow::Borrowed(s);
