@@ -103,7 +103,10 @@ impl Runs {
     fn by_pid(self) -> BTreeMap<i32, u32> {
         let Runs { first, mut more } = self;
         if more.is_empty() {
-            return first.into_iter().collect();
+            // Not `collect`, which sorts through a Vec of its own first.
+            let mut one = BTreeMap::new();
+            one.extend(first);
+            return one;
         }
         more.extend(first);
         // Stable, and nearly sorted already (tasks come in pid order): the map is built in one
