@@ -53,18 +53,33 @@ impl KernelBuffers {
     /// it is the object and the parser disagreeing.
     pub fn from_records(bytes: &[u8]) -> std::result::Result<KernelBuffers, RecordError> {
         let mut list = KernelBuffers::default();
-        for (i, record) in records::parse(bytes).enumerate() {
-            match record? {
-                Record::Buffer(b) => list.buffers.push(KernelBuffer {
+        let used = list.add_records(bytes)?;
+        if used < bytes.len() {
+            return Err(RecordError::Truncated { offset: used });
+        }
+        Ok(list)
+    }
+
+    /// [`KernelBuffers::from_records`] a read at a time: adds the whole records at the start of
+    /// `bytes` and returns how many bytes they took; the rest is the start of a record the next
+    /// read completes. Offsets in errors are within `bytes`.
+    pub fn add_records(&mut self, bytes: &[u8]) -> std::result::Result<usize, RecordError> {
+        let mut used = 0;
+        for (record, end) in records::parse_with_ends(bytes) {
+            match record {
+                Ok(Record::Buffer(b)) => self.buffers.push(KernelBuffer {
                     inode: b.inode,
                     size: b.size,
                     exporter: b.exporter_name(),
                     name: (!b.name.is_empty()).then(|| b.name.to_vec()),
                 }),
-                _ => return Err(RecordError::Unexpected { index: i }),
+                Ok(_) => return Err(RecordError::Unexpected { index: self.buffers.len() }),
+                Err(RecordError::Truncated { .. }) => break,
+                Err(e) => return Err(e),
             }
+            used = end;
         }
-        Ok(list)
+        Ok(used)
     }
 
     /// Inodes of every listed buffer; fails if some buffer has none (such a list cannot vouch
@@ -129,7 +144,8 @@ impl Source {
     /// a name, whatever its bytes, cannot make it fail (see [`bufinfo`]).
     pub fn read(&self) -> Result<KernelBuffers> {
         match self {
-            Source::Pinned(path) => read_parsed(path, KernelBuffers::from_records),
+            // Read as it is parsed: the list of thousands of buffers is never held whole.
+            Source::Pinned(path) => crate::bpf::read_list(path),
             Source::Bufinfo(path) => read_parsed(path, |b| bufinfo::parse(b).map(from_bufinfo)),
             Source::BpfIter(path) => {
                 read_parsed(path, |b| bpf_iter::parse(b).map(|rows| from_bpf_iter(&rows)))

@@ -93,8 +93,10 @@ pub const VMA_REFS: Program =
 /// fits, so a few of those per read keep syscalls few and memory flat however big the pass.
 const READ_SIZE: usize = 128 * 1024;
 
-fn other(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
-    std::io::Error::other(e)
+/// Records that are not what the object writes: the pass's data is invalid, as a parse failure
+/// of any kernel list is.
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// What a scan runs: who holds what.
@@ -207,26 +209,9 @@ impl Iterators {
     /// Runs `program` once over the whole system, its records counted into `counter` as they
     /// are read.
     fn run(&mut self, program: &Program, counter: &mut tally::Counter) -> Result<()> {
-        let context = || format!("reading BPF iterator {}", program.iter);
-        let mut pass = self.open(program)?;
-        let mut buf = vec![0u8; READ_SIZE];
-        let mut held = 0;
-        loop {
-            let n = pass.read(&mut buf[held..]).map_err(|e| Error::io(context(), e))?;
-            if n == 0 {
-                break;
-            }
-            held += n;
-            let used = counter.add(&buf[..held]).map_err(|e| Error::io(context(), other(e)))?;
-            // The start of a record the next read completes moves to the front.
-            buf.copy_within(used..held, 0);
-            held -= used;
-        }
-        if held > 0 {
-            let e = records::RecordError::Truncated { offset: 0 };
-            return Err(Error::io(context(), other(e)));
-        }
-        Ok(())
+        let pass = self.open(program)?;
+        read_records(pass, |bytes| counter.add(bytes))
+            .map_err(|e| Error::io(format!("reading BPF iterator {}", program.iter), e))
     }
 
     /// A pass of `program`: reading the file runs it.
@@ -259,6 +244,45 @@ impl Iterators {
         let names: Vec<_> = programs.iter().map(|p| p.name).collect();
         format!("{}, {how}", names.join(" and "))
     }
+}
+
+/// Reads a pass `READ_SIZE` bytes at a time and hands `take` what is held: it returns how many
+/// bytes of whole records it took, and the rest, a record the read cut, moves to the front for
+/// the next read. Memory stays flat however long the pass.
+fn read_records<E: std::error::Error + Send + Sync + 'static>(
+    mut pass: impl Read,
+    mut take: impl FnMut(&[u8]) -> std::result::Result<usize, E>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; READ_SIZE];
+    let (mut held, mut offset) = (0, 0);
+    loop {
+        let n = pass.read(&mut buf[held..])?;
+        if n == 0 {
+            break;
+        }
+        held += n;
+        let used = take(&buf[..held]).map_err(invalid)?;
+        buf.copy_within(used..held, 0);
+        held -= used;
+        offset += used;
+    }
+    match held {
+        0 => Ok(()),
+        _ => Err(invalid(records::RecordError::Truncated { offset })),
+    }
+}
+
+/// The pinned `iter/dmabuf` list at `path`, parsed as it is read.
+pub(crate) fn read_list(path: &Path) -> Result<crate::kernel_buffers::KernelBuffers> {
+    let context = || format!("reading {}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+    read_list_from(file).map_err(|e| Error::io(context(), e))
+}
+
+fn read_list_from(file: impl Read) -> std::io::Result<crate::kernel_buffers::KernelBuffers> {
+    let mut list = crate::kernel_buffers::KernelBuffers::default();
+    read_records(file, |bytes| list.add_records(bytes))?;
+    Ok(list)
 }
 
 /// Set once a BPF failure has been logged: a service scanning again and again says it once.
@@ -328,12 +352,53 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
 /// Every exported buffer, as `iter/dmabuf` (Linux 6.16+) lists it: inode, size, name and
 /// exporter read in the kernel, no debugfs needed. Pinned, else loaded for this read.
 pub fn kernel_buffers() -> Result<crate::kernel_buffers::KernelBuffers> {
-    let mut bytes = Vec::with_capacity(64 * 1024);
-    let context = || format!("reading BPF iterator {}", LIST.iter);
-    Iterators::pinned_or_loaded(Path::new("/"), &[LIST])?
-        .open(&LIST)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(context(), e))?;
-    crate::kernel_buffers::KernelBuffers::from_records(&bytes)
-        .map_err(|e| Error::io(context(), other(e)))
+    let pass = Iterators::pinned_or_loaded(Path::new("/"), &[LIST])?.open(&LIST)?;
+    read_list_from(pass).map_err(|e| Error::io(format!("reading BPF iterator {}", LIST.iter), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(inode: u64) -> Vec<u8> {
+        let mut r = [1u32, 0].map(u32::to_ne_bytes).concat();
+        r.extend([inode, 4096 * inode].map(u64::to_ne_bytes).concat());
+        r.resize(24 + records::NAME_LEN + records::EXPORTER_LEN, 0);
+        r[24..28].copy_from_slice(b"n\nm\t");
+        r[24 + records::NAME_LEN..][..6].copy_from_slice(b"system");
+        r
+    }
+
+    /// Hands out `step` bytes a read, as a pass cut anywhere by the kernel's seq buffer.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_list_read_in_pieces_is_the_list_parsed_whole() {
+        let bytes: Vec<u8> = (1..=50).flat_map(buffer).collect();
+        let whole = crate::kernel_buffers::KernelBuffers::from_records(&bytes).expect("records");
+        assert_eq!(whole.buffers.len(), 50);
+        assert_eq!(whole.buffers[49].name.as_deref(), Some(&b"n\nm\t"[..]));
+        for step in [1, 7, 120, 4096, READ_SIZE] {
+            assert_eq!(read_list_from(Trickle(&bytes, step)).expect("records"), whole, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_pass_ending_inside_a_record_is_invalid_data_at_that_record() {
+        let mut bytes: Vec<u8> = (1..=3).flat_map(buffer).collect();
+        let whole = bytes.len();
+        bytes.extend(&buffer(4)[..30]);
+        let e = read_list_from(Trickle(&bytes, 50)).expect_err("cut short");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), format!("BPF record cut short at byte {whole}"));
+    }
 }
