@@ -14,6 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use dmabufd::bpf::records;
 use dmabufd::bpf::tally::Counter;
 use dmabufd::kernel_buffers::{KernelBuffer, KernelBuffers};
 
@@ -90,7 +91,8 @@ fn main() {
     let median = times[times.len() / 2];
     println!("| records | bytes | median ms | ns/record |");
     println!("|---:|---:|---:|---:|");
-    let records = (fds.len() / 40 + vmas.len() / 56) as f64;
+    let records =
+        [&fds, &vmas].map(|pass| records::parse(pass).count()).iter().sum::<usize>() as f64;
     println!(
         "| {records} | {} | {:.2} | {:.1} |",
         fds.len() + vmas.len(),
@@ -126,8 +128,7 @@ fn dense_holders(clients: u32) -> (Vec<u8>, Vec<u8>) {
             process(&mut vmas, pid);
         }
         for inode in own {
-            let start = 0x7f00_0000_0000 + inode * SIZE;
-            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, start, start + SIZE, 0]);
+            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, SIZE]);
         }
     }
     (fds, vmas)
@@ -152,8 +153,7 @@ fn inherited(clients: u32, bufs: u64) -> (Vec<u8>, Vec<u8>) {
         }
         process(&mut vmas, pid);
         for inode in 1..=bufs {
-            let start = 0x7f00_0000_0000 + inode * SIZE;
-            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, start, start + SIZE, 0]);
+            words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, SIZE]);
         }
     }
     (fds, vmas)

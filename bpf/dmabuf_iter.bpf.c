@@ -145,16 +145,16 @@ struct fd_rec {
 
 // One dma-buf mapping: `mm` tells address spaces apart (a thread group shares one, but the
 // iterator visits it through every thread whose fd table differs from the leader's).
+// A mapping's start and end matter only as its length: 40 bytes, not 56, for what is the most
+// numerous record (a compositor's buffers mapped by every client it forked).
 struct vma_rec {
 	__u32 kind;
 	__u32 tgid;
 	__u32 tid;
-	__u32 pad;
+	__u32 pgoff; // saturated: a dma-buf mapping starts inside the buffer, far below 2^32 pages
 	__u64 mm;
 	__u64 inode;
-	__u64 start;
-	__u64 end;
-	__u64 pgoff;
+	__u64 len;
 };
 
 // Once per process and pass, before its first fd or mapping: what /proc/<pid>/status would
@@ -306,15 +306,15 @@ static __attribute__((always_inline)) int vma(struct bpf_iter__task_vma *ctx, in
 	struct file *file = vma->vm_file;
 	if (!is_dmabuf(file))
 		return 0;
+	unsigned long pgoff = vma->vm_pgoff;
 	struct vma_rec rec = {
 		.kind = REC_VMA,
 		.tgid = task->tgid,
 		.tid = task->pid,
+		.pgoff = pgoff > 0xffffffff ? 0xffffffff : pgoff,
 		.mm = (__u64)task->mm,
 		.inode = file->f_inode->i_ino,
-		.start = vma->vm_start,
-		.end = vma->vm_end,
-		.pgoff = vma->vm_pgoff,
+		.len = vma->vm_end - vma->vm_start,
 	};
 	return emit(ctx->meta, task, file, &rec, sizeof(rec), describe);
 }

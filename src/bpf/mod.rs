@@ -89,8 +89,9 @@ pub const FD_REFS: Program = Program { name: "dmabuf_fd_refs", iter: "task_file"
 /// [`VMAS`] without buffer descriptions, for where [`LIST`] gives them.
 pub const VMA_REFS: Program =
     Program { name: "dmabuf_vma_refs", iter: "task_vma", pin: "vma_refs" };
-/// Bytes per read of a pass: the kernel fills a read from its seq buffer (8 pages) as often as
-/// fits, so a few of those per read keep syscalls few and memory flat however big the pass.
+/// Bytes per read of a pass. A read returns at most one fill of the kernel's seq buffer (8
+/// pages, `bpf_seq_read`), so this is room for that plus a record cut by the last read; pages
+/// the kernel never writes to are never resident.
 const READ_SIZE: usize = 128 * 1024;
 
 /// Records that are not what the object writes: the pass's data is invalid, as a parse failure

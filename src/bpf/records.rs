@@ -13,7 +13,7 @@ pub const COMM_LEN: usize = 16;
 
 /// The layout's version: part of the path iterators are pinned at, so that a reader never
 /// parses the records of an object built for another layout. Bump it with any layout change.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 const KIND_BUFFER: u32 = 1;
 const KIND_FD: u32 = 2;
@@ -23,7 +23,7 @@ const KIND_PROCESS: u32 = 4;
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
 const FD_LEN: usize = 40;
-const VMA_LEN: usize = 56;
+const VMA_LEN: usize = 40;
 const PROCESS_LEN: usize = 16 + COMM_LEN;
 
 /// One buffer, described once per pass (or more often: keep the first).
@@ -81,16 +81,14 @@ pub struct VmaRecord {
     pub tgid: i32,
     /// The task the address space was reached through.
     pub tid: i32,
+    /// Offset into the buffer, in pages (saturated at `u32::MAX`).
+    pub pgoff: u32,
     /// Identity of the address space (the kernel's `mm_struct` address).
     pub mm: u64,
     /// The buffer's inode.
     pub inode: u64,
-    /// First mapped address.
-    pub start: u64,
-    /// End of the mapping (exclusive).
-    pub end: u64,
-    /// Offset into the buffer, in pages.
-    pub pgoff: u64,
+    /// Bytes mapped.
+    pub len: u64,
 }
 
 /// Any record.
@@ -197,11 +195,10 @@ impl<'a> Iterator for Records<'a> {
             _ => Record::Vma(VmaRecord {
                 tgid: u32f(4) as i32,
                 tid: u32f(8) as i32,
+                pgoff: u32f(12),
                 mm: u64f(16),
                 inode: u64f(24),
-                start: u64f(32),
-                end: u64f(40),
-                pgoff: u64f(48),
+                len: u64f(32),
             }),
         }))
     }
@@ -248,8 +245,8 @@ mod tests {
         let fd = [2u32, 100, 101, 5].map(u32::to_ne_bytes).concat();
         bytes.extend(fd);
         bytes.extend([0xffff_0000u64, 7, 4096].map(u64::to_ne_bytes).concat());
-        bytes.extend([3u32, 100, 100, 0].map(u32::to_ne_bytes).concat());
-        bytes.extend([0xaa, 7, 0x1000, 0x3000, 1].map(u64::to_ne_bytes).concat());
+        bytes.extend([3u32, 100, 100, 1].map(u32::to_ne_bytes).concat());
+        bytes.extend([0xaa, 7, 0x2000].map(u64::to_ne_bytes).concat());
         bytes.extend([4u32, 100, 1000, 0].map(u32::to_ne_bytes).concat());
         bytes.extend(*b"surf\\fl\ng\0\0\0\0\0\0\0");
         bytes.extend(9u32.to_ne_bytes());
@@ -274,11 +271,10 @@ mod tests {
                 Ok(Record::Vma(VmaRecord {
                     tgid: 100,
                     tid: 100,
+                    pgoff: 1,
                     mm: 0xaa,
                     inode: 7,
-                    start: 0x1000,
-                    end: 0x3000,
-                    pgoff: 1
+                    len: 0x2000
                 })),
                 Ok(Record::Process(ProcessRecord { tgid: 100, uid: 1000, comm: b"surf\\fl\ng" })),
                 Err(RecordError::UnknownKind {

@@ -188,8 +188,7 @@ impl<'a> Counter<'a> {
                     (owner, f.inode, Refs::Fd { size: f.size })
                 }
                 Record::Vma(v) => {
-                    let extent =
-                        v.pgoff.saturating_mul(page).saturating_add(v.end.saturating_sub(v.start));
+                    let extent = u64::from(v.pgoff).saturating_mul(page).saturating_add(v.len);
                     let owner = Owner { map: true, tgid: v.tgid, table: v.mm, tid: v.tid };
                     (owner, v.inode, Refs::Map { extent })
                 }
@@ -311,8 +310,8 @@ mod tests {
             rec(&[0xa, 7, 4096], 2, [10, 11, 4]),
             rec(&[0xb, 7, 4096], 2, [10, 13, 3]),
             rec(&[0xc, 7, 4096], 2, [20, 20, 3]),
-            rec(&[0xd, 7, 0, 4096, 0], 3, [10, 11, 0]),
-            rec(&[0xd, 7, 0, 4096, 0], 3, [10, 13, 0]),
+            rec(&[0xd, 7, 4096], 3, [10, 11, 0]),
+            rec(&[0xd, 7, 4096], 3, [10, 13, 0]),
             // A second pass's description of a process already described: the first stays.
             process(10, 0, b"other"),
         ]
@@ -341,8 +340,8 @@ mod tests {
             rec(&[0xa, 7, 8192], 2, [10, 10, 3]),
             // Created after the list was read: an fd tells its size, a mapping a lower bound.
             rec(&[0xa, 9, 4096], 2, [10, 10, 4]),
-            rec(&[0xd, 11, 0, page, 2], 3, [10, 10, 0]),
-            rec(&[0xd, 11, 0, page, 0], 3, [10, 10, 0]),
+            rec(&[0xd, 11, page], 3, [10, 10, 2]),
+            rec(&[0xd, 11, page], 3, [10, 10, 0]),
         ]
         .concat();
         let mut counter = Counter::described_by(&list);
