@@ -4,7 +4,7 @@
 //! the ones `dmabuf_fd_refs` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue
 //! #13 (the kernel's buffer list describes every buffer): a compositor holds and maps every
 //! buffer, each client holds `bufs / clients` of them by fd and maps all of them, so the mapping
-//! pass is `(clients + 1) * bufs` records (270,900 for the defaults, 15 MB). With `--dense` it
+//! pass is `(clients + 1) * bufs` records (270,900 for the defaults, 11 MB). With `--dense` it
 //! is the "dense" shape instead: each client holds and maps 16 buffers of its own and holds 6
 //! shared by all (and by the driver), so buffers are many and holders few. They are fed to
 //! [`Counter`] 128 KiB at a time, as `bpf::scan` reads them. In the VM the counting was a third

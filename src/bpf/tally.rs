@@ -51,7 +51,7 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
     Ok(counter.finish())
 }
 
-/// A [`Tally`] built from records as they are read, so that a pass's output (15 MB for 270,000
+/// A [`Tally`] built from records as they are read, so that a pass's output (11 MB for 270,000
 /// mappings) is never held whole: feed it what each read returned, the unused tail first.
 ///
 /// A pass is hundreds of thousands of references, so each costs one hash lookup (its buffer)
