@@ -51,7 +51,7 @@ use crate::sys::{self, Errno, FileStat, RawDir};
 use crate::account::{Buffer, Model, Name, Process};
 use crate::coverage::{source, SourceState, SourceUse, Unreadable};
 use crate::idmap::{IdMap, IdSet};
-use crate::kernel_buffers::{KernelBuffers, Source};
+use crate::kernel_buffers::{KernelBuffer, KernelBuffers, Source};
 use crate::procfs::{self, fd::Link, maps::DmaBufMap};
 use crate::{Error, Result};
 
@@ -694,6 +694,17 @@ pub(crate) fn mapped(inode: u64, extent: u64, name: Option<Name>) -> Buffer {
     Buffer { inode, size: extent, size_from_maps: true, name, ..Buffer::default() }
 }
 
+/// A buffer as the kernel's list describes it: size, exporter and exact name.
+pub(crate) fn listed(k: &KernelBuffer) -> Buffer {
+    Buffer {
+        inode: k.inode,
+        size: k.size,
+        exporter: k.exporter.clone(),
+        name: k.name.as_deref().and_then(model_name),
+        ..Buffer::default()
+    }
+}
+
 /// Records one more mapping reaching `extent` bytes into `b` (see [`mapped`]).
 pub(crate) fn record_mapping(b: &mut Buffer, extent: u64) -> &mut Buffer {
     if b.size_from_maps {
@@ -831,16 +842,7 @@ fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: Option<&
                 b.name = k.name.as_deref().and_then(model_name);
             }
         } else if listed_twice(k.inode) {
-            model.buffers.insert(
-                k.inode,
-                Buffer {
-                    inode: k.inode,
-                    size: k.size,
-                    exporter: k.exporter.clone(),
-                    name: k.name.as_deref().and_then(model_name),
-                    ..Buffer::default()
-                },
-            );
+            model.buffers.insert(k.inode, listed(k));
         } else {
             transient = transient.saturating_add(k.size);
         }

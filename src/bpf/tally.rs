@@ -14,7 +14,7 @@ use crate::account::{Buffer, Process};
 use crate::idmap::IdMap;
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
-use crate::scan::{mapped, model_name, record_mapping};
+use crate::scan::{self, mapped, model_name, record_mapping};
 
 /// Why records could not be counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -251,13 +251,7 @@ impl<'a> Counter<'a> {
 fn describe(listed: Option<&IdMap<u64, &KernelBuffer>>, inode: u64, refs: Refs) -> Option<Buffer> {
     let listed = listed?;
     Some(match (listed.get(&inode), refs) {
-        (Some(k), _) => Buffer {
-            inode,
-            size: k.size,
-            exporter: k.exporter.clone(),
-            name: k.name.as_deref().and_then(model_name),
-            ..Buffer::default()
-        },
+        (Some(k), _) => scan::listed(k),
         (None, Refs::Fd { size }) => Buffer { inode, size, ..Buffer::default() },
         (None, Refs::Map { extent }) => mapped(inode, extent, None),
     })
