@@ -30,7 +30,10 @@
 //! `st_dev` (the `stat` it needs anyway) or a maps line's device column with it: no extra
 //! syscall per buffer. A maps line met before the device is known and with no `map_files/` to
 //! ask is decided when the walk is over; if nothing in the walk told the device, it is taken on
-//! its name (documented in docs/dump.md).
+//! its name (documented in docs/dump.md). Those `fstatfs` looks go through an `O_PATH` open,
+//! a real fd of the scanner for as long as it lasts, so the scanner's own process is read last,
+//! after every worker is done: read alongside, its table would show another worker's look as a
+//! buffer the scanner holds.
 //!
 //! The kernel's buffer list is read before and after the walk, so the snapshot is consistent: a
 //! buffer is kernel-only only if it was listed both times and no process was seen holding it
@@ -161,6 +164,11 @@ pub(crate) fn around_kernel_lists(
 /// The /proc walk: every process, by `threads` workers.
 fn walk(opts: &ScanOptions, before: Option<(&Source, &KernelBuffers)>) -> Result<Model> {
     let pids = list_pids(&opts.proc_root)?;
+    // Until the dma-buf device is known, a worker looks at a dma-buf through an `O_PATH` open,
+    // which is this process's fd while it lasts: a worker reading this process's table
+    // meanwhile would count it as a buffer the scanner holds. So this process is read last,
+    // alone, once every other worker is done.
+    let own = i32::try_from(std::process::id()).ok().filter(|own| pids.binary_search(own).is_ok());
     let counters = procfs_counters(&opts.proc_root);
     let counters_used = counters.state == SourceState::Used;
     let root = open_proc_root(opts)?;
@@ -175,15 +183,17 @@ fn walk(opts: &ScanOptions, before: Option<(&Source, &KernelBuffers)>) -> Result
     let claimed = Mutex::new(known);
     let dmabuf_dev = OnceLock::new();
     let workers = opts.worker_count(pids.len());
-    let partials: Vec<Partial> = std::thread::scope(|s| {
+    let mut done: Vec<Worker<'_>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
                     let mut w = Worker::new(root.as_fd(), &claimed, &dmabuf_dev, counters_used);
                     while let Some(&pid) = pids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        w.process(pid);
+                        if Some(pid) != own {
+                            w.process(pid);
+                        }
                     }
-                    w.out
+                    w
                 })
             })
             .collect();
@@ -193,7 +203,10 @@ fn walk(opts: &ScanOptions, before: Option<(&Source, &KernelBuffers)>) -> Result
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    let mut model = merge(partials, dmabuf_dev.get().copied());
+    if let (Some(pid), Some(w)) = (own, done.first_mut()) {
+        w.process(pid);
+    }
+    let mut model = merge(done.into_iter().map(|w| w.out).collect(), dmabuf_dev.get().copied());
     let uid = sys::effective_uid();
     model.coverage.sources = vec![procfs_source(&opts.proc_root, &pids, uid), counters];
     model.coverage.scanner_uid = Some(uid);
