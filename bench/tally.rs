@@ -1,7 +1,7 @@
 //! Tally benchmark: counting the BPF task passes' records into buffers and holders, on the host.
 //!
 //! `cargo bench --bench tally [-- --clients 300 --bufs 900 --runs 11 --dense]`. The records are
-//! the ones `dmabuf_fd_refs` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue
+//! the ones `dmabuf_tables` and `dmabuf_vma_refs` write for the "inherited maps" shape of issue
 //! #13 (the kernel's buffer list describes every buffer): a compositor holds and maps every
 //! buffer, each client holds `bufs / clients` of them by fd and maps all of them, so the mapping
 //! pass is `(clients + 1) * bufs` records (270,900 for the defaults, 11 MB). With `--dense` it
@@ -121,9 +121,7 @@ fn dense_holders(clients: u32) -> (Vec<u8>, Vec<u8>) {
             first..first + DENSE_OWN
         };
         process(&mut fds, pid);
-        for (fd, inode) in (1..=DENSE_SHARED).chain(own.clone()).enumerate() {
-            words(&mut fds, &[2, pid, pid, 3 + fd as u32], &[table, inode, SIZE]);
-        }
+        fd_table(&mut fds, pid, table, (1..=DENSE_SHARED).chain(own.clone()));
         if !own.is_empty() {
             process(&mut vmas, pid);
         }
@@ -148,9 +146,7 @@ fn inherited(clients: u32, bufs: u64) -> (Vec<u8>, Vec<u8>) {
             (first + 1..=(first + per_client).min(bufs)).collect()
         };
         process(&mut fds, pid);
-        for (fd, &inode) in held.iter().enumerate() {
-            words(&mut fds, &[2, pid, pid, 3 + fd as u32], &[table, inode, SIZE]);
-        }
+        fd_table(&mut fds, pid, table, held);
         process(&mut vmas, pid);
         for inode in 1..=bufs {
             words(&mut vmas, &[3, pid, pid, 0], &[table + 8, inode, SIZE]);
@@ -162,6 +158,14 @@ fn inherited(clients: u32, bufs: u64) -> (Vec<u8>, Vec<u8>) {
 fn process(out: &mut Vec<u8>, pid: u32) {
     words(out, &[4, pid, 10_000 + pid, 0], &[]);
     out.extend_from_slice(&[b'c'; 16]);
+}
+
+/// A table walked in the kernel: its header, then an entry per dma-buf fd.
+fn fd_table(out: &mut Vec<u8>, pid: u32, table: u64, inodes: impl IntoIterator<Item = u64>) {
+    words(out, &[5, pid, pid, 0], &[table]);
+    for inode in inodes {
+        words(out, &[6, 0], &[inode, SIZE]);
+    }
 }
 
 fn words(out: &mut Vec<u8>, head: &[u32], rest: &[u64]) {

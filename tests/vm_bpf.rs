@@ -33,6 +33,9 @@ use vm_support::children::{self, alloc, inode, ready_then_wait, spawn, stop, wai
 const PAGE: u64 = 4096;
 const ROLE: &str = "DMABUFD_BPF_ROLE";
 const HOSTILE: &[u8] = b"bpf\nname\\012 x";
+/// Dma-buf fds in one table, past the 1,362 whose records fit the kernel's 32 KiB seq buffer
+/// in one run of `dmabuf_tables` (a process, a table and 24 bytes a fd).
+const MANY: usize = 1400;
 /// A command name (15 bytes, the kernel's limit) as hostile as a name can be in `status`.
 const HOSTILE_COMM: &[u8] = b"w\nork\\load\\n x";
 
@@ -124,7 +127,7 @@ fn same_model_from_both_sources() {
             let detail = &pinned.coverage.sources[0].detail;
             assert!(detail.contains("pinned at"), "pass {pass}");
             // 6.16+: the list describes the buffers, so the passes only reference them.
-            let refs_only = detail.starts_with("dmabuf_fd_refs and dmabuf_vma_refs");
+            let refs_only = detail.starts_with("dmabuf_tables and dmabuf_vma_refs");
             assert_eq!(refs_only, with_list, "pass {pass}: {detail}");
             // 6.16+: the pinned iter/dmabuf is the kernel list, where /proc read debugfs.
             let expected = if with_list { "dmabufd-iter" } else { "debugfs-bufinfo" };
@@ -294,16 +297,44 @@ fn child(role: &str) -> ! {
             ready_then_wait(&[inodes[0], inodes[1], hostile_inode, private]);
         }
         "leader_exits" => children::leader_exits(["bpf orphaned", "bpf orphan map"]),
+        "many" => {
+            let limit = rustix::process::Rlimit { current: Some(4096), maximum: Some(4096) };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("nofile");
+            let held: Vec<_> = (0..MANY).map(|_| alloc("bpf many", PAGE)).collect();
+            ready_then_wait(&held.iter().map(inode).collect::<Vec<_>>());
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A table too large for one run of `dmabuf_tables` fails that pass with E2BIG, and the scan
+/// counts fds with `dmabuf_fds` instead: the same model as /proc, every buffer held once.
+fn table_too_large_for_one_run() {
+    let (holder, inodes) = spawn(ROLE, "many");
+    let pid = holder.id() as i32;
+    assert_eq!(inodes.len(), MANY);
+    let (_pin, with_list) = Pin::new();
+    assert!(with_list, "iter/dmabuf pinned");
+    let (procfs, pinned) = both_models();
+    let detail = &pinned.coverage.sources[0].detail;
+    assert!(detail.starts_with("dmabuf_fds and dmabuf_vma_refs, pinned at"), "{detail}");
+    let lists = ["dmabufd-iter", "debugfs-bufinfo"];
+    let procfs = without_own_sources(procfs, &["procfs", "dmabuf_rss", lists[0], lists[1]]);
+    assert_eq!(procfs, without_own_sources(pinned, &["bpf", lists[0], lists[1]]));
+    for inode in inodes {
+        let b = procfs.buffers.get(&inode).unwrap_or_else(|| panic!("no inode {inode}"));
+        assert_eq!((b.size, b.fd_refs.clone()), (PAGE, refs(&[(pid, 1)])), "inode {inode}");
+    }
+    stop(holder);
 }
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
     }
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         ("same_model_from_both_sources", same_model_from_both_sources),
+        ("table_too_large_for_one_run", table_too_large_for_one_run),
         ("auto_uses_bpf_once_pinned", auto_uses_bpf_once_pinned),
         ("iter_dmabuf_lists_what_bufinfo_lists", iter_dmabuf_lists_what_bufinfo_lists),
     ];

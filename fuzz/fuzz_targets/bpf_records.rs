@@ -4,7 +4,8 @@
 //! Asserts: parsing never reads past the input, records come out in whole lengths (the next
 //! starts where the last ended, and an error ends the stream), names, exporters and command
 //! names are borrowed from the input and stop at their NUL; the tally fails exactly when
-//! parsing does or a reference names an undescribed buffer or process, and every count it makes
+//! parsing does, a reference names an undescribed buffer or process, or an fd of a walked table
+//! comes before any table, and every count it makes
 //! is of some record; and the input fed to a `Counter` in two reads, split anywhere (a record
 //! cut in two carried into the second read, as `bpf::Iterators::run` does), counts the same.
 #![no_main]
@@ -24,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => failed = true,
         }
     }
-    let refs = parsed.iter().filter(|r| matches!(r, Record::Fd(_) | Record::Vma(_))).count();
+    let refs = parsed
+        .iter()
+        .filter(|r| matches!(r, Record::Fd(_) | Record::Vma(_) | Record::TableFd(_)))
+        .count();
     for r in &parsed {
         match r {
             Record::Buffer(b) => {
@@ -37,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(is_within(p.comm, data) && !p.comm.contains(&0));
                 assert!(p.comm.len() <= records::COMM_LEN);
             }
-            Record::Fd(_) | Record::Vma(_) => {}
+            Record::Fd(_) | Record::Vma(_) | Record::Table(_) | Record::TableFd(_) => {}
         }
     }
     let whole = tally::tally(data);
@@ -56,13 +60,18 @@ fuzz_target!(|data: &[u8]| {
         Err(TallyError::Undescribed(inode)) => assert!(parsed.iter().any(|r| match r {
             Record::Fd(f) => f.inode == *inode,
             Record::Vma(v) => v.inode == *inode,
+            Record::TableFd(f) => f.inode == *inode,
             _ => false,
         })),
         Err(TallyError::UndescribedProcess(tgid)) => assert!(parsed.iter().any(|r| match r {
             Record::Fd(f) => f.tgid == *tgid,
             Record::Vma(v) => v.tgid == *tgid,
+            Record::Table(t) => t.tgid == *tgid,
             _ => false,
         })),
+        Err(TallyError::NoTable) => {
+            assert!(parsed.iter().any(|r| matches!(r, Record::TableFd(_))))
+        }
     }
     if let Ok(t) = whole {
         let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());

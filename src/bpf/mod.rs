@@ -84,8 +84,10 @@ pub const FDS: Program = Program { name: "dmabuf_fds", iter: "task_file", pin: "
 pub const VMAS: Program = Program { name: "dmabuf_vmas", iter: "task_vma", pin: "vmas" };
 /// Every exported buffer (6.16+): the kernel's buffer list.
 pub const LIST: Program = Program { name: "dmabuf_list", iter: "dmabuf", pin: "buffers" };
-/// [`FDS`] without buffer descriptions, for where [`LIST`] gives them.
-pub const FD_REFS: Program = Program { name: "dmabuf_fd_refs", iter: "task_file", pin: "fd_refs" };
+/// Every dma-buf fd of every task, each fd table walked in the kernel in one program run, without
+/// buffer descriptions: for where [`LIST`] gives them. A table too large for one run fails the
+/// pass with `E2BIG`, and the scan takes [`FDS`] instead.
+pub const TABLES: Program = Program { name: "dmabuf_tables", iter: "task", pin: "tables" };
 /// [`VMAS`] without buffer descriptions, for where [`LIST`] gives them.
 pub const VMA_REFS: Program =
     Program { name: "dmabuf_vma_refs", iter: "task_vma", pin: "vma_refs" };
@@ -104,10 +106,12 @@ fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error 
 const TASKS: [Program; 2] = [FDS, VMAS];
 /// What a scan runs once it has read [`LIST`]: the same, describing no buffer. Over half of
 /// what [`TASKS`] write is buffer descriptions, and each costs a hash lookup and update.
-const REFS: [Program; 2] = [FD_REFS, VMA_REFS];
-/// Everything [`pin`] pins, in order; the reference-only passes ([`FD_REFS`], [`VMA_REFS`])
+const REFS: [Program; 2] = [TABLES, VMA_REFS];
+/// What a scan runs once it has read [`LIST`] when a table is too large for [`TABLES`].
+const REFS_BY_FD: [Program; 2] = [FDS, VMA_REFS];
+/// Everything [`pin`] pins, in order; the reference-only passes ([`TABLES`], [`VMA_REFS`])
 /// only with [`LIST`], which they are useless without.
-pub const ALL: [Program; 5] = [FDS, VMAS, LIST, FD_REFS, VMA_REFS];
+pub const ALL: [Program; 5] = [FDS, VMAS, LIST, TABLES, VMA_REFS];
 
 /// Where [`pin`] puts the iterators below the root (`/`): bpffs's usual mount, one directory
 /// per record layout, so a reader never meets another build's layout.
@@ -332,15 +336,24 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
             Some((KernelSource::Pinned(_), list)) if iterators.has(&REFS) => Some(list),
             _ => None,
         };
-        let (programs, mut counter) = match listed {
-            Some(list) => (&REFS, tally::Counter::described_by(list)),
-            None => (&TASKS, tally::Counter::default()),
+        let run = |iterators: &mut Iterators, programs: &[Program; 2]| {
+            let mut counter =
+                listed.map_or_else(tally::Counter::default, tally::Counter::described_by);
+            for program in programs {
+                iterators.run(program, &mut counter)?;
+                log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
+            }
+            Ok(counter.finish())
         };
-        for program in programs {
-            iterators.run(program, &mut counter)?;
-            log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
-        }
-        let tally = counter.finish();
+        let mut programs = if listed.is_some() { &REFS } else { &TASKS };
+        let tally = match run(&mut iterators, programs) {
+            Err(e) if programs == &REFS && too_large(&e) => {
+                log::debug!("an fd table is too large for {}: {e}", TABLES.name);
+                programs = &REFS_BY_FD;
+                run(&mut iterators, programs)?
+            }
+            other => other?,
+        };
         let mut model =
             Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };
         let detail = iterators.describe(programs);
@@ -348,6 +361,13 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
         model.coverage.scanner_uid = Some(crate::sys::effective_uid());
         Ok(model)
     })
+}
+
+/// Whether a pass failed because one object's records overflowed the kernel's seq buffer: the
+/// kernel's answer (`E2BIG`) to a [`TABLES`] run too large to return.
+fn too_large(e: &Error) -> bool {
+    let too_big = crate::sys::Errno::TOOBIG.raw_os_error();
+    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(too_big))
 }
 
 /// Every exported buffer, as `iter/dmabuf` (Linux 6.16+) lists it: inode, size, name and

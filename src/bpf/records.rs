@@ -13,18 +13,22 @@ pub const COMM_LEN: usize = 16;
 
 /// The layout's version: part of the path iterators are pinned at, so that a reader never
 /// parses the records of an object built for another layout. Bump it with any layout change.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 const KIND_BUFFER: u32 = 1;
 const KIND_FD: u32 = 2;
 const KIND_VMA: u32 = 3;
 const KIND_PROCESS: u32 = 4;
+const KIND_TABLE: u32 = 5;
+const KIND_TABLE_FD: u32 = 6;
 
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
 const FD_LEN: usize = 40;
 const VMA_LEN: usize = 40;
 const PROCESS_LEN: usize = 16 + COMM_LEN;
+const TABLE_LEN: usize = 24;
+const TABLE_FD_LEN: usize = 24;
 
 /// One buffer, described once per pass (or more often: keep the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,26 @@ pub struct FdRecord {
     pub size: u64,
 }
 
+/// An fd table walked whole in the kernel; the [`TableFdRecord`]s after it are its dma-buf fds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableRecord {
+    /// Thread-group id: the process.
+    pub tgid: i32,
+    /// The task the table was reached through.
+    pub tid: i32,
+    /// Identity of the table (the kernel's `files_struct` address).
+    pub files: u64,
+}
+
+/// One dma-buf fd of the [`TableRecord`] before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFdRecord {
+    /// The buffer's inode.
+    pub inode: u64,
+    /// The buffer's size (its inode's), for a buffer the kernel's list did not have yet.
+    pub size: u64,
+}
+
 /// One dma-buf mapping of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VmaRecord {
@@ -102,6 +126,10 @@ pub enum Record<'a> {
     Vma(VmaRecord),
     /// A process's description.
     Process(ProcessRecord<'a>),
+    /// An fd table's start.
+    Table(TableRecord),
+    /// An fd of the table before it.
+    TableFd(TableFdRecord),
 }
 
 /// Why parsing stopped.
@@ -163,6 +191,8 @@ impl<'a> Iterator for Records<'a> {
             KIND_FD => FD_LEN,
             KIND_VMA => VMA_LEN,
             KIND_PROCESS => PROCESS_LEN,
+            KIND_TABLE => TABLE_LEN,
+            KIND_TABLE_FD => TABLE_FD_LEN,
             _ => return Some(self.fail(RecordError::UnknownKind { kind, offset })),
         };
         let Some(r) = rest.get(..len) else {
@@ -192,6 +222,12 @@ impl<'a> Iterator for Records<'a> {
                 uid: u32f(8),
                 comm: c_str(&r[16..]),
             }),
+            KIND_TABLE => Record::Table(TableRecord {
+                tgid: u32f(4) as i32,
+                tid: u32f(8) as i32,
+                files: u64f(16),
+            }),
+            KIND_TABLE_FD => Record::TableFd(TableFdRecord { inode: u64f(8), size: u64f(16) }),
             _ => Record::Vma(VmaRecord {
                 tgid: u32f(4) as i32,
                 tid: u32f(8) as i32,
@@ -249,6 +285,10 @@ mod tests {
         bytes.extend([0xaa, 7, 0x2000].map(u64::to_ne_bytes).concat());
         bytes.extend([4u32, 100, 1000, 0].map(u32::to_ne_bytes).concat());
         bytes.extend(*b"surf\\fl\ng\0\0\0\0\0\0\0");
+        bytes.extend([5u32, 100, 102, 0].map(u32::to_ne_bytes).concat());
+        bytes.extend(0xffff_0040u64.to_ne_bytes());
+        bytes.extend([6u32, 0].map(u32::to_ne_bytes).concat());
+        bytes.extend([7u64, 4096].map(u64::to_ne_bytes).concat());
         bytes.extend(9u32.to_ne_bytes());
         let got: Vec<_> = parse(&bytes).collect();
         assert_eq!(
@@ -277,9 +317,11 @@ mod tests {
                     len: 0x2000
                 })),
                 Ok(Record::Process(ProcessRecord { tgid: 100, uid: 1000, comm: b"surf\\fl\ng" })),
+                Ok(Record::Table(TableRecord { tgid: 100, tid: 102, files: 0xffff_0040 })),
+                Ok(Record::TableFd(TableFdRecord { inode: 7, size: 4096 })),
                 Err(RecordError::UnknownKind {
                     kind: 9,
-                    offset: BUFFER_LEN + FD_LEN + VMA_LEN + PROCESS_LEN
+                    offset: BUFFER_LEN + FD_LEN + VMA_LEN + PROCESS_LEN + TABLE_LEN + TABLE_FD_LEN
                 }),
             ]
         );

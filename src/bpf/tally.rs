@@ -29,6 +29,9 @@ pub enum TallyError {
     /// An fd or mapping of a process no earlier record described.
     #[error("BPF record refers to undescribed process {0}")]
     UndescribedProcess(i32),
+    /// An fd of a table walked in the kernel, with no table before it.
+    #[error("BPF fd record outside any fd table")]
+    NoTable,
 }
 
 /// What a pass saw: buffers by inode with their fd and mapping counts per process, and every
@@ -69,6 +72,8 @@ pub struct Counter<'a> {
     spaces: IdMap<(i32, u64), i32>,
     /// The owner of the last reference counted: the next one by the same owner counts too.
     last: Option<Owner>,
+    /// The fd table the kernel is walking (`dmabuf_tables`): its fds' owner.
+    table: Option<Owner>,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
 }
@@ -135,7 +140,7 @@ struct Owner {
 }
 
 impl<'a> Counter<'a> {
-    /// A counter for the passes that describe no buffer (`dmabuf_fd_refs`, `dmabuf_vma_refs`):
+    /// A counter for the passes that describe no buffer (`dmabuf_tables`, `dmabuf_vma_refs`):
     /// a buffer is described by `list` (the kernel's, read before the pass), or, created since,
     /// by its fd (size only) or mapping (a lower bound, as /proc maps give), until the list read
     /// after the walk completes it ([`crate::scan`]).
@@ -182,6 +187,14 @@ impl<'a> Counter<'a> {
                         comm: comm_as_printed(p.comm),
                     });
                     continue;
+                }
+                Record::Table(t) => {
+                    self.table =
+                        Some(Owner { map: false, tgid: t.tgid, table: t.files, tid: t.tid });
+                    continue;
+                }
+                Record::TableFd(f) => {
+                    (self.table.ok_or(TallyError::NoTable)?, f.inode, Refs::Fd { size: f.size })
                 }
                 Record::Fd(f) => {
                     let owner = Owner { map: false, tgid: f.tgid, table: f.files, tid: f.tid };
@@ -352,8 +365,51 @@ mod tests {
         assert_eq!(got.buffers[&11].map_refs, refs(2));
     }
 
+    fn table(tgid: u32, tid: u32, files: u64, inodes: &[u64]) -> Vec<u8> {
+        let mut r = rec(&[files], 5, [tgid, tid, 0]);
+        for &inode in inodes {
+            let mut entry = rec(&[inode, 4096], 6, [0; 3]);
+            entry.drain(8..16);
+            r.extend(entry);
+        }
+        r
+    }
+
+    /// Tables walked in the kernel count by the rules of fd records: a table reached again
+    /// through another thread (the leader exited) counts once, a thread's own table counts too,
+    /// and a buffer created after the list was read is sized by its entry.
+    #[test]
+    fn walked_tables_count_once_per_process() {
+        let listed = KernelBuffer { inode: 7, size: 8192, exporter: None, name: None };
+        let list = KernelBuffers { buffers: vec![listed], unidentified: Vec::new() };
+        let bytes = [
+            process(10, 1000, b"app"),
+            table(10, 11, 0xa, &[7, 7, 9]),
+            process(10, 1000, b"app"),
+            table(10, 12, 0xa, &[7, 7, 9]),
+            table(10, 13, 0xb, &[7]),
+            process(20, 0, b"sf"),
+            table(20, 20, 0xc, &[]),
+            table(20, 20, 0xd, &[9]),
+        ]
+        .concat();
+        let mut counter = Counter::described_by(&list);
+        assert_eq!(counter.add(&bytes), Ok(bytes.len()));
+        let got = counter.finish();
+        assert_eq!(got.buffers[&7].fd_refs, [(10, 3)].into());
+        assert_eq!(got.buffers[&7].size, 8192);
+        assert_eq!(got.buffers[&9].fd_refs, [(10, 1), (20, 1)].into());
+        assert_eq!(got.buffers[&9].size, 4096);
+        assert_eq!(got.processes.keys().copied().collect::<Vec<_>>(), [10, 20]);
+    }
+
     #[test]
     fn reference_before_description_is_refused() {
+        let entry = table(10, 10, 0xa, &[7]).split_off(24);
+        assert_eq!(
+            tally(&[process(10, 0, b"p"), buffer(7), entry].concat()),
+            Err(TallyError::NoTable)
+        );
         let bytes = [process(10, 0, b"p"), rec(&[0xa, 7, 4096], 2, [10, 10, 3])].concat();
         assert_eq!(tally(&bytes), Err(TallyError::Undescribed(7)));
         let bytes = [buffer(7), rec(&[0xa, 7, 4096], 2, [10, 10, 3])].concat();
