@@ -236,8 +236,8 @@ struct {
 } described SEC(".maps");
 
 // The dma-buf file operations (`dma_buf_fops`), learnt from the first file the superblock magic
-// says is a dma-buf: from then on one compare of `f_op` tells a dma-buf, two reads per fd
-// instead of four.
+// says is a dma-buf: from then on one read and compare of `f_op` tells a dma-buf, where the
+// magic takes three reads (file, inode, superblock).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -377,15 +377,19 @@ static __attribute__((always_inline)) int vma(struct bpf_iter__task_vma *ctx, in
 	return emit(ctx->meta, task, file, &rec, sizeof(rec), describe);
 }
 
-// One fd table, walked by bpf_loop one fd at a time (dmabuf_tables).
+// One fd table, walked by bpf_loop eight fds at a time (dmabuf_tables): a byte of the open-fds
+// bitmap tells which of them to look at, and one read takes their eight file pointers.
 struct table_walk {
 	struct seq_file *seq;
 	__u64 fds;      // the table's fd array: struct file *[max_fds]
 	__u64 open_fds; // its bitmap of open fds
 	__u64 word;     // the bitmap's word for the current 64 fds
 	__u64 fops;     // dma_buf_fops once known, else 0
-	__u32 max_fds;
-	__u32 started; // the process and table records are written
+	__u32 groups;   // eight fds each: max_fds is a multiple of 64
+	__u32 bits;     // which fds of the current group are open
+	__u32 started;  // the process and table records are written
+	__u32 full;     // the seq buffer is full: stop
+	struct file *group[8];
 	struct process_rec process;
 	struct table_rec table;
 };
@@ -404,23 +408,18 @@ static __attribute__((always_inline)) int magic_is_dmabuf(struct file *f)
 	return magic == DMA_BUF_MAGIC;
 }
 
-// bpf_loop's callback for fd `i`: 0 goes on, 1 stops (past the table, or the seq buffer full:
-// the kernel then drops this task's output and the read fails with E2BIG, see the program).
-static long table_fd(__u64 i, struct table_walk *w)
+// bpf_loop's callback for fd `k` of the current group: 0 goes on, 1 stops (the seq buffer is
+// full: the kernel then drops this task's output and the read fails with E2BIG, see the
+// program).
+static long table_fd(__u64 k, struct table_walk *w)
 {
-	struct file *f = 0;
+	struct file *f;
 	const void *op = 0;
 	struct inode *inode = 0;
 
-	if (i >= w->max_fds)
-		return 1;
-	if ((i & 63) == 0) {
-		w->word = 0;
-		bpf_probe_read_kernel(&w->word, sizeof(w->word), (void *)(w->open_fds + (i >> 6) * 8));
-	}
-	if (!((w->word >> (i & 63)) & 1))
+	if (!((w->bits >> (k & 7)) & 1))
 		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), (void *)(w->fds + i * 8));
+	f = w->group[k & 7];
 	if (!f)
 		return 0;
 	bpf_probe_read_kernel(&op, sizeof(op), &f->f_op);
@@ -443,16 +442,43 @@ static long table_fd(__u64 i, struct table_walk *w)
 	if (!w->started) {
 		w->started = 1;
 		if (bpf_seq_write(w->seq, &w->process, sizeof(w->process)) ||
-		    bpf_seq_write(w->seq, &w->table, sizeof(w->table)))
+		    bpf_seq_write(w->seq, &w->table, sizeof(w->table))) {
+			w->full = 1;
 			return 1;
+		}
 	}
-	return bpf_seq_write(w->seq, &rec, sizeof(rec)) ? 1 : 0;
+	if (bpf_seq_write(w->seq, &rec, sizeof(rec))) {
+		w->full = 1;
+		return 1;
+	}
+	return 0;
+}
+
+// bpf_loop's callback for group `g` (fds 8g to 8g+7).
+static long table_group(__u64 g, struct table_walk *w)
+{
+	if (g >= w->groups)
+		return 1;
+	if ((g & 7) == 0) {
+		w->word = 0;
+		bpf_probe_read_kernel(&w->word, sizeof(w->word), (void *)(w->open_fds + (g >> 3) * 8));
+	}
+	w->bits = (w->word >> ((g & 7) * 8)) & 0xff;
+	if (!w->bits)
+		return 0;
+	if (bpf_probe_read_kernel(w->group, sizeof(w->group), (void *)(w->fds + g * 64)))
+		return 0;
+	bpf_loop(8, table_fd, w, 0);
+	// The verifier wants a callback's return value to be 0 or 1 as such.
+	if (w->full)
+		return 1;
+	return 0;
 }
 
 // Every fd table, walked in the kernel: one program run per task instead of one per fd (the
 // task_file iterator's per-fd lock, reference and run cost 0.8 us each under emulation, and a
 // phone's processes hold a hundred other files for each dma-buf). A task's output must fit the
-// kernel's seq buffer (32 KiB: 1,300 dma-buf fds in one table); a larger table fails the read
+// kernel's seq buffer (32 KiB: 1,362 dma-buf fds in one table); a larger table fails the read
 // with E2BIG and userspace walks with dmabuf_fds instead. Describes processes (each time it
 // walks one of their tables; userspace keeps the first) but no buffers: it runs where
 // iter/dmabuf lists them. Threads that share their leader's table are passed over, as
@@ -479,12 +505,12 @@ int dmabuf_tables(struct bpf_iter__task *ctx)
 		.fds = (__u64)fdt->fd,
 		.open_fds = (__u64)fdt->open_fds,
 		.fops = fops ? *fops : 0,
-		.max_fds = fdt->max_fds,
+		.groups = fdt->max_fds / 8,
 		.table = { .kind = REC_TABLE, .tgid = task->tgid, .tid = task->pid, .files = (__u64)files },
 	};
 	__u64 known = w.fops;
 	fill_process(&w.process, task);
-	bpf_loop(w.max_fds, table_fd, &w, 0);
+	bpf_loop(w.groups, table_group, &w, 0);
 	if (fops && !known && w.fops)
 		*fops = w.fops;
 	return 0;
