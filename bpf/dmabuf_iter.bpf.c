@@ -136,7 +136,21 @@ struct bpf_iter__dmabuf {
 } CORE;
 
 // Record kinds; every record starts with its kind.
-enum { REC_BUFFER = 1, REC_FD = 2, REC_VMA = 3, REC_PROCESS = 4, REC_TABLE = 5, REC_TABLE_FD = 6 };
+enum {
+	REC_BUFFER = 1,
+	REC_FD = 2,
+	REC_VMA = 3,
+	REC_PROCESS = 4,
+	REC_TABLE = 5,
+	REC_TABLE_FD = 6,
+	REC_TABLE_CUT = 7,
+};
+
+// Dma-buf fds of one table that one run of dmabuf_tables writes. A run's output must fit the
+// kernel's seq buffer (8 pages; the kernel fails the read with E2BIG when one object's output
+// alone does not): a process, a table, this many fds and a cut, 32 + 24 + 24 * 1300 + 16
+// bytes, fit with 4 KiB pages.
+#define TABLE_FDS_PER_RUN 1300
 
 // Once per buffer and pass (see `seen`): identity, size and the names the kernel holds.
 struct buffer_rec {
@@ -191,6 +205,15 @@ struct table_fd_rec {
 	__u32 pad;
 	__u64 inode;
 	__u64 size;
+};
+
+// The table before it has more dma-buf fds than one run writes: userspace reads the rest, fds
+// `next_fd` and above, from /proc/<tgid>/task/<tid>/fd.
+struct table_cut_rec {
+	__u32 kind;
+	__u32 tgid;
+	__u32 tid;
+	__u32 next_fd;
 };
 
 // Once per process and pass, before its first fd or mapping: what /proc/<pid>/status would
@@ -388,7 +411,9 @@ struct table_walk {
 	__u32 groups;   // eight fds each: max_fds is a multiple of 64
 	__u32 bits;     // which fds of the current group are open
 	__u32 started;  // the process and table records are written
-	__u32 full;     // the seq buffer is full: stop
+	__u32 full;     // the seq buffer is full, or the table cut: stop
+	__u32 written;  // dma-buf fds written
+	__u32 at;       // the current group's first fd
 	struct file *group[8];
 	struct process_rec process;
 	struct table_rec table;
@@ -408,9 +433,9 @@ static __attribute__((always_inline)) int magic_is_dmabuf(struct file *f)
 	return magic == DMA_BUF_MAGIC;
 }
 
-// bpf_loop's callback for fd `k` of the current group: 0 goes on, 1 stops (the seq buffer is
-// full: the kernel then drops this task's output and the read fails with E2BIG, see the
-// program).
+// bpf_loop's callback for fd `k` of the current group: 0 goes on, 1 stops (the table is cut,
+// or the seq buffer is full: the kernel then drops this task's output and shows the task again
+// after the next read).
 static long table_fd(__u64 k, struct table_walk *w)
 {
 	struct file *f;
@@ -447,10 +472,22 @@ static long table_fd(__u64 k, struct table_walk *w)
 			return 1;
 		}
 	}
+	if (w->written >= TABLE_FDS_PER_RUN) {
+		struct table_cut_rec cut;
+
+		cut.kind = REC_TABLE_CUT;
+		cut.tgid = w->table.tgid;
+		cut.tid = w->table.tid;
+		cut.next_fd = w->at + (k & 7);
+		bpf_seq_write(w->seq, &cut, sizeof(cut));
+		w->full = 1;
+		return 1;
+	}
 	if (bpf_seq_write(w->seq, &rec, sizeof(rec))) {
 		w->full = 1;
 		return 1;
 	}
+	w->written++;
 	return 0;
 }
 
@@ -468,6 +505,7 @@ static long table_group(__u64 g, struct table_walk *w)
 		return 0;
 	if (bpf_probe_read_kernel(w->group, sizeof(w->group), (void *)(w->fds + g * 64)))
 		return 0;
+	w->at = g * 8;
 	bpf_loop(8, table_fd, w, 0);
 	// The verifier wants a callback's return value to be 0 or 1 as such.
 	if (w->full)
@@ -478,10 +516,10 @@ static long table_group(__u64 g, struct table_walk *w)
 // Every fd table, walked in the kernel: one program run per task instead of one per fd (the
 // task_file iterator's per-fd lock, reference and run cost 0.8 us each under emulation, and a
 // phone's processes hold a hundred other files for each dma-buf). A task's output must fit the
-// kernel's seq buffer (32 KiB: 1,362 dma-buf fds in one table); a larger table fails the read
-// with E2BIG and userspace walks with dmabuf_fds instead. Describes processes (each time it
-// walks one of their tables; userspace keeps the first) but no buffers: it runs where
-// iter/dmabuf lists them. Threads that share their leader's table are passed over, as
+// kernel's seq buffer (32 KiB), so a run writes at most TABLE_FDS_PER_RUN of a table's dma-buf
+// fds and then where the rest begin, for userspace to read from /proc. Describes processes
+// (each time it walks one of their tables; userspace keeps the first) but no buffers: it runs
+// where iter/dmabuf lists them. Threads that share their leader's table are passed over, as
 // iter/task_file does.
 SEC("iter/task")
 int dmabuf_tables(struct bpf_iter__task *ctx)

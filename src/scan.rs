@@ -701,6 +701,39 @@ fn map_is_dma_buf(
     }
 }
 
+/// The dma-buf fds numbered `from` and up in the fd table of thread `tid` of process `tgid`,
+/// each as its file's stat: the rest of a table the BPF walk cut ([`crate::bpf`]). Each is told
+/// a dma-buf by its file system (one `O_PATH` open per fd: the cut tables are the few that
+/// hold over a thousand buffers). A thread gone meanwhile has none left.
+pub(crate) fn dma_buf_fds_from(
+    proc_root: &Path,
+    tgid: i32,
+    tid: i32,
+    from: u32,
+) -> io::Result<Vec<FileStat>> {
+    let path = proc_root.join(format!("{tgid}/task/{tid}/fd"));
+    let dir = match sys::open_dir(&path).map_err(Skip::from) {
+        Ok(dir) => dir,
+        Err(Skip::Vanished) => return Ok(Vec::new()),
+        Err(Skip::Unreadable(e)) => return Err(e),
+    };
+    let mut space = vec![MaybeUninit::uninit(); 32 * 1024];
+    let mut entries = RawDir::new(&dir, &mut space);
+    let mut found = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        let fd = std::str::from_utf8(name.to_bytes()).ok().and_then(|n| n.parse::<u32>().ok());
+        if fd.is_some_and(|fd| fd >= from) {
+            // Closed since the listing: not held.
+            if let Ok(Some(st)) = sys::dma_buf_stat_at(dir.as_fd(), name) {
+                found.push(st);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// A buffer first seen in a mapping reaching `extent` bytes into it: until a source with the
 /// true size says otherwise, a map-only buffer is as large as its furthest mapping.
 pub(crate) fn mapped(inode: u64, extent: u64, name: Option<Name>) -> Buffer {

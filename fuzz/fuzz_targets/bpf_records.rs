@@ -4,8 +4,8 @@
 //! Asserts: parsing never reads past the input, records come out in whole lengths (the next
 //! starts where the last ended, and an error ends the stream), names, exporters and command
 //! names are borrowed from the input and stop at their NUL; the tally fails exactly when
-//! parsing does, a reference names an undescribed buffer or process, or an fd of a walked table
-//! comes before any table, and every count it makes
+//! parsing does, a reference names an undescribed buffer or process, or an fd or cut of a
+//! walked table comes before any table, and every count it makes
 //! is of some record; and the input fed to a `Counter` in two reads, split anywhere (a record
 //! cut in two carried into the second read, as `bpf::Iterators::run` does), counts the same.
 #![no_main]
@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(is_within(p.comm, data) && !p.comm.contains(&0));
                 assert!(p.comm.len() <= records::COMM_LEN);
             }
-            Record::Fd(_) | Record::Vma(_) | Record::Table(_) | Record::TableFd(_) => {}
+            Record::Fd(_)
+            | Record::Vma(_)
+            | Record::Table(_)
+            | Record::TableFd(_)
+            | Record::TableCut(_) => {}
         }
     }
     let whole = tally::tally(data);
@@ -70,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
             _ => false,
         })),
         Err(TallyError::NoTable) => {
-            assert!(parsed.iter().any(|r| matches!(r, Record::TableFd(_))))
+            assert!(parsed.iter().any(|r| matches!(r, Record::TableFd(_) | Record::TableCut(_))))
         }
     }
     if let Ok(t) = whole {

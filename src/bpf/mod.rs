@@ -85,8 +85,9 @@ pub const VMAS: Program = Program { name: "dmabuf_vmas", iter: "task_vma", pin: 
 /// Every exported buffer (6.16+): the kernel's buffer list.
 pub const LIST: Program = Program { name: "dmabuf_list", iter: "dmabuf", pin: "buffers" };
 /// Every dma-buf fd of every task, each fd table walked in the kernel in one program run, without
-/// buffer descriptions: for where [`LIST`] gives them. A table too large for one run fails the
-/// pass with `E2BIG`, and the scan takes [`FDS`] instead.
+/// buffer descriptions: for where [`LIST`] gives them. A run writes up to 1,300 dma-buf fds of
+/// a table (its output must fit the kernel's seq buffer) and then where the rest begin, which
+/// the scan reads from `/proc`.
 pub const TABLES: Program = Program { name: "dmabuf_tables", iter: "task", pin: "tables" };
 /// [`VMAS`] without buffer descriptions, for where [`LIST`] gives them.
 pub const VMA_REFS: Program =
@@ -107,8 +108,6 @@ const TASKS: [Program; 2] = [FDS, VMAS];
 /// What a scan runs once it has read [`LIST`]: the same, describing no buffer. Over half of
 /// what [`TASKS`] write is buffer descriptions, and each costs a hash lookup and update.
 const REFS: [Program; 2] = [TABLES, VMA_REFS];
-/// What a scan runs once it has read [`LIST`] when a table is too large for [`TABLES`].
-const REFS_BY_FD: [Program; 2] = [FDS, VMA_REFS];
 /// Everything [`pin`] pins, in order; the reference-only passes ([`TABLES`], [`VMA_REFS`])
 /// only with [`LIST`], which they are useless without.
 pub const ALL: [Program; 5] = [FDS, VMAS, LIST, TABLES, VMA_REFS];
@@ -328,7 +327,8 @@ pub fn scan_bpf(opts: &ScanOptions) -> Result<Model> {
 
 /// One pass of both task iterators, between the same two reads of the kernel's buffer list as
 /// the /proc walk. Where the first read is the pinned `iter/dmabuf`, it describes every buffer
-/// and the passes that only reference them run ([`REFS`]).
+/// and the passes that only reference them run ([`REFS`]); the rest of a table too large for
+/// one run of [`TABLES`] is read from `/proc` after them.
 fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
     scan::around_kernel_lists(opts, |before| {
         let start = std::time::Instant::now();
@@ -336,38 +336,38 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
             Some((KernelSource::Pinned(_), list)) if iterators.has(&REFS) => Some(list),
             _ => None,
         };
-        let run = |iterators: &mut Iterators, programs: &[Program; 2]| {
-            let mut counter =
-                listed.map_or_else(tally::Counter::default, tally::Counter::described_by);
-            for program in programs {
-                iterators.run(program, &mut counter)?;
-                log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
-            }
-            Ok(counter.finish())
+        let (programs, mut counter) = match listed {
+            Some(list) => (&REFS, tally::Counter::described_by(list)),
+            None => (&TASKS, tally::Counter::default()),
         };
-        let mut programs = if listed.is_some() { &REFS } else { &TASKS };
-        let tally = match run(&mut iterators, programs) {
-            Err(e) if programs == &REFS && too_large(&e) => {
-                log::debug!("an fd table is too large for {}: {e}", TABLES.name);
-                programs = &REFS_BY_FD;
-                run(&mut iterators, programs)?
+        for program in programs {
+            iterators.run(program, &mut counter)?;
+            log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
+        }
+        let cuts = counter.take_cuts();
+        for cut in &cuts {
+            let context =
+                || format!("reading fds {}.. of thread {} from /proc", cut.next_fd, cut.tid);
+            let rest = scan::dma_buf_fds_from(&opts.proc_root, cut.tgid, cut.tid, cut.next_fd)
+                .map_err(|e| Error::io(context(), e))?;
+            for st in rest {
+                counter
+                    .add_fd(cut, st.inode, st.size)
+                    .map_err(|e| Error::io(context(), invalid(e)))?;
             }
-            other => other?,
-        };
+        }
+        let tally = counter.finish();
         let mut model =
             Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };
-        let detail = iterators.describe(programs);
+        let mut detail = iterators.describe(programs);
+        if !cuts.is_empty() {
+            let n = cuts.len();
+            detail.push_str(&format!("; {n} fd table(s) past one run read on from /proc"));
+        }
         model.coverage.sources = vec![SourceUse::new(source::BPF_SCAN, SourceState::Used, detail)];
         model.coverage.scanner_uid = Some(crate::sys::effective_uid());
         Ok(model)
     })
-}
-
-/// Whether a pass failed because one object's records overflowed the kernel's seq buffer: the
-/// kernel's answer (`E2BIG`) to a [`TABLES`] run too large to return.
-fn too_large(e: &Error) -> bool {
-    let too_big = crate::sys::Errno::TOOBIG.raw_os_error();
-    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(too_big))
 }
 
 /// Every exported buffer, as `iter/dmabuf` (Linux 6.16+) lists it: inode, size, name and

@@ -21,6 +21,7 @@ const KIND_VMA: u32 = 3;
 const KIND_PROCESS: u32 = 4;
 const KIND_TABLE: u32 = 5;
 const KIND_TABLE_FD: u32 = 6;
+const KIND_TABLE_CUT: u32 = 7;
 
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
@@ -29,6 +30,7 @@ const VMA_LEN: usize = 40;
 const PROCESS_LEN: usize = 16 + COMM_LEN;
 const TABLE_LEN: usize = 24;
 const TABLE_FD_LEN: usize = 24;
+const TABLE_CUT_LEN: usize = 16;
 
 /// One buffer, described once per pass (or more often: keep the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,18 @@ pub struct TableFdRecord {
     pub size: u64,
 }
 
+/// The [`TableRecord`] before it goes on past what one program run writes: its dma-buf fds
+/// `next_fd` and above are to be read from `/proc/<tgid>/task/<tid>/fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableCutRecord {
+    /// Thread-group id: the process.
+    pub tgid: i32,
+    /// The task the table was reached through.
+    pub tid: i32,
+    /// The first fd not walked.
+    pub next_fd: u32,
+}
+
 /// One dma-buf mapping of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VmaRecord {
@@ -130,6 +144,8 @@ pub enum Record<'a> {
     Table(TableRecord),
     /// An fd of the table before it.
     TableFd(TableFdRecord),
+    /// Where the walk of the table before it stopped.
+    TableCut(TableCutRecord),
 }
 
 /// Why parsing stopped.
@@ -193,6 +209,7 @@ impl<'a> Iterator for Records<'a> {
             KIND_PROCESS => PROCESS_LEN,
             KIND_TABLE => TABLE_LEN,
             KIND_TABLE_FD => TABLE_FD_LEN,
+            KIND_TABLE_CUT => TABLE_CUT_LEN,
             _ => return Some(self.fail(RecordError::UnknownKind { kind, offset })),
         };
         let Some(r) = rest.get(..len) else {
@@ -228,6 +245,11 @@ impl<'a> Iterator for Records<'a> {
                 files: u64f(16),
             }),
             KIND_TABLE_FD => Record::TableFd(TableFdRecord { inode: u64f(8), size: u64f(16) }),
+            KIND_TABLE_CUT => Record::TableCut(TableCutRecord {
+                tgid: u32f(4) as i32,
+                tid: u32f(8) as i32,
+                next_fd: u32f(12),
+            }),
             _ => Record::Vma(VmaRecord {
                 tgid: u32f(4) as i32,
                 tid: u32f(8) as i32,
@@ -289,6 +311,7 @@ mod tests {
         bytes.extend(0xffff_0040u64.to_ne_bytes());
         bytes.extend([6u32, 0].map(u32::to_ne_bytes).concat());
         bytes.extend([7u64, 4096].map(u64::to_ne_bytes).concat());
+        bytes.extend([7u32, 100, 102, 1301].map(u32::to_ne_bytes).concat());
         bytes.extend(9u32.to_ne_bytes());
         let got: Vec<_> = parse(&bytes).collect();
         assert_eq!(
@@ -319,9 +342,16 @@ mod tests {
                 Ok(Record::Process(ProcessRecord { tgid: 100, uid: 1000, comm: b"surf\\fl\ng" })),
                 Ok(Record::Table(TableRecord { tgid: 100, tid: 102, files: 0xffff_0040 })),
                 Ok(Record::TableFd(TableFdRecord { inode: 7, size: 4096 })),
+                Ok(Record::TableCut(TableCutRecord { tgid: 100, tid: 102, next_fd: 1301 })),
                 Err(RecordError::UnknownKind {
                     kind: 9,
-                    offset: BUFFER_LEN + FD_LEN + VMA_LEN + PROCESS_LEN + TABLE_LEN + TABLE_FD_LEN
+                    offset: BUFFER_LEN
+                        + FD_LEN
+                        + VMA_LEN
+                        + PROCESS_LEN
+                        + TABLE_LEN
+                        + TABLE_FD_LEN
+                        + TABLE_CUT_LEN
                 }),
             ]
         );

@@ -74,6 +74,8 @@ pub struct Counter<'a> {
     last: Option<Owner>,
     /// The fd table the kernel is walking (`dmabuf_tables`): its fds' owner.
     table: Option<Owner>,
+    /// Tables whose walk was cut, for their rest to be read from /proc.
+    cuts: Vec<Cut>,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
 }
@@ -126,6 +128,20 @@ impl Runs {
         });
         more.into_iter().collect()
     }
+}
+
+/// The rest of an fd table that one run of `dmabuf_tables` could not write: fds `next_fd` and
+/// above of thread `tid` of process `tgid`, to be read from `/proc` and counted with
+/// [`Counter::add_fd`]. Only for tables that count (reached through their first thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// The process.
+    pub tgid: i32,
+    /// The thread whose table it is.
+    pub tid: i32,
+    /// The first fd the walk did not reach.
+    pub next_fd: u32,
+    table: Owner,
 }
 
 /// Who a reference was reached through.
@@ -196,6 +212,13 @@ impl<'a> Counter<'a> {
                 Record::TableFd(f) => {
                     (self.table.ok_or(TallyError::NoTable)?, f.inode, Refs::Fd { size: f.size })
                 }
+                Record::TableCut(c) => {
+                    let table = self.table.ok_or(TallyError::NoTable)?;
+                    if self.tables.get(&(table.tgid, table.table)) == Some(&table.tid) {
+                        self.cuts.push(Cut { tgid: c.tgid, tid: c.tid, next_fd: c.next_fd, table });
+                    }
+                    continue;
+                }
                 Record::Fd(f) => {
                     let owner = Owner { map: false, tgid: f.tgid, table: f.files, tid: f.tid };
                     (owner, f.inode, Refs::Fd { size: f.size })
@@ -206,34 +229,51 @@ impl<'a> Counter<'a> {
                     (owner, v.inode, Refs::Map { extent })
                 }
             };
-            if self.last != Some(owner) {
-                let Owner { map, tgid, table, tid } = owner;
-                let first = if map { &mut self.spaces } else { &mut self.tables };
-                if *first.entry((tgid, table)).or_insert(tid) != tid {
-                    continue;
-                }
-                if !self.processes.contains_key(&tgid) {
-                    return Err(TallyError::UndescribedProcess(tgid));
-                }
-                self.last = Some(owner);
-            }
-            let at = match self.slots.get(&inode) {
-                Some(&at) => at,
-                None => match describe(self.listed.as_ref(), inode, refs) {
-                    Some(buffer) => self.insert(buffer),
-                    None => return Err(TallyError::Undescribed(inode)),
-                },
-            };
-            let found = &mut self.found[at];
-            match refs {
-                Refs::Fd { .. } => found.fds.count(owner.tgid),
-                Refs::Map { extent } => {
-                    record_mapping(&mut found.buffer, extent);
-                    found.maps.count(owner.tgid);
-                }
-            }
+            self.count(owner, inode, refs)?;
         }
         Ok(used)
+    }
+
+    /// The tables whose walk was cut, for [`Counter::add_fd`].
+    pub fn take_cuts(&mut self) -> Vec<Cut> {
+        std::mem::take(&mut self.cuts)
+    }
+
+    /// Counts a dma-buf fd of the rest of `cut`, read from `/proc`.
+    pub fn add_fd(&mut self, cut: &Cut, inode: u64, size: u64) -> Result<(), TallyError> {
+        self.count(cut.table, inode, Refs::Fd { size })
+    }
+
+    /// Counts one reference by `owner`, unless its table or address space counts through
+    /// another thread.
+    fn count(&mut self, owner: Owner, inode: u64, refs: Refs) -> Result<(), TallyError> {
+        if self.last != Some(owner) {
+            let Owner { map, tgid, table, tid } = owner;
+            let first = if map { &mut self.spaces } else { &mut self.tables };
+            if *first.entry((tgid, table)).or_insert(tid) != tid {
+                return Ok(());
+            }
+            if !self.processes.contains_key(&tgid) {
+                return Err(TallyError::UndescribedProcess(tgid));
+            }
+            self.last = Some(owner);
+        }
+        let at = match self.slots.get(&inode) {
+            Some(&at) => at,
+            None => match describe(self.listed.as_ref(), inode, refs) {
+                Some(buffer) => self.insert(buffer),
+                None => return Err(TallyError::Undescribed(inode)),
+            },
+        };
+        let found = &mut self.found[at];
+        match refs {
+            Refs::Fd { .. } => found.fds.count(owner.tgid),
+            Refs::Map { extent } => {
+                record_mapping(&mut found.buffer, extent);
+                found.maps.count(owner.tgid);
+            }
+        }
+        Ok(())
     }
 
     /// Counts a buffer first met now; returns where it is.
@@ -391,12 +431,23 @@ mod tests {
             process(20, 0, b"sf"),
             table(20, 20, 0xc, &[]),
             table(20, 20, 0xd, &[9]),
+            // Cut: its rest comes from /proc, once, and only for the thread the table counts
+            // through.
+            rec(&[], 7, [20, 20, 1300]),
+            table(20, 21, 0xd, &[9]),
+            rec(&[], 7, [20, 21, 1300]),
         ]
         .concat();
         let mut counter = Counter::described_by(&list);
         assert_eq!(counter.add(&bytes), Ok(bytes.len()));
+        let cuts = counter.take_cuts();
+        let at = |c: &Cut| (c.tgid, c.tid, c.next_fd);
+        assert_eq!(cuts.iter().map(at).collect::<Vec<_>>(), [(20, 20, 1300)]);
+        assert_eq!(counter.add_fd(&cuts[0], 7, 8192), Ok(()));
+        assert_eq!(counter.add_fd(&cuts[0], 11, 4096), Ok(()));
         let got = counter.finish();
-        assert_eq!(got.buffers[&7].fd_refs, [(10, 3)].into());
+        assert_eq!(got.buffers[&11].fd_refs, [(20, 1)].into());
+        assert_eq!(got.buffers[&7].fd_refs, [(10, 3), (20, 1)].into());
         assert_eq!(got.buffers[&7].size, 8192);
         assert_eq!(got.buffers[&9].fd_refs, [(10, 1), (20, 1)].into());
         assert_eq!(got.buffers[&9].size, 4096);
