@@ -28,6 +28,7 @@ typedef long long __s64;
 #define EXPORTER_LEN 64
 
 #define TASK_COMM_LEN 16
+#define PF_EXITING 0x00000004
 
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
@@ -96,6 +97,7 @@ struct cred {
 } CORE;
 
 struct task_struct {
+	unsigned int flags;
 	__s32 pid;
 	__s32 tgid;
 	struct files_struct *files;
@@ -144,12 +146,13 @@ enum {
 	REC_TABLE = 5,
 	REC_TABLE_FD = 6,
 	REC_TABLE_CUT = 7,
+	REC_TABLE_VOID = 8,
 };
 
 // Dma-buf fds of one table that one run of dmabuf_tables writes. A run's output must fit the
 // kernel's seq buffer (8 pages; the kernel fails the read with E2BIG when one object's output
-// alone does not): a process, a table, this many fds and a cut, 32 + 24 + 24 * 1300 + 16
-// bytes, fit with 4 KiB pages.
+// alone does not): a process, a table, this many fds, a cut and a void, 32 + 24 + 24 * 1300 +
+// 16 + 16 bytes, fit with 4 KiB pages.
 #define TABLE_FDS_PER_RUN 1300
 
 // Once per buffer and pass (see `seen`): identity, size and the names the kernel holds.
@@ -214,6 +217,15 @@ struct table_cut_rec {
 	__u32 tgid;
 	__u32 tid;
 	__u32 next_fd;
+};
+
+// The records of the table before it are void: it may have been freed while it was walked (see
+// dmabuf_tables).
+struct table_void_rec {
+	__u32 kind;
+	__u32 tgid;
+	__u32 tid;
+	__u32 pad;
 };
 
 // Once per process and pass, before its first fd or mapping: what /proc/<pid>/status would
@@ -551,6 +563,18 @@ int dmabuf_tables(struct bpf_iter__task *ctx)
 	bpf_loop(w.groups, table_group, &w, 0);
 	if (fops && !known && w.fops)
 		*fops = w.fops;
+	// Nothing here holds the table: an exiting task frees it (exit_files) after it is marked
+	// PF_EXITING, and a task that unshares or execs puts its old table once it has a new one.
+	// So a table still the task's, of a task not exiting, when the walk is over, was its table
+	// all through the walk (the walk's reads came first: x86 orders loads); any other walk may
+	// have read freed memory, and what it wrote is voided (the task is closing its fds, or has
+	// a table this pass does not walk).
+	if (w.started && (task->files != files || (task->flags & PF_EXITING))) {
+		struct table_void_rec gone = {
+			.kind = REC_TABLE_VOID, .tgid = task->tgid, .tid = task->pid, .pad = 0
+		};
+		bpf_seq_write(w.seq, &gone, sizeof(gone));
+	}
 	return 0;
 }
 

@@ -22,6 +22,7 @@ const KIND_PROCESS: u32 = 4;
 const KIND_TABLE: u32 = 5;
 const KIND_TABLE_FD: u32 = 6;
 const KIND_TABLE_CUT: u32 = 7;
+const KIND_TABLE_VOID: u32 = 8;
 
 /// Bytes of each record kind, header included.
 const BUFFER_LEN: usize = 24 + NAME_LEN + EXPORTER_LEN;
@@ -31,6 +32,7 @@ const PROCESS_LEN: usize = 16 + COMM_LEN;
 const TABLE_LEN: usize = 24;
 const TABLE_FD_LEN: usize = 24;
 const TABLE_CUT_LEN: usize = 16;
+const TABLE_VOID_LEN: usize = 16;
 
 /// One buffer, described once per pass (or more often: keep the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,16 @@ pub struct TableCutRecord {
     pub next_fd: u32,
 }
 
+/// The records of the [`TableRecord`] before it are void: the table may have been freed while
+/// the kernel walked it (the task was exiting, or took another table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableVoidRecord {
+    /// Thread-group id: the process.
+    pub tgid: i32,
+    /// The task the table was reached through.
+    pub tid: i32,
+}
+
 /// One dma-buf mapping of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VmaRecord {
@@ -146,6 +158,8 @@ pub enum Record<'a> {
     TableFd(TableFdRecord),
     /// Where the walk of the table before it stopped.
     TableCut(TableCutRecord),
+    /// The table before it is void.
+    TableVoid(TableVoidRecord),
 }
 
 /// Why parsing stopped.
@@ -210,6 +224,7 @@ impl<'a> Iterator for Records<'a> {
             KIND_TABLE => TABLE_LEN,
             KIND_TABLE_FD => TABLE_FD_LEN,
             KIND_TABLE_CUT => TABLE_CUT_LEN,
+            KIND_TABLE_VOID => TABLE_VOID_LEN,
             _ => return Some(self.fail(RecordError::UnknownKind { kind, offset })),
         };
         let Some(r) = rest.get(..len) else {
@@ -250,6 +265,9 @@ impl<'a> Iterator for Records<'a> {
                 tid: u32f(8) as i32,
                 next_fd: u32f(12),
             }),
+            KIND_TABLE_VOID => {
+                Record::TableVoid(TableVoidRecord { tgid: u32f(4) as i32, tid: u32f(8) as i32 })
+            }
             _ => Record::Vma(VmaRecord {
                 tgid: u32f(4) as i32,
                 tid: u32f(8) as i32,
@@ -312,6 +330,7 @@ mod tests {
         bytes.extend([6u32, 0].map(u32::to_ne_bytes).concat());
         bytes.extend([7u64, 4096].map(u64::to_ne_bytes).concat());
         bytes.extend([7u32, 100, 102, 1301].map(u32::to_ne_bytes).concat());
+        bytes.extend([8u32, 100, 102, 0].map(u32::to_ne_bytes).concat());
         bytes.extend(9u32.to_ne_bytes());
         let got: Vec<_> = parse(&bytes).collect();
         assert_eq!(
@@ -343,6 +362,7 @@ mod tests {
                 Ok(Record::Table(TableRecord { tgid: 100, tid: 102, files: 0xffff_0040 })),
                 Ok(Record::TableFd(TableFdRecord { inode: 7, size: 4096 })),
                 Ok(Record::TableCut(TableCutRecord { tgid: 100, tid: 102, next_fd: 1301 })),
+                Ok(Record::TableVoid(TableVoidRecord { tgid: 100, tid: 102 })),
                 Err(RecordError::UnknownKind {
                     kind: 9,
                     offset: BUFFER_LEN
@@ -352,6 +372,7 @@ mod tests {
                         + TABLE_LEN
                         + TABLE_FD_LEN
                         + TABLE_CUT_LEN
+                        + TABLE_VOID_LEN
                 }),
             ]
         );

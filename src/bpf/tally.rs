@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::records::{self, Record, RecordError};
 use crate::account::{Buffer, Process};
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, IdSet};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
 use crate::scan::{self, mapped, model_name, record_mapping};
@@ -51,7 +51,7 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
     if used < bytes.len() {
         return Err(RecordError::Truncated { offset: used }.into());
     }
-    Ok(counter.finish())
+    counter.finish()
 }
 
 /// A [`Tally`] built from records as they are read, so that a pass's output (11 MB for 270,000
@@ -72,10 +72,13 @@ pub struct Counter<'a> {
     spaces: IdMap<(i32, u64), i32>,
     /// The owner of the last reference counted: the next one by the same owner counts too.
     last: Option<Owner>,
-    /// The fd table the kernel is walking (`dmabuf_tables`): its fds' owner.
-    table: Option<Owner>,
+    /// The fd table the kernel is walking (`dmabuf_tables`), until the stream says it stands.
+    walked: Walked,
     /// Tables whose walk was cut, for their rest to be read from /proc.
     cuts: Vec<Cut>,
+    /// Processes that hold something, once a voided table may have described one that does not.
+    holding: IdSet<i32>,
+    voided: bool,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
 }
@@ -144,6 +147,17 @@ pub struct Cut {
     table: Owner,
 }
 
+/// A table walked in the kernel: its fds count once the next record shows that no void record
+/// follows them.
+#[derive(Debug, Default)]
+struct Walked {
+    owner: Option<Owner>,
+    /// (inode, size) per dma-buf fd.
+    fds: Vec<(u64, u64)>,
+    /// Where the walk stopped, when it did.
+    cut: Option<u32>,
+}
+
 /// Who a reference was reached through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Owner {
@@ -183,6 +197,9 @@ impl<'a> Counter<'a> {
                 other => other?,
             };
             used = end;
+            if !matches!(record, Record::TableFd(_) | Record::TableCut(_) | Record::TableVoid(_)) {
+                self.commit()?;
+            }
             let (owner, inode, refs) = match record {
                 Record::Buffer(b) => {
                     if !self.slots.contains_key(&b.inode) {
@@ -205,18 +222,25 @@ impl<'a> Counter<'a> {
                     continue;
                 }
                 Record::Table(t) => {
-                    self.table =
+                    self.walked.owner =
                         Some(Owner { map: false, tgid: t.tgid, table: t.files, tid: t.tid });
                     continue;
                 }
                 Record::TableFd(f) => {
-                    (self.table.ok_or(TallyError::NoTable)?, f.inode, Refs::Fd { size: f.size })
+                    self.walked.owner.ok_or(TallyError::NoTable)?;
+                    self.walked.fds.push((f.inode, f.size));
+                    continue;
                 }
                 Record::TableCut(c) => {
-                    let table = self.table.ok_or(TallyError::NoTable)?;
-                    if self.tables.get(&(table.tgid, table.table)) == Some(&table.tid) {
-                        self.cuts.push(Cut { tgid: c.tgid, tid: c.tid, next_fd: c.next_fd, table });
-                    }
+                    self.walked.owner.ok_or(TallyError::NoTable)?;
+                    self.walked.cut = Some(c.next_fd);
+                    continue;
+                }
+                Record::TableVoid(_) => {
+                    self.walked.owner.take().ok_or(TallyError::NoTable)?;
+                    self.walked.fds.clear();
+                    self.walked.cut = None;
+                    self.voided = true;
                     continue;
                 }
                 Record::Fd(f) => {
@@ -234,9 +258,27 @@ impl<'a> Counter<'a> {
         Ok(used)
     }
 
-    /// The tables whose walk was cut, for [`Counter::add_fd`].
-    pub fn take_cuts(&mut self) -> Vec<Cut> {
-        std::mem::take(&mut self.cuts)
+    /// Counts the walked table's fds, and keeps its cut: no void record came after them.
+    fn commit(&mut self) -> Result<(), TallyError> {
+        let Some(owner) = self.walked.owner.take() else { return Ok(()) };
+        let mut fds = std::mem::take(&mut self.walked.fds);
+        for &(inode, size) in &fds {
+            self.count(owner, inode, Refs::Fd { size })?;
+        }
+        fds.clear();
+        self.walked.fds = fds;
+        if let Some(next_fd) = self.walked.cut.take() {
+            if self.tables.get(&(owner.tgid, owner.table)) == Some(&owner.tid) {
+                self.cuts.push(Cut { tgid: owner.tgid, tid: owner.tid, next_fd, table: owner });
+            }
+        }
+        Ok(())
+    }
+
+    /// The tables whose walk was cut, for [`Counter::add_fd`]; call once every pass is read.
+    pub fn take_cuts(&mut self) -> Result<Vec<Cut>, TallyError> {
+        self.commit()?;
+        Ok(std::mem::take(&mut self.cuts))
     }
 
     /// Counts a dma-buf fd of the rest of `cut`, read from `/proc`.
@@ -256,6 +298,7 @@ impl<'a> Counter<'a> {
             if !self.processes.contains_key(&tgid) {
                 return Err(TallyError::UndescribedProcess(tgid));
             }
+            self.holding.insert(tgid);
             self.last = Some(owner);
         }
         let at = match self.slots.get(&inode) {
@@ -283,8 +326,14 @@ impl<'a> Counter<'a> {
         self.found.len() - 1
     }
 
-    /// The tally of every record added.
-    pub fn finish(self) -> Tally {
+    /// The tally of every record added (and fd counted); fails as [`Counter::add`] does if the
+    /// last table's fds do.
+    pub fn finish(mut self) -> Result<Tally, TallyError> {
+        self.commit()?;
+        let mut processes = self.processes;
+        if self.voided {
+            processes.retain(|pid, _| self.holding.contains(pid));
+        }
         let buffers = self
             .found
             .into_iter()
@@ -294,7 +343,7 @@ impl<'a> Counter<'a> {
                 (buffer.inode, buffer)
             })
             .collect();
-        Tally { buffers, processes: self.processes }
+        Ok(Tally { buffers, processes })
     }
 }
 
@@ -393,7 +442,7 @@ mod tests {
         .concat();
         let mut counter = Counter::described_by(&list);
         assert_eq!(counter.add(&bytes), Ok(bytes.len()));
-        let got = counter.finish();
+        let got = counter.finish().expect("well-formed");
         let b = |inode: u64| {
             let b = &got.buffers[&inode];
             (b.size, b.size_from_maps, b.exporter.as_deref(), b.name.clone(), b.fd_refs.clone())
@@ -417,7 +466,8 @@ mod tests {
 
     /// Tables walked in the kernel count by the rules of fd records: a table reached again
     /// through another thread (the leader exited) counts once, a thread's own table counts too,
-    /// and a buffer created after the list was read is sized by its entry.
+    /// a buffer created after the list was read is sized by its entry, and a void table not at
+    /// all.
     #[test]
     fn walked_tables_count_once_per_process() {
         let listed = KernelBuffer { inode: 7, size: 8192, exporter: None, name: None };
@@ -436,16 +486,22 @@ mod tests {
             rec(&[], 7, [20, 20, 1300]),
             table(20, 21, 0xd, &[9]),
             rec(&[], 7, [20, 21, 1300]),
+            // Void (the table may have been freed during the walk): its fds and cut never
+            // count, and its process, holding nothing else, is no holder.
+            process(30, 0, b"gone"),
+            table(30, 30, 0xe, &[7, 9]),
+            rec(&[], 7, [30, 30, 1300]),
+            rec(&[], 8, [30, 30, 0]),
         ]
         .concat();
         let mut counter = Counter::described_by(&list);
         assert_eq!(counter.add(&bytes), Ok(bytes.len()));
-        let cuts = counter.take_cuts();
+        let cuts = counter.take_cuts().expect("well-formed");
         let at = |c: &Cut| (c.tgid, c.tid, c.next_fd);
         assert_eq!(cuts.iter().map(at).collect::<Vec<_>>(), [(20, 20, 1300)]);
         assert_eq!(counter.add_fd(&cuts[0], 7, 8192), Ok(()));
         assert_eq!(counter.add_fd(&cuts[0], 11, 4096), Ok(()));
-        let got = counter.finish();
+        let got = counter.finish().expect("well-formed");
         assert_eq!(got.buffers[&11].fd_refs, [(20, 1)].into());
         assert_eq!(got.buffers[&7].fd_refs, [(10, 3), (20, 1)].into());
         assert_eq!(got.buffers[&7].size, 8192);
