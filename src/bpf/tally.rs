@@ -76,7 +76,8 @@ pub struct Counter<'a> {
     walked: Walked,
     /// Tables whose walk was cut, for their rest to be read from /proc.
     cuts: Vec<Cut>,
-    /// Processes that hold something, once a voided table may have described one that does not.
+    /// Processes found holding something, and whether a table was voided: then a process
+    /// described for that table alone holds nothing, and [`Counter::finish`] drops it.
     holding: IdSet<i32>,
     voided: bool,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
