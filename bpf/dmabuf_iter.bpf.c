@@ -558,17 +558,17 @@ int dmabuf_tables(struct bpf_iter__task *ctx)
 		.groups = fdt->max_fds / 8,
 		.table = { .kind = REC_TABLE, .tgid = task->tgid, .tid = task->pid, .files = (__u64)files },
 	};
-	__u64 known = w.fops;
 	fill_process(&w.process, task);
 	bpf_loop(w.groups, table_group, &w, 0);
-	if (fops && !known && w.fops)
+	// An atomic with fetch is a full barrier (also where the CPU reorders loads): the check
+	// below reads after the walk did.
+	if (fops && !__sync_fetch_and_add(fops, 0) && w.fops)
 		*fops = w.fops;
 	// Nothing here holds the table: an exiting task frees it (exit_files) after it is marked
 	// PF_EXITING, and a task that unshares or execs puts its old table once it has a new one.
 	// So a table still the task's, of a task not exiting, when the walk is over, was its table
-	// all through the walk (the walk's reads came first: x86 orders loads); any other walk may
-	// have read freed memory, and what it wrote is voided (the task is closing its fds, or has
-	// a table this pass does not walk).
+	// all through the walk; any other walk may have read freed memory, and what it wrote is
+	// voided (the task is closing its fds, or has a table this pass does not walk).
 	if (w.started && (task->files != files || (task->flags & PF_EXITING))) {
 		struct table_void_rec gone = {
 			.kind = REC_TABLE_VOID, .tgid = task->tgid, .tid = task->pid, .pad = 0
