@@ -344,8 +344,8 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
             iterators.run(program, &mut counter)?;
             log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
         }
-        let cuts =
-            counter.take_cuts().map_err(|e| Error::io("counting BPF records", invalid(e)))?;
+        let counting = |e: tally::TallyError| Error::io("counting BPF records", invalid(e));
+        let cuts = counter.take_cuts().map_err(counting)?;
         for cut in &cuts {
             let context =
                 || format!("reading fds {}.. of thread {} from /proc", cut.next_fd, cut.tid);
@@ -357,7 +357,7 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
                     .map_err(|e| Error::io(context(), invalid(e)))?;
             }
         }
-        let tally = counter.finish().map_err(|e| Error::io("counting BPF records", invalid(e)))?;
+        let tally = counter.finish().map_err(counting)?;
         let mut model =
             Model { buffers: tally.buffers, processes: tally.processes, ..Model::default() };
         let mut detail = iterators.describe(programs);
