@@ -145,7 +145,8 @@ pub struct Cut {
     pub tid: i32,
     /// The first fd the walk did not reach.
     pub next_fd: u32,
-    table: Owner,
+    /// The table's identity, as its records gave it.
+    files: u64,
 }
 
 /// A table walked in the kernel: its fds count once the next record shows that no void record
@@ -270,7 +271,12 @@ impl<'a> Counter<'a> {
         self.walked.fds = fds;
         if let Some(next_fd) = self.walked.cut.take() {
             if self.tables.get(&(owner.tgid, owner.table)) == Some(&owner.tid) {
-                self.cuts.push(Cut { tgid: owner.tgid, tid: owner.tid, next_fd, table: owner });
+                self.cuts.push(Cut {
+                    tgid: owner.tgid,
+                    tid: owner.tid,
+                    next_fd,
+                    files: owner.table,
+                });
             }
         }
         Ok(())
@@ -284,7 +290,8 @@ impl<'a> Counter<'a> {
 
     /// Counts a dma-buf fd of the rest of `cut`, read from `/proc`.
     pub fn add_fd(&mut self, cut: &Cut, inode: u64, size: u64) -> Result<(), TallyError> {
-        self.count(cut.table, inode, Refs::Fd { size })
+        let owner = Owner { map: false, tgid: cut.tgid, table: cut.files, tid: cut.tid };
+        self.count(owner, inode, Refs::Fd { size })
     }
 
     /// Counts one reference by `owner`, unless its table or address space counts through
