@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
-use dmabufd::account::{Buffer, Filter, Model, Process, Report};
+use dmabufd::account::{Buffer, Filter, Grouping, Model, Process, Report};
 use dmabufd::report::{self, Units, View};
 use dmabufd::snapshot;
 
@@ -71,9 +71,10 @@ fn main() {
         ("Report::build", &|| {
             format!("{}", Report::build(&model, &Filter::default()).buffers.len())
         }),
-        ("Report::from_model", &|| {
+        ("Report::from_model, ungrouped (the default table's)", &|| {
             let model = copies.borrow_mut().pop().expect("a copy per run");
-            format!("{}", Report::from_model(model, &Filter::default()).buffers.len())
+            let report = Report::from_model(model, &Filter::default(), Grouping::None);
+            format!("{}", report.buffers.len())
         }),
         ("table (default)", &|| report::table(&report, View::Processes, Units::KiB)),
         ("table --bytes", &|| report::table(&report, View::Processes, Units::Bytes)),

@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::coverage::{Coverage, ScanCoverage};
 pub use crate::text::Name;
 
+/// An exporter (heap) name, shared: a scan's thousands of buffers come from a handful of heaps.
+pub type Exporter = std::sync::Arc<str>;
+
 /// A process that references at least one dma-buf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
@@ -37,7 +40,7 @@ pub struct Buffer {
     /// True when `size` could only be inferred from mappings.
     pub size_from_maps: bool,
     /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
-    pub exporter: Option<String>,
+    pub exporter: Option<Exporter>,
     /// Purpose name, exact bytes; `None` when unnamed.
     pub name: Option<Name>,
     /// Number of fds per referencing pid.
@@ -128,7 +131,7 @@ pub struct BufferView {
     /// Size in bytes, as in [`Buffer::size`].
     pub size: u64,
     /// Exporter (heap) name, when fdinfo, debugfs or sysfs told.
-    pub exporter: Option<String>,
+    pub exporter: Option<Exporter>,
     /// Purpose name, exact bytes; `None` when unnamed. JSON: `name` and, for a name that is
     /// not UTF-8, `name_bytes` (see [`Name::serialize_fields`]).
     #[serde(flatten, serialize_with = "Name::serialize_fields")]
@@ -142,7 +145,13 @@ pub struct BufferView {
 impl BufferView {
     /// Distinct holders, ascending.
     pub fn holders(&self) -> Vec<i32> {
-        holders(&self.fd_refs, &self.map_refs).collect()
+        self.each_holder().collect()
+    }
+
+    /// [`BufferView::holders`] as they are merged from the two maps, allocating nothing: for a
+    /// walk over every buffer's holders.
+    pub fn each_holder(&self) -> impl Iterator<Item = i32> + '_ {
+        holders(&self.fd_refs, &self.map_refs)
     }
 
     /// Number of distinct holders (`nr_procs`), without collecting them.
@@ -255,9 +264,9 @@ pub struct Report {
     pub processes: Vec<ProcessView>,
     /// Uids of the selected processes, ascending.
     pub apps: Vec<AppView>,
-    /// [`Report::buffers`] grouped by purpose name.
+    /// [`Report::buffers`] grouped by purpose name (unless built with [`Grouping::None`]).
     pub names: Vec<NameView>,
-    /// [`Report::buffers`] grouped by exporter.
+    /// [`Report::buffers`] grouped by exporter (unless built with [`Grouping::None`]).
     pub heaps: Vec<ExporterView>,
     /// Sums over the whole report.
     pub totals: Totals,
@@ -311,18 +320,19 @@ impl Report {
     pub fn build_named(model: &Model, filter: &Filter, whole_names: &HashMap<u64, Name>) -> Report {
         let buffers = model.buffers.values().map(Cow::Borrowed);
         let processes = model.processes.iter().map(|(&pid, p)| (pid, Cow::Borrowed(p)));
-        Self::assemble(model, buffers, processes, filter, whole_names)
+        Self::assemble(model, buffers, processes, filter, whole_names, Grouping::All)
     }
 
     /// [`Report::build`] for a caller done with the model (`dmabufctl dump`): the report takes
     /// the holder maps, names and exporters of the buffers it shows instead of copying them, and
     /// the model has that much less to free after. Many buffers with few holders each make
-    /// those copies a third of the work.
-    pub fn from_model(mut model: Model, filter: &Filter) -> Report {
+    /// those copies a third of the work. With [`Grouping::None`], for a caller that shows
+    /// neither, [`Report::names`] and [`Report::heaps`] are left empty.
+    pub fn from_model(mut model: Model, filter: &Filter, grouping: Grouping) -> Report {
         let buffers = std::mem::take(&mut model.buffers).into_values().map(Cow::Owned);
         let processes = std::mem::take(&mut model.processes);
         let processes = processes.into_iter().map(|(pid, p)| (pid, Cow::Owned(p)));
-        Self::assemble(&model, buffers, processes, filter, &HashMap::new())
+        Self::assemble(&model, buffers, processes, filter, &HashMap::new(), grouping)
     }
 
     /// Behind both [`Report::build_named`] and [`Report::from_model`], so that a lent and a
@@ -336,6 +346,7 @@ impl Report {
         processes: impl Iterator<Item = (i32, Cow<'a, Process>)>,
         filter: &Filter,
         whole_names: &HashMap<u64, Name>,
+        grouping: Grouping,
     ) -> Report {
         // Every step is one pass over buffers x holders or over processes, with O(log n) steps
         // at most: a compositor's buffers mapped by hundreds of forked clients make
@@ -448,23 +459,10 @@ impl Report {
             })
             .collect();
 
-        // Unnamed buffers group with those named "" (both show as "").
-        let names = group(&views, |b| b.name.as_ref().filter(|n| !n.is_empty()))
-            .into_iter()
-            .map(|(name, bytes, buffers)| NameView {
-                name: name.cloned().unwrap_or_default(),
-                bytes,
-                buffers,
-            })
-            .collect();
-        let heaps = group(&views, |b| b.exporter.as_deref().unwrap_or_default())
-            .into_iter()
-            .map(|(exporter, bytes, buffers)| ExporterView {
-                exporter: exporter.to_owned(),
-                bytes,
-                buffers,
-            })
-            .collect();
+        let (names, heaps) = match grouping {
+            Grouping::All => (name_views(&views), heap_views(&views)),
+            Grouping::None => (Vec::new(), Vec::new()),
+        };
 
         let totals = Totals {
             exported_bytes: model.exported_bytes.filter(|_| filter.is_empty()),
@@ -479,6 +477,41 @@ impl Report {
         };
         Report { buffers: views, processes, apps, names, heaps, totals, coverage }
     }
+}
+
+/// Whether a report groups its buffers by name and by exporter ([`Report::names`],
+/// [`Report::heaps`]): each grouping sorts every buffer (thousands, each named differently),
+/// which a caller that shows neither view need not pay for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// Every view.
+    All,
+    /// Neither grouping: [`Report::names`] and [`Report::heaps`] are empty.
+    None,
+}
+
+/// The per-name view of `buffers`; unnamed buffers group with those named "" (both show as "").
+fn name_views(buffers: &[BufferView]) -> Vec<NameView> {
+    group(buffers, |b| b.name.as_ref().filter(|n| !n.is_empty()))
+        .into_iter()
+        .map(|(name, bytes, buffers)| NameView {
+            name: name.cloned().unwrap_or_default(),
+            bytes,
+            buffers,
+        })
+        .collect()
+}
+
+/// The per-exporter view of `buffers`.
+fn heap_views(buffers: &[BufferView]) -> Vec<ExporterView> {
+    group(buffers, |b| b.exporter.as_deref().unwrap_or_default())
+        .into_iter()
+        .map(|(exporter, bytes, buffers)| ExporterView {
+            exporter: exporter.to_owned(),
+            bytes,
+            buffers,
+        })
+        .collect()
 }
 
 /// The view of `buf`, with its whole name from `whole_names` where [`Report::build_named`]

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::bpf::records::{self, Record, RecordError};
 use crate::coverage::{source, SourceState, SourceUse};
 use crate::procfs::{bpf_iter, bufinfo, sysfs};
-use crate::scan::{self, ScanOptions};
+use crate::scan::{self, model_name, ScanOptions};
+use crate::text::Name;
 use crate::{Error, Result};
 
 /// One buffer as the kernel lists it.
@@ -25,10 +26,10 @@ pub struct KernelBuffer {
     /// Size in bytes.
     pub size: u64,
     /// Exporter name, when the source tells.
-    pub exporter: Option<String>,
+    pub exporter: Option<crate::account::Exporter>,
     /// Purpose name, exact bytes from bufinfo (from the BPF iterator, newlines read as
     /// spaces); `None` when unnamed or the source does not tell (sysfs).
-    pub name: Option<Vec<u8>>,
+    pub name: Option<Name>,
 }
 
 /// Everything one read of a source listed.
@@ -67,12 +68,19 @@ impl KernelBuffers {
         let mut used = 0;
         for (record, end) in records::parse_with_ends(bytes) {
             match record {
-                Ok(Record::Buffer(b)) => self.buffers.push(KernelBuffer {
-                    inode: b.inode,
-                    size: b.size,
-                    exporter: b.exporter_name(),
-                    name: (!b.name.is_empty()).then(|| b.name.to_vec()),
-                }),
+                Ok(Record::Buffer(b)) => {
+                    // Buffers of one heap mostly come in runs: each shares the one before's.
+                    let exporter = match self.buffers.last() {
+                        Some(KernelBuffer { exporter: Some(last), .. })
+                            if last.as_bytes() == b.exporter =>
+                        {
+                            Some(last.clone())
+                        }
+                        _ => b.exporter_name(),
+                    };
+                    let name = model_name(b.name);
+                    self.buffers.push(KernelBuffer { inode: b.inode, size: b.size, exporter, name })
+                }
                 Ok(_) => return Err(RecordError::Unexpected { index: self.buffers.len() }),
                 Err(RecordError::Truncated { .. }) => break,
                 Err(e) => return Err(e),
@@ -189,8 +197,8 @@ fn from_bufinfo(info: bufinfo::BufInfo) -> KernelBuffers {
             Some(inode) => out.buffers.push(KernelBuffer {
                 inode,
                 size: row.size,
-                exporter: Some(row.exporter).filter(|e| !e.is_empty()),
-                name: row.name,
+                exporter: Some(row.exporter).filter(|e| !e.is_empty()).map(Into::into),
+                name: row.name.as_deref().and_then(model_name),
             }),
             None => out.unidentified.push(row.size),
         }
@@ -204,8 +212,8 @@ fn from_bpf_iter(rows: &[bpf_iter::Row<'_>]) -> KernelBuffers {
         .map(|r| KernelBuffer {
             inode: r.inode,
             size: r.size,
-            exporter: Some(String::from_utf8_lossy(r.exporter).into_owned()),
-            name: r.name.map(<[u8]>::to_vec),
+            exporter: Some(String::from_utf8_lossy(r.exporter).into()),
+            name: r.name.and_then(model_name),
         })
         .collect();
     KernelBuffers { buffers, unidentified: Vec::new() }
@@ -228,6 +236,7 @@ fn read_sysfs(dir: &Path) -> Result<KernelBuffers> {
         let exporter = std::fs::read(entry.path().join("exporter_name"))
             .ok()
             .and_then(|b| sysfs::parse_exporter(&b));
+        let exporter = exporter.map(Into::into);
         out.buffers.push(KernelBuffer { inode, size, exporter, name: None });
     }
     Ok(out)

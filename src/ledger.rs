@@ -364,7 +364,7 @@ pub fn rebuild(model: &Model, heaps: &[String]) -> Vec<Rebuilt> {
         .buffers
         .values()
         .filter_map(|b| {
-            let heap = b.exporter.as_ref().filter(|e| heaps.contains(e))?;
+            let heap = b.exporter.as_deref().filter(|e| heaps.iter().any(|h| h == e))?;
             let name = b.name.as_ref().filter(|n| !n.is_empty())?;
             let uids: BTreeSet<u32> = b
                 .holders()
@@ -381,7 +381,7 @@ pub fn rebuild(model: &Model, heaps: &[String]) -> Vec<Rebuilt> {
                     inode: b.inode,
                     size: b.size,
                     name: name.clone(),
-                    heap: heap.clone(),
+                    heap: heap.to_string(),
                     uid: UNKNOWN_UID,
                     pid: UNKNOWN_PID,
                     time_millis: 0,

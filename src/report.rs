@@ -17,8 +17,10 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::io;
+use std::ops::Range;
+use std::sync::Arc;
 
-use crate::account::{pss_share, saturating_sum, BufferView, Name, Report};
+use crate::account::{pss_share, saturating_sum, BufferView, Exporter, Name, Report};
 use crate::handoff::{Handoff, Handoffs};
 use crate::ledger::Entry;
 use crate::text::escape;
@@ -121,9 +123,25 @@ impl Cell {
         self.push(&digits[at..]);
     }
 
+    /// The text, as bytes: what an output takes.
+    fn bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+
     fn as_str(&self) -> &str {
         // Only ASCII digits and '.' are pushed.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+        std::str::from_utf8(self.bytes()).unwrap_or_default()
+    }
+}
+
+impl From<i32> for Cell {
+    fn from(n: i32) -> Cell {
+        let mut cell = Cell::default();
+        if n < 0 {
+            cell.push(b"-");
+        }
+        cell.push_u64(u64::from(n.unsigned_abs()));
+        cell
     }
 }
 
@@ -218,26 +236,39 @@ fn rendered(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
 fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
     let u = units.suffix();
     let held = held_by_process(report);
-    let rows: Vec<ProcessRow> = report.buffers.iter().map(|b| ProcessRow::new(b, units)).collect();
+    let rows = ProcessRows::new(&report.buffers, &held.holders, units);
     let columns = format!(
         "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}\n",
         "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
     );
-    for (p, held) in report.processes.iter().zip(&held) {
-        writeln!(out, "{:>16}:{:<5}", escape(p.comm.as_bytes()), p.pid)?;
-        out.write_all(columns.as_bytes())?;
+    // A process's own lines, `{:>16}:{:<5}` above its rows and `{:>22} {:>13}{u} {:>13}{u}
+    // {:>16}` with the separator below them, laid out by hand into one reused line.
+    let mut line = Vec::new();
+    for (p, held) in report.processes.iter().zip(&held.by_process) {
+        line.clear();
+        push_right(&mut line, &escape(p.comm.as_bytes()), 16);
+        line.push(b':');
+        let pid = Cell::from(p.pid);
+        line.extend_from_slice(pid.bytes());
+        push_spaces(&mut line, 5usize.saturating_sub(pid.len));
+        line.push(b'\n');
+        line.extend_from_slice(columns.as_bytes());
+        out.write_all(&line)?;
         for h in held {
-            rows[h.index].write(out, h.pss)?;
+            rows.write(out, h.index, h.pss)?;
         }
-        writeln!(
-            out,
-            "{:>22} {:>13}{u} {:>13}{u} {:>16}",
-            "PROCESS TOTAL",
-            units.fmt(p.rss),
-            units.fmt(p.pss),
-            ""
-        )?;
-        out.write_all(b"----------------------\n")?;
+        line.clear();
+        push_right(&mut line, "PROCESS TOTAL", 22);
+        line.push(b' ');
+        push_cell(&mut line, &units.cell(p.rss), 13);
+        line.extend_from_slice(u.as_bytes());
+        line.push(b' ');
+        push_cell(&mut line, &units.cell(p.pss), 13);
+        line.extend_from_slice(u.as_bytes());
+        line.push(b' ');
+        push_spaces(&mut line, 16);
+        line.extend_from_slice(b"\n----------------------\n");
+        out.write_all(&line)?;
     }
     let t = &report.totals;
     let total = t.exported_bytes.unwrap_or(t.userspace_rss.saturating_add(t.kernel_only_bytes));
@@ -251,73 +282,120 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
     )
 }
 
-/// One buffer's row of the per-process table, rendered once: with thousands of buffers the
-/// rows, not the processes, are the table's cost. Every holder's row of a buffer is the same but
-/// for the Pss cell, which is `base`, or `base + 1` for the first holders when the size does not
-/// divide evenly (the remainder goes one byte each to them); only then is a second line made.
+/// Every buffer's row of the per-process table, rendered once, into one text: with thousands of
+/// buffers the rows, not the processes, are the table's cost, and a string apiece would cost an
+/// allocation each. Every holder's row of a buffer is the same but for the Pss cell, which is
+/// `base`, or `base + 1` for the first holders when the size does not divide evenly (the
+/// remainder goes one byte each to them); only then is a second line made.
+struct ProcessRows {
+    /// The lines, one after another; only `str` is ever written in.
+    text: Vec<u8>,
+    rows: Vec<ProcessRow>,
+    /// The exporter of the last buffer, and how it is shown: buffers of one heap share its
+    /// name and mostly come in runs, so it is escaped once a run.
+    exporter: Option<(Exporter, String)>,
+}
+
+/// Where one buffer's lines are in [`ProcessRows::text`].
 struct ProcessRow {
     /// The line for a Pss share of `base`.
-    line: String,
+    line: Range<usize>,
     /// The line for `base + 1`, when some holder's share is that.
-    uneven: Option<String>,
+    uneven: Option<Range<usize>>,
     base: u64,
 }
 
-impl ProcessRow {
-    fn new(b: &BufferView, units: Units) -> Self {
-        let holders = b.holder_count().max(1) as u64;
+impl ProcessRows {
+    /// The rows of `buffers`, whose holder counts are `holders`.
+    fn new(buffers: &[BufferView], holders: &[usize], units: Units) -> Self {
+        // A line is about 120 bytes.
+        let mut rows = ProcessRows {
+            text: Vec::with_capacity(buffers.len() * 128),
+            rows: Vec::with_capacity(buffers.len()),
+            exporter: None,
+        };
+        for (b, &holders) in buffers.iter().zip(holders) {
+            rows.push(b, holders, units);
+        }
+        rows
+    }
+
+    fn push(&mut self, b: &BufferView, holders: usize, units: Units) {
+        let holders = holders.max(1) as u64;
         let base = b.size / holders;
         let name = shown_name(&b.name);
         let size = units.cell(b.size);
         let holders_cell = Cell::from(holders);
         let inode = Cell::from(b.inode);
-        let exporter = shown_text(b.exporter.as_deref());
+        let same = match (&b.exporter, &self.exporter) {
+            (Some(e), Some((last, _))) => Arc::ptr_eq(e, last),
+            _ => false,
+        };
+        if !same {
+            self.exporter = b.exporter.as_ref().map(|e| (e.clone(), shown_text(Some(e)).into()));
+        }
+        let exporter = match &self.exporter {
+            Some((_, shown)) => shown.as_str(),
+            None => "<unknown>",
+        };
+        let u = units.suffix().as_bytes();
         // `{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}`, laid out by hand: the formatter
         // writes each padding space through a call of its own.
-        let line = |pss: u64| {
-            let mut line = String::with_capacity(128);
-            push_right(&mut line, &name, 22);
-            line.push(' ');
-            push_right(&mut line, size.as_str(), 13);
-            line.push_str(units.suffix());
-            line.push(' ');
-            push_right(&mut line, units.cell(pss).as_str(), 13);
-            line.push_str(units.suffix());
-            line.push(' ');
-            push_right(&mut line, holders_cell.as_str(), 16);
-            line.push(' ');
-            push_right(&mut line, inode.as_str(), 16);
-            line.push_str("  ");
-            push_right(&mut line, &exporter, 22);
-            line.push('\n');
-            line
+        let line = |text: &mut Vec<u8>, pss: u64| {
+            let start = text.len();
+            push_right(text, &name, 22);
+            text.push(b' ');
+            push_cell(text, &size, 13);
+            text.extend_from_slice(u);
+            text.push(b' ');
+            push_cell(text, &units.cell(pss), 13);
+            text.extend_from_slice(u);
+            text.push(b' ');
+            push_cell(text, &holders_cell, 16);
+            text.push(b' ');
+            push_cell(text, &inode, 16);
+            text.extend_from_slice(b"  ");
+            push_right(text, exporter, 22);
+            text.push(b'\n');
+            start..text.len()
         };
-        ProcessRow {
-            line: line(base),
-            uneven: (b.size % holders != 0).then(|| line(base + 1)),
-            base,
-        }
+        let even = line(&mut self.text, base);
+        let uneven = (b.size % holders != 0).then(|| line(&mut self.text, base + 1));
+        self.rows.push(ProcessRow { line: even, uneven, base });
     }
 
-    fn write(&self, out: &mut impl io::Write, pss: u64) -> io::Result<()> {
-        let line = match &self.uneven {
-            Some(uneven) if pss != self.base => uneven,
-            _ => &self.line,
+    /// Writes the row of buffer `index` (in the report) for a holder whose share is `pss`.
+    fn write(&self, out: &mut impl io::Write, index: usize, pss: u64) -> io::Result<()> {
+        let row = &self.rows[index];
+        let line = match &row.uneven {
+            Some(uneven) if pss != row.base => uneven,
+            _ => &row.line,
         };
-        out.write_all(line.as_bytes())
+        out.write_all(&self.text[line.clone()])
     }
 }
 
-/// Appends `text` right-aligned in `width` characters, as `{:>width}` lays it out.
-fn push_right(line: &mut String, text: &str, width: usize) {
-    const SPACES: &str = "                                ";
-    let mut pad = width.saturating_sub(text.chars().count());
-    while pad > 0 {
-        let n = pad.min(SPACES.len());
-        line.push_str(&SPACES[..n]);
-        pad -= n;
+/// Appends `text` right-aligned in `width` characters, as `{:>width}` lays it out: the width
+/// in chars, which for ASCII (nearly every name) is the length, known without a walk.
+fn push_right(line: &mut Vec<u8>, text: &str, width: usize) {
+    let chars = if text.is_ascii() { text.len() } else { text.chars().count() };
+    push_spaces(line, width.saturating_sub(chars));
+    line.extend_from_slice(text.as_bytes());
+}
+
+/// [`push_right`] for a number, whose digits are its width.
+fn push_cell(line: &mut Vec<u8>, cell: &Cell, width: usize) {
+    push_spaces(line, width.saturating_sub(cell.len));
+    line.extend_from_slice(cell.bytes());
+}
+
+fn push_spaces(line: &mut Vec<u8>, mut n: usize) {
+    const SPACES: &[u8] = b"                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        line.extend_from_slice(&SPACES[..k]);
+        n -= k;
     }
-    line.push_str(text);
 }
 
 fn grid_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
@@ -542,18 +620,30 @@ struct Held {
 /// process or per row, which matters with hundreds of processes each mapping hundreds of
 /// buffers. Processes are found by binary search (they are sorted by pid), not hashed: cheaper
 /// per row, and a filtered report's buffers also list holders it does not show.
-fn held_by_process(report: &Report) -> Vec<Vec<Held>> {
-    let mut out: Vec<Vec<Held>> = report.processes.iter().map(|_| Vec::new()).collect();
+fn held_by_process(report: &Report) -> Holdings {
+    let mut by_process: Vec<Vec<Held>> = report.processes.iter().map(|_| Vec::new()).collect();
+    let mut holders = Vec::with_capacity(report.buffers.len());
+    let mut pids = Vec::new();
     for (index, buffer) in report.buffers.iter().enumerate() {
-        let pids = buffer.holders();
-        let holders = pids.len();
+        pids.clear();
+        pids.extend(buffer.each_holder());
         for (rank, &pid) in pids.iter().enumerate() {
             if let Ok(at) = report.processes.binary_search_by_key(&pid, |p| p.pid) {
-                out[at].push(Held { index, pss: pss_share(buffer.size, holders, rank) });
+                by_process[at].push(Held { index, pss: pss_share(buffer.size, pids.len(), rank) });
             }
         }
+        holders.push(pids.len());
     }
-    out
+    Holdings { by_process, holders }
+}
+
+/// What [`held_by_process`] finds.
+struct Holdings {
+    /// Each process's buffers, by the process's position in the report.
+    by_process: Vec<Vec<Held>>,
+    /// Each buffer's holder count (`nr_procs`), by its position: the walk over every buffer's
+    /// holders counts them anyway, where a count of its own would merge the holder maps again.
+    holders: Vec<usize>,
 }
 
 /// The per-process CSV, written straight into the output: with hundreds of thousands of rows,
@@ -577,7 +667,7 @@ fn processes_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
     )?;
     // What a row shows of its buffer (name, inode, exporter, size; nr_procs) is rendered once
     // per buffer.
-    let buffer_cells: Vec<(String, usize)> = report
+    let buffer_cells: Vec<String> = report
         .buffers
         .iter()
         .map(|b| {
@@ -588,16 +678,16 @@ fn processes_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
                 csv_cell(&csv_text(b.exporter.as_deref())),
                 b.size
             );
-            (cells, b.holder_count())
+            cells
         })
         .collect();
-    let held = held_by_process(report);
-    for (p, held) in report.processes.iter().zip(&held) {
+    let Holdings { by_process, holders } = held_by_process(report);
+    for (p, held) in report.processes.iter().zip(&by_process) {
         let process_cells =
             format!("{},{},{},", p.pid, csv_cell(&escape(p.comm.as_bytes())), p.uid);
         for h in held {
             let b = &report.buffers[h.index];
-            let (cells, holders) = &buffer_cells[h.index];
+            let (cells, holders) = (&buffer_cells[h.index], holders[h.index]);
             out.write_all(process_cells.as_bytes())?;
             out.write_all(cells.as_bytes())?;
             let fds = b.fd_refs.get(&p.pid).copied().unwrap_or(0);
@@ -953,12 +1043,12 @@ mod tests {
             let b = BufferView {
                 inode,
                 size,
-                exporter: Some(exporter.clone()),
+                exporter: Some(exporter.as_str().into()),
                 name: Some(Name::from(name.as_bytes())),
                 fd_refs: (0..holders as i32).map(|pid| (pid, 1)).collect(),
                 map_refs: BTreeMap::new(),
             };
-            let row = ProcessRow::new(&b, units);
+            let rows = ProcessRows::new(std::slice::from_ref(&b), &[holders], units);
             let u = units.suffix();
             let base = size / holders as u64;
             for pss in [base, base.saturating_add(1)].into_iter().take(1 + usize::from(size % holders as u64 != 0)) {
@@ -968,7 +1058,7 @@ mod tests {
                     shown_text(Some(&exporter))
                 );
                 let mut got = Vec::new();
-                row.write(&mut got, pss).expect("into a Vec");
+                rows.write(&mut got, 0, pss).expect("into a Vec");
                 prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
             }
         }

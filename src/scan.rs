@@ -593,7 +593,7 @@ impl<'a> Worker<'a> {
             ..Buffer::default()
         });
         if entry.exporter.is_none() {
-            entry.exporter = info.exporter;
+            entry.exporter = info.exporter.map(Into::into);
         }
         if entry.name.is_none() {
             entry.name = link_name(&self.link[..link_len])
@@ -746,7 +746,7 @@ pub(crate) fn listed(k: &KernelBuffer) -> Buffer {
         inode: k.inode,
         size: k.size,
         exporter: k.exporter.clone(),
-        name: k.name.as_deref().and_then(model_name),
+        name: k.name.clone(),
         ..Buffer::default()
     }
 }
@@ -877,15 +877,15 @@ fn apply_kernel_lists(model: &mut Model, before: &KernelBuffers, after: Option<&
                 b.size = k.size;
                 b.size_from_maps = false;
                 // Maps escape newlines and not backslashes: the kernel's list has the exact name.
-                if let Some(name) = k.name.as_deref().and_then(model_name) {
-                    b.name = Some(name);
+                if let Some(name) = &k.name {
+                    b.name = Some(name.clone());
                 }
             }
             if b.exporter.is_none() {
                 b.exporter = k.exporter.clone();
             }
             if b.name.is_none() {
-                b.name = k.name.as_deref().and_then(model_name);
+                b.name = k.name.clone();
             }
         } else if listed_twice(k.inode) {
             model.buffers.insert(k.inode, listed(k));
@@ -929,7 +929,7 @@ mod tests {
                     inode,
                     size,
                     exporter: Some("system".into()),
-                    name: Some(b"k\n".to_vec()),
+                    name: Some(Name::from(&b"k\n"[..])),
                 })
                 .collect(),
             unidentified: Vec::new(),

@@ -21,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
+use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
 
@@ -79,8 +80,11 @@ fn hex_bytes(out: &mut String, bytes: &[u8]) {
 /// what text outputs print. Serialises as a JSON string: the name itself when it is valid UTF-8,
 /// else the name with each invalid sequence replaced by U+FFFD; [`Name::serialize_fields`] adds
 /// the exact bytes beside it in that case.
+///
+/// Shared, not copied: one name is in the kernel's list, the model, the report and its per-name
+/// view, and a scan has thousands.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Vec<u8>);
+pub struct Name(Arc<[u8]>);
 
 impl Name {
     /// The exact bytes.
@@ -90,7 +94,7 @@ impl Name {
 
     /// The exact bytes, owned.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        self.0.to_vec()
     }
 
     /// True for the empty name.
@@ -125,7 +129,7 @@ impl Name {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("name", &name.map(Name::to_string_lossy))?;
         if let Some(name) = name.filter(|n| n.to_str().is_none()) {
-            map.serialize_entry("name_bytes", &name.0)?;
+            map.serialize_entry("name_bytes", name.as_bytes())?;
         }
         map.end()
     }
@@ -145,25 +149,25 @@ impl fmt::Debug for Name {
 
 impl From<&[u8]> for Name {
     fn from(bytes: &[u8]) -> Self {
-        Name(bytes.to_vec())
+        Name(bytes.into())
     }
 }
 
 impl From<Vec<u8>> for Name {
     fn from(bytes: Vec<u8>) -> Self {
-        Name(bytes)
+        Name(bytes.into())
     }
 }
 
 impl From<&str> for Name {
     fn from(s: &str) -> Self {
-        Name(s.as_bytes().to_vec())
+        Name(s.as_bytes().into())
     }
 }
 
 impl From<String> for Name {
     fn from(s: String) -> Self {
-        Name(s.into_bytes())
+        Name(s.into_bytes().into())
     }
 }
 

@@ -226,14 +226,16 @@ fn iter_dmabuf_lists_what_bufinfo_lists() {
     let mut from_bpf: Vec<_> = list
         .buffers
         .iter()
-        .map(|b| (b.inode, b.size, b.name.clone(), b.exporter.clone()))
+        .map(|b| {
+            (b.inode, b.size, b.name.as_ref().map(|n| n.as_bytes().to_vec()), b.exporter.clone())
+        })
         .collect();
     let mut from_debugfs: Vec<_> = info
         .rows
         .iter()
         .map(|r| {
             let name = r.name.as_ref().map(|n| n.to_vec()).filter(|n| !n.is_empty());
-            (r.inode.expect("inode"), r.size, name, Some(r.exporter.to_string()))
+            (r.inode.expect("inode"), r.size, name, Some(r.exporter.as_str().into()))
         })
         .collect();
     from_bpf.sort();

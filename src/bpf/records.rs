@@ -49,8 +49,8 @@ pub struct BufferRecord<'a> {
 
 impl BufferRecord<'_> {
     /// The exporter as the model keeps it (as fdinfo's is kept: lossy UTF-8, `None` if empty).
-    pub fn exporter_name(&self) -> Option<String> {
-        (!self.exporter.is_empty()).then(|| String::from_utf8_lossy(self.exporter).into_owned())
+    pub fn exporter_name(&self) -> Option<crate::account::Exporter> {
+        (!self.exporter.is_empty()).then(|| String::from_utf8_lossy(self.exporter).into())
     }
 }
 

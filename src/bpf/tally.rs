@@ -435,7 +435,7 @@ mod tests {
             inode: 7,
             size: 8192,
             exporter: Some("system".into()),
-            name: Some(b"GL:x".to_vec()),
+            name: Some(Name::from(&b"GL:x"[..])),
         };
         let list = KernelBuffers { buffers: vec![listed], unidentified: Vec::new() };
         let page = crate::sys::page_size() as u64;

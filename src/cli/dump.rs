@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{DumpArgs, Format, GroupBy};
-use crate::account::{Filter, Report};
+use crate::account::{Filter, Grouping, Report};
 use crate::bpf;
 use crate::report::{self, Units, View};
 use crate::scan::ScanOptions;
@@ -18,7 +18,7 @@ pub fn dump(args: &DumpArgs) -> crate::Result<()> {
         let start = Instant::now();
         let (model, source) = bpf::scan(&options, args.source)?;
         log::debug!("scan in {:?}", start.elapsed());
-        let report = Report::from_model(model, &filter);
+        let report = Report::from_model(model, &filter, grouping(args));
         log::debug!("report built at {:?}", start.elapsed());
         Ok((report, source.as_str()))
     })
@@ -89,14 +89,9 @@ pub(super) fn scan_options(proc_root: &Path) -> ScanOptions {
     }
 }
 
-fn render(
-    out: &mut impl Write,
-    report: &Report,
-    args: &DumpArgs,
-    filtered: bool,
-    source: &str,
-) -> std::io::Result<()> {
-    let view = if args.a {
+/// The view `args` ask for (the per-process table by default).
+fn view(args: &DumpArgs) -> View {
+    if args.a {
         View::Grid
     } else if args.b {
         View::Buffers
@@ -107,7 +102,28 @@ fn render(
             GroupBy::Name => View::Names,
             GroupBy::Heap => View::Heaps,
         }
-    };
+    }
+}
+
+/// Whether what `args` print shows the per-name or per-heap view: only a table of another
+/// view does not (JSON, CSV, OpenMetrics and `--watch`'s snapshots carry them).
+fn grouping(args: &DumpArgs) -> Grouping {
+    let ungrouped = matches!(view(args), View::Processes | View::Grid | View::Apps);
+    if args.format == Format::Table && args.watch.is_none() && ungrouped {
+        Grouping::None
+    } else {
+        Grouping::All
+    }
+}
+
+fn render(
+    out: &mut impl Write,
+    report: &Report,
+    args: &DumpArgs,
+    filtered: bool,
+    source: &str,
+) -> std::io::Result<()> {
+    let view = view(args);
     match args.format {
         Format::Json => snapshot::write_json(out, report, &Meta::now(source), true),
         Format::Csv => report::write_csv(out, report, view),

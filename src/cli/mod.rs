@@ -316,7 +316,9 @@ fn run(cli: Cli) -> crate::Result<()> {
             let filter = crate::account::Filter::default();
             top::top(&args, || {
                 let (model, source) = crate::bpf::scan(&options, crate::bpf::SourceChoice::Auto)?;
-                Ok((crate::account::Report::from_model(model, &filter), source.as_str()))
+                let grouping = crate::account::Grouping::All;
+                let report = crate::account::Report::from_model(model, &filter, grouping);
+                Ok((report, source.as_str()))
             })
         }
     }

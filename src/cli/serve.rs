@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use super::ServeArgs;
-use crate::account::{Filter, Report};
+use crate::account::{Filter, Grouping, Report};
 use crate::{openmetrics, scan, Error};
 
 /// How long one client may take to send its request or read the answer.
@@ -54,9 +54,11 @@ fn answer(mut stream: TcpStream, options: &scan::ScanOptions) -> std::io::Result
     let response = match parse_request(&head) {
         Ok(request) => {
             let body = match crate::bpf::scan(options, crate::bpf::SourceChoice::Auto) {
-                Ok((model, _)) => {
-                    Ok(openmetrics::render(&Report::from_model(model, &Filter::default())))
-                }
+                Ok((model, _)) => Ok(openmetrics::render(&Report::from_model(
+                    model,
+                    &Filter::default(),
+                    Grouping::All,
+                ))),
                 Err(e) => Err(e.to_string()),
             };
             match body {

@@ -302,7 +302,7 @@ fn buffer_to_aidl(b: &BufferView) -> BufferInfo {
     BufferInfo {
         inode: bytes(b.inode),
         size: bytes(b.size),
-        exporter: b.exporter.clone().unwrap_or_default(),
+        exporter: b.exporter.as_deref().unwrap_or_default().to_string(),
         name: b.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         nameBytes: b.name.as_ref().map(|n| n.as_bytes().to_vec()).unwrap_or_default(),
         refs: b
@@ -385,7 +385,7 @@ fn buffer_from_aidl(b: BufferInfo) -> BufferView {
         size: unsigned(b.size),
         fd_refs: refs(|r| r.fdCount),
         map_refs: refs(|r| r.mapCount),
-        exporter: Some(b.exporter).filter(|s| !s.is_empty()),
+        exporter: Some(b.exporter).filter(|s| !s.is_empty()).map(Into::into),
         // The exact bytes when the service sent them (V2), else the UTF-8 form.
         name: Some(if b.nameBytes.is_empty() {
             Name::from(b.name)
