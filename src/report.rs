@@ -294,6 +294,9 @@ struct ProcessRows {
     /// The exporter of the last buffer, and how it is shown: buffers of one heap share its
     /// name and mostly come in runs, so it is escaped once a run.
     exporter: Option<(Exporter, String)>,
+    /// The size, Pss and nr_procs cells of the last buffer's line, by its size and holder
+    /// count: buffers mostly share them with the one before, and they are laid out once a run.
+    cells: Option<((u64, u64), Vec<u8>)>,
 }
 
 /// Where one buffer's lines are in [`ProcessRows::text`].
@@ -313,6 +316,7 @@ impl ProcessRows {
             text: Vec::with_capacity(buffers.len() * 128),
             rows: Vec::with_capacity(buffers.len()),
             exporter: None,
+            cells: None,
         };
         for (b, &holders) in buffers.iter().zip(holders) {
             rows.push(b, holders, units);
@@ -324,9 +328,27 @@ impl ProcessRows {
         let holders = holders.max(1) as u64;
         let base = b.size / holders;
         let name = shown_name(&b.name);
-        let size = units.cell(b.size);
-        let holders_cell = Cell::from(holders);
         let inode = Cell::from(b.inode);
+        // ` {:>13}{u} {:>13}{u} {:>16}`: size, a Pss share and nr_procs, the same for every
+        // buffer of one size and holder count.
+        let cells = |pss: u64| {
+            let mut cells = Vec::with_capacity(64);
+            let u = units.suffix().as_bytes();
+            cells.push(b' ');
+            push_cell(&mut cells, &units.cell(b.size), 13);
+            cells.extend_from_slice(u);
+            cells.push(b' ');
+            push_cell(&mut cells, &units.cell(pss), 13);
+            cells.extend_from_slice(u);
+            cells.push(b' ');
+            push_cell(&mut cells, &Cell::from(holders), 16);
+            cells
+        };
+        let key = (b.size, holders);
+        let even_cells = match self.cells.take() {
+            Some((last, even_cells)) if last == key => even_cells,
+            _ => cells(base),
+        };
         let same = match (&b.exporter, &self.exporter) {
             (Some(e), Some((last, _))) => Arc::ptr_eq(e, last),
             _ => false,
@@ -338,20 +360,12 @@ impl ProcessRows {
             Some((_, shown)) => shown.as_str(),
             None => "<unknown>",
         };
-        let u = units.suffix().as_bytes();
         // `{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}`, laid out by hand: the formatter
         // writes each padding space through a call of its own.
-        let line = |text: &mut Vec<u8>, pss: u64| {
+        let line = |text: &mut Vec<u8>, cells: &[u8]| {
             let start = text.len();
             push_right(text, &name, 22);
-            text.push(b' ');
-            push_cell(text, &size, 13);
-            text.extend_from_slice(u);
-            text.push(b' ');
-            push_cell(text, &units.cell(pss), 13);
-            text.extend_from_slice(u);
-            text.push(b' ');
-            push_cell(text, &holders_cell, 16);
+            text.extend_from_slice(cells);
             text.push(b' ');
             push_cell(text, &inode, 16);
             text.extend_from_slice(b"  ");
@@ -359,9 +373,10 @@ impl ProcessRows {
             text.push(b'\n');
             start..text.len()
         };
-        let even = line(&mut self.text, base);
-        let uneven = (b.size % holders != 0).then(|| line(&mut self.text, base + 1));
+        let even = line(&mut self.text, &even_cells);
+        let uneven = (b.size % holders != 0).then(|| line(&mut self.text, &cells(base + 1)));
         self.rows.push(ProcessRow { line: even, uneven, base });
+        self.cells = Some((key, even_cells));
     }
 
     /// Writes the row of buffer `index` (in the report) for a holder whose share is `pss`.
@@ -1028,38 +1043,54 @@ mod tests {
     }
 
     proptest! {
-        /// The hand-laid row is the formatter's layout, for names and exporters of any length
-        /// and width (wider than their columns, too) and sizes of any magnitude.
+        /// The hand-laid rows are the formatter's layout, for names and exporters of any length
+        /// and width (wider than their columns, too) and sizes of any magnitude, also where a
+        /// row reuses what the one before laid out (the same exporter, size and holder count).
         #[test]
         fn process_rows_lay_out_as_the_formatter_does(
-            name in "\\PC{0,40}",
-            exporter in "\\PC{0,40}",
-            size in any::<u64>(),
-            inode in any::<u64>(),
-            holders in 1usize..5,
+            exporters in proptest::collection::vec("\\PC{0,40}", 1..3),
+            buffers in proptest::collection::vec(
+                (
+                    "\\PC{0,40}",
+                    0usize..3,
+                    prop_oneof![Just(65536u64), Just(4097), any::<u64>()],
+                    any::<u64>(),
+                    1usize..5,
+                ),
+                1..6,
+            ),
             bytes in any::<bool>(),
         ) {
             let units = if bytes { Units::Bytes } else { Units::KiB };
-            let b = BufferView {
-                inode,
-                size,
-                exporter: Some(exporter.as_str().into()),
-                name: Some(Name::from(name.as_bytes())),
-                fd_refs: (0..holders as i32).map(|pid| (pid, 1)).collect(),
-                map_refs: BTreeMap::new(),
-            };
-            let rows = ProcessRows::new(std::slice::from_ref(&b), &[holders], units);
+            // One `Arc` per exporter, shared by every buffer of it, as a scan's are.
+            let exporters: Vec<Exporter> = exporters.iter().map(|e| e.as_str().into()).collect();
+            let views: Vec<BufferView> = buffers
+                .iter()
+                .map(|(name, exporter, size, inode, holders)| BufferView {
+                    inode: *inode,
+                    size: *size,
+                    exporter: exporters.get(*exporter).cloned(),
+                    name: Some(Name::from(name.as_bytes())),
+                    fd_refs: (0..*holders as i32).map(|pid| (pid, 1)).collect(),
+                    map_refs: BTreeMap::new(),
+                })
+                .collect();
+            let counts: Vec<usize> = buffers.iter().map(|b| b.4).collect();
+            let rows = ProcessRows::new(&views, &counts, units);
             let u = units.suffix();
-            let base = size / holders as u64;
-            for pss in [base, base.saturating_add(1)].into_iter().take(1 + usize::from(size % holders as u64 != 0)) {
-                let want = format!(
-                    "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}\n",
-                    shown_name(&b.name), units.fmt(size), units.fmt(pss), holders, inode,
-                    shown_text(Some(&exporter))
-                );
-                let mut got = Vec::new();
-                rows.write(&mut got, 0, pss).expect("into a Vec");
-                prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+            for (index, (b, &holders)) in views.iter().zip(&counts).enumerate() {
+                let base = b.size / holders as u64;
+                let uneven = b.size % holders as u64 != 0;
+                for pss in [base, base.saturating_add(1)].into_iter().take(1 + usize::from(uneven)) {
+                    let want = format!(
+                        "{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}\n",
+                        shown_name(&b.name), units.fmt(b.size), units.fmt(pss), holders, b.inode,
+                        shown_text(b.exporter.as_deref())
+                    );
+                    let mut got = Vec::new();
+                    rows.write(&mut got, index, pss).expect("into a Vec");
+                    prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+                }
             }
         }
 
