@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
-use dmabufd::account::{Buffer, Filter, Grouping, Model, Process, Report};
+use dmabufd::account::{Buffer, Filter, Grouping, Model, PidCounts, Process, Report};
 use dmabufd::report::{self, Units, View};
 use dmabufd::snapshot;
 
@@ -167,13 +167,13 @@ fn dense_holders(clients: usize) -> Model {
     let mut buffers = BTreeMap::new();
     for i in 0..6u64 {
         let holders = pids.iter().map(|&pid| (pid, 1)).collect();
-        let shared = buffer(i + 1, format!("bench shared {i}"), holders, BTreeMap::new());
+        let shared = buffer(i + 1, format!("bench shared {i}"), holders, PidCounts::new());
         buffers.insert(i + 1, shared);
     }
     for (n, &pid) in pids.iter().enumerate() {
         for i in 0..16u64 {
             let inode = 100 + n as u64 * 16 + i;
-            let own = BTreeMap::from([(pid, 1)]);
+            let own = PidCounts::from([(pid, 1)]);
             buffers.insert(inode, buffer(inode, format!("bench {pid} {i}"), own.clone(), own));
         }
     }
@@ -193,7 +193,7 @@ fn inherited_maps(clients: usize, bufs: usize) -> Model {
                 size: 64 * 1024,
                 exporter: Some("system".into()),
                 name: Some(format!("client {owner} surface {i}").into()),
-                fd_refs: BTreeMap::from([(COMPOSITOR, 1), (owner, 1)]),
+                fd_refs: PidCounts::from([(COMPOSITOR, 1), (owner, 1)]),
                 map_refs: all_pids.iter().map(|&pid| (pid, 1)).collect(),
                 ..Buffer::default()
             },

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::coverage::{Coverage, ScanCoverage};
+pub use crate::pid_counts::PidCounts;
 pub use crate::text::Name;
 
 /// An exporter (heap) name, shared: a scan's thousands of buffers come from a handful of heaps.
@@ -44,9 +45,9 @@ pub struct Buffer {
     /// Purpose name, exact bytes; `None` when unnamed.
     pub name: Option<Name>,
     /// Number of fds per referencing pid.
-    pub fd_refs: BTreeMap<i32, u32>,
+    pub fd_refs: PidCounts,
     /// Number of mappings (VMAs) per referencing pid.
-    pub map_refs: BTreeMap<i32, u32>,
+    pub map_refs: PidCounts,
 }
 
 impl Buffer {
@@ -58,18 +59,15 @@ impl Buffer {
 
 /// The distinct keys of two pid-keyed maps, ascending: one merge of two sorted sequences, so
 /// walking a buffer's holders costs O(holders) and allocates nothing.
-fn holders<'a>(
-    fd_refs: &'a BTreeMap<i32, u32>,
-    map_refs: &'a BTreeMap<i32, u32>,
-) -> impl Iterator<Item = i32> + 'a {
+fn holders<'a>(fd_refs: &'a PidCounts, map_refs: &'a PidCounts) -> impl Iterator<Item = i32> + 'a {
     holders_by_fd(fd_refs, map_refs).map(|(pid, _)| pid)
 }
 
 /// [`holders`], each with whether `fd_refs` has it: the merge knows, where a lookup per holder
 /// would search the map again.
 fn holders_by_fd<'a>(
-    fd_refs: &'a BTreeMap<i32, u32>,
-    map_refs: &'a BTreeMap<i32, u32>,
+    fd_refs: &'a PidCounts,
+    map_refs: &'a PidCounts,
 ) -> impl Iterator<Item = (i32, bool)> + 'a {
     let (mut fds, mut maps) = (fd_refs.keys().peekable(), map_refs.keys().peekable());
     std::iter::from_fn(move || match (fds.peek(), maps.peek()) {
@@ -137,9 +135,9 @@ pub struct BufferView {
     #[serde(flatten, serialize_with = "Name::serialize_fields")]
     pub name: Option<Name>,
     /// Number of fds per holding pid.
-    pub fd_refs: BTreeMap<i32, u32>,
+    pub fd_refs: PidCounts,
     /// Number of mappings (VMAs) per holding pid.
-    pub map_refs: BTreeMap<i32, u32>,
+    pub map_refs: PidCounts,
 }
 
 impl BufferView {

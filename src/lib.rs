@@ -42,6 +42,7 @@ pub mod logging;
 pub mod memtrack;
 pub mod name;
 pub mod openmetrics;
+pub mod pid_counts;
 pub mod procfs;
 pub mod report;
 pub mod scan;

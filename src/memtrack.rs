@@ -155,15 +155,14 @@ pub fn records(model: &Model, prefixes: &PrefixMap, pid: i32, kind: MemtrackType
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Buffer, Name};
-    use std::collections::BTreeMap;
+    use crate::account::{Buffer, Name, PidCounts};
 
     fn buffer(inode: u64, size: u64, name: Option<&[u8]>, fds: &[i32], maps: &[i32]) -> Buffer {
         Buffer {
             inode,
             size,
             name: name.map(Name::from),
-            fd_refs: fds.iter().map(|&p| (p, 1)).collect::<BTreeMap<_, _>>(),
+            fd_refs: fds.iter().map(|&p| (p, 1)).collect::<PidCounts>(),
             map_refs: maps.iter().map(|&p| (p, 1)).collect(),
             ..Buffer::default()
         }

@@ -171,8 +171,7 @@ fn label_value(out: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Buffer, Filter, Model, Name, Process};
-    use std::collections::BTreeMap;
+    use crate::account::{Buffer, Filter, Model, Name, PidCounts, Process};
 
     fn model(names: &[&[u8]]) -> Model {
         let mut m = Model::default();
@@ -186,7 +185,7 @@ mod tests {
                     size: 4096 * (i as u64 + 1),
                     exporter: Some("system".into()),
                     name: Some(Name::from(*name)),
-                    fd_refs: BTreeMap::from([(7, 1)]),
+                    fd_refs: PidCounts::from([(7, 1)]),
                     ..Buffer::default()
                 },
             );

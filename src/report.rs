@@ -962,7 +962,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::account::{Buffer, Filter, Model, Process};
+    use crate::account::{Buffer, Filter, Model, PidCounts, Process};
     use crate::ledger::{UNKNOWN_PID, UNKNOWN_UID};
 
     /// One process holding one buffer per name, with a hostile command name and exporter.
@@ -977,7 +977,7 @@ mod tests {
                     size: 4096,
                     exporter: Some(exporter.into()),
                     name: Some(Name::from(name.clone())),
-                    fd_refs: BTreeMap::from([(7, 1)]),
+                    fd_refs: PidCounts::from([(7, 1)]),
                     ..Buffer::default()
                 };
                 (inode, buffer)
@@ -1014,8 +1014,8 @@ mod tests {
             size: 4097,
             exporter: Some("system".into()),
             name: Some("GL".into()),
-            fd_refs: BTreeMap::from([(1, 1), (2, 1)]),
-            map_refs: BTreeMap::from([(3, 1)]),
+            fd_refs: PidCounts::from([(1, 1), (2, 1)]),
+            map_refs: PidCounts::from([(3, 1)]),
             ..Buffer::default()
         };
         model.buffers.insert(9, buffer);
@@ -1072,7 +1072,7 @@ mod tests {
                     exporter: exporters.get(*exporter).cloned(),
                     name: Some(Name::from(name.as_bytes())),
                     fd_refs: (0..*holders as i32).map(|pid| (pid, 1)).collect(),
-                    map_refs: BTreeMap::new(),
+                    map_refs: PidCounts::new(),
                 })
                 .collect();
             let counts: Vec<usize> = buffers.iter().map(|b| b.4).collect();

@@ -388,12 +388,12 @@ impl<'a> Worker<'a> {
             Ok(Some(process)) => {
                 for &inode in &self.fd_hits {
                     if let Some(b) = self.out.buffers.get_mut(&inode) {
-                        *b.fd_refs.entry(pid).or_default() += 1;
+                        b.fd_refs.add(pid, 1);
                     }
                 }
                 for &inode in &self.map_hits {
                     if let Some(b) = self.out.buffers.get_mut(&inode) {
-                        *b.map_refs.entry(pid).or_default() += 1;
+                        b.map_refs.add(pid, 1);
                     }
                 }
                 self.out.undecided.extend(self.undecided.drain(..).map(|u| (pid, u)));
@@ -838,7 +838,7 @@ fn merge(partials: Vec<Partial>, dmabuf_dev: Option<u64>) -> Model {
     for (pid, u) in undecided.into_iter().filter(|(_, u)| dmabuf_dev.is_none_or(|d| d == u.dev)) {
         let b = model.buffers.entry(u.inode).or_insert_with(|| mapped(u.inode, u.extent, u.name));
         let b = record_mapping(b, u.extent);
-        *b.map_refs.entry(pid).or_default() += 1;
+        b.map_refs.add(pid, 1);
     }
     model.unreadable_processes = model.coverage.vanished
         + model.coverage.unreadable.values().map(|u| u.processes).sum::<u32>();

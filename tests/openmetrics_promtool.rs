@@ -3,12 +3,11 @@
 //! exposition of hostile names (quote, backslash, newline, invalid UTF-8, escape sequences) built
 //! with the library. The live scrape by a real Prometheus is tests/vm_metrics.rs.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use dmabufd::account::{Buffer, Filter, Model, Name, Process, Report};
+use dmabufd::account::{Buffer, Filter, Model, Name, PidCounts, Process, Report};
 
 /// Runs `promtool check metrics` on `text`; returns its exit status and output.
 fn promtool(text: &str) -> (Option<i32>, String) {
@@ -54,7 +53,7 @@ fn hostile_names_pass_promtool() {
             size: 4096,
             exporter: Some("he\"ap\\\n".into()),
             name: Some(Name::from(*name)),
-            fd_refs: BTreeMap::from([(42, 1)]),
+            fd_refs: PidCounts::from([(42, 1)]),
             ..Buffer::default()
         };
         model.buffers.insert(inode, buffer);

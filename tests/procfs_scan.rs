@@ -2,13 +2,12 @@
 //! links, fdinfo, maps and status, plus debugfs bufinfo), the `dmabufctl dump` front end over the
 //! same capture, and property tests of the Pss arithmetic.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
 use dmabufd::account::{
-    AppView, Buffer, ExporterView, Filter, Grouping, Model, Name, NameView, Process, ProcessView,
-    Report,
+    AppView, Buffer, ExporterView, Filter, Grouping, Model, Name, NameView, PidCounts, Process,
+    ProcessView, Report,
 };
 use dmabufd::coverage::Unreadable;
 use dmabufd::scan::{scan, ScanOptions};
@@ -46,8 +45,8 @@ fn fixture_model_is_exact() {
         (gl.size, gl.exporter.as_deref(), gl.name.as_ref().and_then(Name::to_str)),
         (65536, Some("system"), Some("GL"))
     );
-    assert_eq!(gl.fd_refs, BTreeMap::from([(100, 2), (200, 1), (300, 1)]));
-    assert_eq!(gl.map_refs, BTreeMap::from([(100, 2)]));
+    assert_eq!(gl.fd_refs, PidCounts::from([(100, 2), (200, 1), (300, 1)]));
+    assert_eq!(gl.map_refs, PidCounts::from([(100, 2)]));
     let mapped_only = &model.buffers[&2004];
     assert_eq!(
         (mapped_only.size, mapped_only.size_from_maps),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dmabufd::account::{AppView, Filter, Name, NameView, Report};
+use dmabufd::account::{AppView, Filter, Name, NameView, PidCounts, Report};
 use dmabufd::scan::{scan, ScanOptions};
 use dmabufd::sys::{set_inheritable, MapAccess, SharedMap};
 use exporter::Exporter;
@@ -210,17 +210,17 @@ fn workload_exact_per_process_app_and_name() {
         (ba.size, ba.name.as_ref().and_then(Name::to_str), ba.exporter.as_deref()),
         (5 * PAGE, Some("acct GL"), Some(Exporter::detect().exp_name()))
     );
-    assert_eq!(ba.fd_refs, BTreeMap::from([(me, 1), (p1, 1), (p2, 1)]));
-    assert_eq!(ba.map_refs, BTreeMap::from([(p2, 1)]));
+    assert_eq!(ba.fd_refs, PidCounts::from([(me, 1), (p1, 1), (p2, 1)]));
+    assert_eq!(ba.map_refs, PidCounts::from([(p2, 1)]));
     let bb = by_inode(inodes["b"]);
     assert_eq!(
         (bb.fd_refs.clone(), bb.map_refs.clone()),
-        (BTreeMap::from([(me, 2)]), BTreeMap::from([(me, 2)]))
+        (PidCounts::from([(me, 2)]), PidCounts::from([(me, 2)]))
     );
     let bc = by_inode(inodes["c"]);
     assert_eq!(
         (bc.fd_refs.clone(), bc.map_refs.clone()),
-        (BTreeMap::from([(p3, 1)]), BTreeMap::from([(p3, 1)]))
+        (PidCounts::from([(p3, 1)]), PidCounts::from([(p3, 1)]))
     );
     let bd = by_inode(inodes["d"]);
     assert_eq!((bd.size, bd.map_refs.get(&me)), (4 * PAGE, Some(&1)));

@@ -20,7 +20,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{ChildStdout, Command};
 use std::time::Duration;
 
-use dmabufd::account::Report;
+use dmabufd::account::{PidCounts, Report};
 use dmabufd::buffer::DmaBuf;
 use dmabufd::heap::{AllocRequest, Allocator};
 use dmabufd::service::compat::aidl::IAccounting::{IAccounting, ALL};
@@ -203,7 +203,7 @@ fn every_query_and_its_coverage() {
         (b.size, b.exporter.as_deref(), b.name.as_ref().and_then(|n| n.to_str())),
         (12_288, Some("system"), Some("SYS direct"))
     );
-    assert_eq!(b.fd_refs, BTreeMap::from([(sys.pid, 1)]));
+    assert_eq!(b.fd_refs, PidCounts::from([(sys.pid, 1)]));
     let rows: Vec<_> = all.processes.iter().map(|p| (p.pid, p.uid, p.rss, p.pss)).collect();
     assert_eq!(rows, [(sys.pid, SYSTEM, 12_288, 12_288)]);
     let apps: Vec<_> = all.apps.iter().map(|a| (a.uid, a.rss, a.complete)).collect();

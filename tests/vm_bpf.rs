@@ -17,13 +17,12 @@
 mod data_bins;
 mod vm_support;
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dmabufd::account::Model;
+use dmabufd::account::{Model, PidCounts};
 use dmabufd::bpf::{self, Source, SourceChoice};
 use dmabufd::coverage::SourceState;
 use dmabufd::scan::{scan, ScanOptions};
@@ -89,7 +88,7 @@ fn without_own_sources(mut model: Model, own: &[&str]) -> Model {
     model
 }
 
-fn refs(pairs: &[(i32, u32)]) -> BTreeMap<i32, u32> {
+fn refs(pairs: &[(i32, u32)]) -> PidCounts {
     pairs.iter().copied().collect()
 }
 

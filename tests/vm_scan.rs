@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use dmabufd::account::{BufferView, Filter, Report};
+use dmabufd::account::{BufferView, Filter, PidCounts, Report};
 use dmabufd::kernel_buffers::LiveBuffers;
 use dmabufd::procfs::{bufinfo, fdinfo, maps};
 use dmabufd::scan::{scan, ScanOptions};
@@ -160,7 +160,7 @@ fn forging_names_change_nothing_else() {
     let v = buffer(&report, victim_inode);
     assert_eq!(
         (v.size, v.exporter.as_deref(), v.fd_refs.clone()),
-        (2 * PAGE, Some(exp_name()), BTreeMap::from([(me, 1)]))
+        (2 * PAGE, Some(exp_name()), PidCounts::from([(me, 1)]))
     );
     assert!(v.map_refs.is_empty());
     for (i, (fd, name)) in held.iter().enumerate() {
@@ -170,14 +170,14 @@ fn forging_names_change_nothing_else() {
             ((i as u64 + 1) * PAGE, Some(exp_name())),
             "{name:?}"
         );
-        assert_eq!((b.fd_refs.clone(), b.map_refs.is_empty()), (BTreeMap::from([(me, 1)]), true));
+        assert_eq!((b.fd_refs.clone(), b.map_refs.is_empty()), (PidCounts::from([(me, 1)]), true));
         assert_eq!(name_bytes(b), Some(name.to_vec()), "{name:?}");
     }
     for (_, inode, size, name) in &map_only {
         let b = buffer(&report, *inode);
         assert_eq!(
             (b.size, b.fd_refs.is_empty(), b.map_refs.clone()),
-            (*size, true, BTreeMap::from([(me, 1)]))
+            (*size, true, PidCounts::from([(me, 1)]))
         );
         assert_eq!(name_bytes(b), Some(name.to_vec()), "{name:?}");
     }
@@ -215,9 +215,9 @@ fn thread_with_its_own_fd_table() {
     let s = buffer(&report, shared);
     // In the leader's table (seen through five threads) and in the copy the unsharing thread
     // made: two fds, not one, not five.
-    assert_eq!((s.size, s.fd_refs.clone()), (2 * PAGE, BTreeMap::from([(pid, 2)])));
+    assert_eq!((s.size, s.fd_refs.clone()), (2 * PAGE, PidCounts::from([(pid, 2)])));
     let p = buffer(&report, private);
-    assert_eq!((p.size, p.fd_refs.clone()), (3 * PAGE, BTreeMap::from([(pid, 1)])));
+    assert_eq!((p.size, p.fd_refs.clone()), (3 * PAGE, PidCounts::from([(pid, 1)])));
     assert!(s.map_refs.is_empty() && p.map_refs.is_empty());
     let v = report.processes.iter().find(|v| v.pid == pid).expect("the child");
     assert_eq!(
@@ -245,12 +245,12 @@ fn process_whose_leader_exited() {
     let h = buffer(&report, held);
     assert_eq!(
         (h.size, h.fd_refs.clone(), h.map_refs.is_empty()),
-        (4 * PAGE, BTreeMap::from([(pid, 1)]), true)
+        (4 * PAGE, PidCounts::from([(pid, 1)]), true)
     );
     let m = buffer(&report, mapped);
     assert_eq!(
         (m.size, m.fd_refs.is_empty(), m.map_refs.clone()),
-        (PAGE, true, BTreeMap::from([(pid, 1)]))
+        (PAGE, true, PidCounts::from([(pid, 1)]))
     );
     let v = report.processes.iter().find(|v| v.pid == pid).expect("the child");
     assert_eq!(
@@ -286,7 +286,7 @@ fn churn_is_never_kernel_only() {
         let own = std::process::id() as i32;
         assert!(r.buffers.iter().all(|b| !b.holders().contains(&own)), "scan {scans}: self");
         for b in r.buffers.iter().filter(|b| b.holders().contains(&pid)) {
-            assert_eq!((b.size, b.fd_refs.clone()), (PAGE, BTreeMap::from([(pid, 1)])));
+            assert_eq!((b.size, b.fd_refs.clone()), (PAGE, PidCounts::from([(pid, 1)])));
             caught += 1;
         }
         let t = &r.totals;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::records::{self, Record, RecordError};
-use crate::account::{Buffer, Process};
+use crate::account::{Buffer, PidCounts, Process};
 use crate::idmap::{IdMap, IdSet};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
@@ -111,18 +111,14 @@ impl Runs {
     }
 
     /// One count per pid.
-    fn by_pid(self) -> BTreeMap<i32, u32> {
+    fn by_pid(self) -> PidCounts {
         let Runs { first, mut more } = self;
         if more.is_empty() {
-            // Not `collect`, which sorts through a Vec of its own first.
-            let mut one = BTreeMap::new();
-            one.extend(first);
-            return one;
+            return first.map_or_else(PidCounts::new, |(pid, n)| PidCounts::one(pid, n));
         }
         more.extend(first);
-        // Stable, and nearly sorted already (tasks come in pid order): the map is built in one
-        // go.
-        more.sort_by_key(|&(pid, _)| pid);
+        // Nearly sorted already (tasks come in pid order).
+        more.sort_unstable_by_key(|&(pid, _)| pid);
         more.dedup_by(|(pid, n), (kept_pid, kept)| {
             let same = pid == kept_pid;
             if same {
@@ -130,7 +126,7 @@ impl Runs {
             }
             same
         });
-        more.into_iter().collect()
+        PidCounts::from_sorted(more)
     }
 }
 
@@ -425,8 +421,8 @@ mod tests {
         assert_eq!((p(10), p(20)), ((1000, "cam\\nera"), (1013, "media")));
         let b = &got.buffers[&7];
         assert_eq!((b.size, b.name.as_ref().and_then(|n| n.to_str())), (4096, Some("n")));
-        assert_eq!(b.fd_refs, [(10, 3), (20, 1)].into());
-        assert_eq!(b.map_refs, [(10, 1)].into());
+        assert_eq!(b.fd_refs, PidCounts::from([(10, 3), (20, 1)]));
+        assert_eq!(b.map_refs, PidCounts::from([(10, 1)]));
     }
 
     #[test]
@@ -455,10 +451,10 @@ mod tests {
             let b = &got.buffers[&inode];
             (b.size, b.size_from_maps, b.exporter.as_deref(), b.name.clone(), b.fd_refs.clone())
         };
-        let refs = |n| BTreeMap::from([(10, n)]);
+        let refs = |n| PidCounts::from([(10, n)]);
         assert_eq!(b(7), (8192, false, Some("system"), Some(Name::from(&b"GL:x"[..])), refs(1)));
         assert_eq!(b(9), (4096, false, None, None, refs(1)));
-        assert_eq!(b(11), (3 * page, true, None, None, BTreeMap::new()));
+        assert_eq!(b(11), (3 * page, true, None, None, PidCounts::new()));
         assert_eq!(got.buffers[&11].map_refs, refs(2));
     }
 
@@ -510,10 +506,10 @@ mod tests {
         assert_eq!(counter.add_fd(&cuts[0], 7, 8192), Ok(()));
         assert_eq!(counter.add_fd(&cuts[0], 11, 4096), Ok(()));
         let got = counter.finish().expect("well-formed");
-        assert_eq!(got.buffers[&11].fd_refs, [(20, 1)].into());
-        assert_eq!(got.buffers[&7].fd_refs, [(10, 3), (20, 1)].into());
+        assert_eq!(got.buffers[&11].fd_refs, PidCounts::from([(20, 1)]));
+        assert_eq!(got.buffers[&7].fd_refs, PidCounts::from([(10, 3), (20, 1)]));
         assert_eq!(got.buffers[&7].size, 8192);
-        assert_eq!(got.buffers[&9].fd_refs, [(10, 1), (20, 1)].into());
+        assert_eq!(got.buffers[&9].fd_refs, PidCounts::from([(10, 1), (20, 1)]));
         assert_eq!(got.buffers[&9].size, 4096);
         assert_eq!(got.processes.keys().copied().collect::<Vec<_>>(), [10, 20]);
     }

@@ -4,8 +4,6 @@
 //! AIDL has no unsigned types. Byte counts saturate at `i64::MAX` (8 EiB, never reached);
 //! uids travel bit for bit as `i32`, so even `u32::MAX` comes back unchanged.
 
-use std::collections::BTreeMap;
-
 use super::compat::aidl::{
     AllocationRequest::AllocationRequest, AppUsage::AppUsage, BufferInfo::BufferInfo,
     BufferRef::BufferRef, Coverage::Coverage as AidlCoverage, Handoff::Handoff as AidlHandoff,
@@ -19,7 +17,7 @@ use super::compat::aidl::{
 use super::history::{self, Mark};
 use super::pages::WireLen;
 use crate::account::{
-    AppView, BufferView, ExporterView, Name, NameView, ProcessView, Report, Totals,
+    AppView, BufferView, ExporterView, Name, NameView, PidCounts, ProcessView, Report, Totals,
 };
 use crate::coverage::{Coverage, Requested, SourceState, SourceUse, Unreadable};
 use crate::error::SizeError;
@@ -377,7 +375,7 @@ pub fn report_from_aidl(r: AidlReport) -> Report {
 }
 
 fn buffer_from_aidl(b: BufferInfo) -> BufferView {
-    let refs = |pick: fn(&BufferRef) -> i32| -> BTreeMap<i32, u32> {
+    let refs = |pick: fn(&BufferRef) -> i32| -> PidCounts {
         b.refs.iter().filter(|r| pick(r) > 0).map(|r| (r.pid, unsigned32(pick(r)))).collect()
     };
     BufferView {
