@@ -117,16 +117,7 @@ impl Runs {
             return first.map_or_else(PidCounts::new, |(pid, n)| PidCounts::one(pid, n));
         }
         more.extend(first);
-        // Nearly sorted already (tasks come in pid order).
-        more.sort_unstable_by_key(|&(pid, _)| pid);
-        more.dedup_by(|(pid, n), (kept_pid, kept)| {
-            let same = pid == kept_pid;
-            if same {
-                *kept = kept.saturating_add(*n);
-            }
-            same
-        });
-        PidCounts::from_sorted(more)
+        PidCounts::summed(more)
     }
 }
 
