@@ -8,7 +8,8 @@
 //! /dev/null: one untimed warm-up round, then `--runs` rounds interleaved across commands, so
 //! that load changes on the host hit every command alike. Reported per command: median wall
 //! time, us per fd in /proc, peak RSS (`ru_maxrss` from `wait4`) and the speedup against AOSP's
-//! dmabuf_dump (or, when it is not on PATH, against the port of its strategy in port.rs).
+//! dmabuf_dump (or, when it is not on PATH, against the port of its strategy in port.rs). With
+//! `--before PATH`, every dmabufctl row is timed again with that build, in the same rounds.
 
 #[path = "scan/commands.rs"]
 mod commands;
@@ -20,7 +21,7 @@ mod workload;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use commands::{Check, Row, Sample, Tools, ROWS};
+use commands::{Check, Program, Row, Sample, Tools, ROWS};
 use workload::{Shape, Workload};
 
 fn main() {
@@ -38,7 +39,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: dmabufd-bench-scan [--shape dense,phone,inherited] [--procs 50,300,1000] \
-         [--runs 5] [--warm-up 1] [--commands LABEL,LABEL] [--dmabufctl PATH]"
+         [--runs 5] [--warm-up 1] [--commands LABEL,LABEL] [--dmabufctl PATH] [--before PATH]"
     );
     std::process::exit(2)
 }
@@ -53,6 +54,9 @@ struct Config {
     commands: Option<Vec<String>>,
     /// The dmabufctl to time (default: the one on PATH), e.g. another build to compare with.
     dmabufctl: Option<PathBuf>,
+    /// Another dmabufctl build whose rows are timed too, in the same rounds as the first's:
+    /// two builds compared in separate runs differ by as much as the host's load does.
+    before: Option<PathBuf>,
 }
 
 fn parse_config(args: &[String]) -> Config {
@@ -63,6 +67,7 @@ fn parse_config(args: &[String]) -> Config {
         warm_up: 1,
         commands: None,
         dmabufctl: None,
+        before: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -74,6 +79,7 @@ fn parse_config(args: &[String]) -> Config {
             "--warm-up" => c.warm_up = value.parse().unwrap_or_else(|_| usage()),
             "--commands" => c.commands = Some(list(value, |v| Some(v.to_string()))),
             "--dmabufctl" => c.dmabufctl = Some(value.into()),
+            "--before" => c.before = Some(value.into()),
             _ => usage(),
         }
     }
@@ -86,6 +92,7 @@ fn list<T>(value: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
 
 fn driver(cfg: &Config) {
     let tools = Tools::find(cfg.dmabufctl.clone());
+    let before = cfg.before.clone().map(|path| Tools::find(Some(path)));
     let kernel = dmabufd::sys::uname().map_or_else(|_| "?".into(), |u| u.release);
     println!(
         "dmabufd scan benchmark: whole commands, stdout to /dev/null, median of {} interleaved \
@@ -126,22 +133,25 @@ fn driver(cfg: &Config) {
             let mut rows = Vec::new();
             let chosen =
                 |row: &Row| cfg.commands.as_ref().is_none_or(|c| c.iter().any(|l| l == row.label));
-            for row in ROWS.iter().filter(|row| chosen(row)) {
+            // Each chosen row, and each dmabufctl row again with the build before.
+            let runs = ROWS.iter().filter(|row| chosen(row)).flat_map(|row| {
+                let again = before.as_ref().filter(|_| row.program == Program::Dmabufctl);
+                std::iter::once((&tools, row, row.label.to_string()))
+                    .chain(again.map(|other| (other, row, format!("{} [before]", row.label))))
+            });
+            for (tools, row, label) in runs {
                 let Ok(argv) = tools.argv(row) else { continue };
                 match tools.check(row, &argv, &truth) {
-                    Ok(source) => rows.push((row, argv, source)),
+                    Ok(source) => rows.push((tools, row, label, argv, source)),
                     Err(why) => {
                         failed = true;
-                        notes.push(format!(
-                            "* wrong answer, not timed: {n} procs, {}: {why}",
-                            row.label
-                        ));
+                        notes.push(format!("* wrong answer, not timed: {n} procs, {label}: {why}"));
                     }
                 }
             }
             let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
             for round in 0..cfg.warm_up + cfg.runs {
-                for (i, (row, argv, _)) in rows.iter().enumerate() {
+                for (i, (tools, row, _, argv, _)) in rows.iter().enumerate() {
                     let sample = tools.around(row, || tools.time(argv)).expect("timed run");
                     if round >= cfg.warm_up {
                         samples[i].push(sample);
@@ -159,14 +169,15 @@ fn driver(cfg: &Config) {
             let reference = rows
                 .iter()
                 .zip(&medians)
-                .find(|((row, _, _), _)| row.check != Check::StartUp)
+                .find(|((_, row, _, _, _), _)| row.check != Check::StartUp)
                 .map_or(Duration::default(), |(_, m)| *m);
-            for ((row, _, source), (s, m)) in rows.iter().zip(samples.iter().zip(&medians)) {
+            for ((_, _, label, _, source), (s, m)) in rows.iter().zip(samples.iter().zip(&medians))
+            {
                 let peak = s.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
                 table.push(format!(
                     "| {procs} | {fds} | {} | {} | {source} | {:.3} | {:.1} | {peak} | {:.1}x |",
                     truth.map_refs,
-                    row.label,
+                    label,
                     m.as_secs_f64(),
                     m.as_secs_f64() * 1e6 / fds as f64,
                     reference.as_secs_f64() / m.as_secs_f64(),

@@ -28,20 +28,6 @@ impl PidCounts {
         PidCounts(Repr::Many(Vec::new()))
     }
 
-    /// The sums of `pairs` per pid (saturating), in the vector they came in: what a tally
-    /// that met a pid in several runs of references holds.
-    pub(crate) fn summed(mut pairs: Vec<(i32, u32)>) -> Self {
-        pairs.sort_unstable_by_key(|&(pid, _)| pid);
-        pairs.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 = kept.1.saturating_add(later.1);
-            }
-            same
-        });
-        PidCounts(Repr::Many(pairs))
-    }
-
     /// One pid's count.
     pub fn one(pid: i32, n: u32) -> Self {
         PidCounts(Repr::One([(pid, n)]))
@@ -68,9 +54,16 @@ impl PidCounts {
         }
     }
 
-    /// Adds `n` to the count of `pid` (from 0 when it has none), saturating.
+    /// Adds `n` to the count of `pid` (from 0 when it has none), saturating. Counting by
+    /// ascending pid, as a scan meets holders, adds at the end, found without a search.
     pub fn add(&mut self, pid: i32, n: u32) {
-        match self.find(pid) {
+        let found = match self.pairs().last() {
+            None => return *self = PidCounts::one(pid, n),
+            Some(&(last, _)) if last == pid => Ok(self.len() - 1),
+            Some(&(last, _)) if last < pid => Err(self.len()),
+            Some(_) => self.find(pid),
+        };
+        match found {
             Ok(at) => {
                 let count = &mut self.pairs_mut()[at].1;
                 *count = count.saturating_add(n);
@@ -121,7 +114,12 @@ impl PidCounts {
     /// Runs `change` on the pairs as a vector, to grow or reorder them.
     fn with_vec<R>(&mut self, change: impl FnOnce(&mut Vec<(i32, u32)>) -> R) -> R {
         let mut all = match std::mem::replace(&mut self.0, Repr::Many(Vec::new())) {
-            Repr::One(one) => Vec::from(one),
+            // Grown, it mostly grows by one more: room for a few, as a push would make.
+            Repr::One(one) => {
+                let mut all = Vec::with_capacity(4);
+                all.extend(one);
+                all
+            }
             Repr::Many(many) => many,
         };
         let changed = change(&mut all);
@@ -283,7 +281,12 @@ mod tests {
                 let sum = sums.entry(pid).or_default();
                 *sum = sum.saturating_add(n);
             }
-            prop_assert!(PidCounts::summed(collected.clone()).iter().eq(sums.iter()));
+            // Counted one reference at a time, as a tally counts (a pid again at the end).
+            let mut added = PidCounts::new();
+            for &(pid, n) in &collected {
+                added.add(pid, n);
+            }
+            prop_assert!(added.iter().eq(sums.iter()));
             for (op, pid, n) in steps {
                 match op {
                     0 => prop_assert_eq!(counts.insert(pid, n), map.insert(pid, n)),

@@ -236,7 +236,7 @@ fn rendered(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
 fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> io::Result<()> {
     let u = units.suffix();
     let held = held_by_process(report);
-    let rows = ProcessRows::new(&report.buffers, &held.holders, units);
+    let mut rows = ProcessRows::new(&report.buffers, &held.holders, units);
     let columns = format!(
         "{:>22} {:>16} {:>16} {:>16} {:>16} {:>22}\n",
         "Name", "Rss", "Pss", "nr_procs", "Inode", "Exporter"
@@ -282,24 +282,31 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
     )
 }
 
-/// Every buffer's row of the per-process table, rendered once, into one text: with thousands of
-/// buffers the rows, not the processes, are the table's cost, and a string apiece would cost an
-/// allocation each. Every holder's row of a buffer is the same but for the Pss cell, which is
-/// `base`, or `base + 1` for the first holders when the size does not divide evenly (the
-/// remainder goes one byte each to them); only then is a second line made.
-struct ProcessRows {
-    /// The lines, one after another; only `str` is ever written in.
+/// The per-process table's buffer rows. Every holder's row of a buffer is the same but for the
+/// Pss cell, which is `base`, or `base + 1` for the first holders when the size does not divide
+/// evenly (the remainder goes one byte each to them); only then is a second line made. A
+/// buffer with several holders has its lines laid out the first time one is written, and kept
+/// in one text: with thousands of buffers the rows are the table's cost, and a string apiece
+/// would cost an allocation each. A buffer with one holder is written once, so its line is
+/// laid out where it is written, not kept: a dense scan's own buffers would otherwise keep
+/// over a hundred bytes each, fresh memory the command pays for in page faults.
+struct ProcessRows<'a> {
+    buffers: &'a [BufferView],
+    holders: &'a [usize],
+    layout: Layout,
+    /// The kept lines, one after another; only `str` is ever written in.
     text: Vec<u8>,
+    /// Where the kept lines are, and which are kept by buffer position ([`NOT_KEPT`] if not).
     rows: Vec<ProcessRow>,
-    /// The exporter of the last buffer, and how it is shown: buffers of one heap share its
-    /// name and mostly come in runs, so it is escaped once a run.
-    exporter: Option<(Exporter, String)>,
-    /// The size, Pss and nr_procs cells of the last buffer's line, by its size and holder
-    /// count: buffers mostly share them with the one before, and they are laid out once a run.
-    cells: Option<((u64, u64), Vec<u8>)>,
+    kept: Vec<u32>,
+    /// The line of a buffer with one holder, reused.
+    line: Vec<u8>,
 }
 
-/// Where one buffer's lines are in [`ProcessRows::text`].
+/// [`ProcessRows::kept`] of a buffer none of whose lines is kept (yet).
+const NOT_KEPT: u32 = u32::MAX;
+
+/// Where one buffer's lines are in the text they were laid out in.
 struct ProcessRow {
     /// The line for a Pss share of `base`.
     line: Range<usize>,
@@ -308,23 +315,64 @@ struct ProcessRow {
     base: u64,
 }
 
-impl ProcessRows {
-    /// The rows of `buffers`, whose holder counts are `holders`.
-    fn new(buffers: &[BufferView], holders: &[usize], units: Units) -> Self {
-        // A line is about 120 bytes.
-        let mut rows = ProcessRows {
-            text: Vec::with_capacity(buffers.len() * 128),
-            rows: Vec::with_capacity(buffers.len()),
-            exporter: None,
-            cells: None,
-        };
-        for (b, &holders) in buffers.iter().zip(holders) {
-            rows.push(b, holders, units);
+impl ProcessRow {
+    /// The line for a holder whose share is `pss`.
+    fn line(&self, pss: u64) -> Range<usize> {
+        match &self.uneven {
+            Some(uneven) if pss != self.base => uneven.clone(),
+            _ => self.line.clone(),
         }
-        rows
+    }
+}
+
+impl<'a> ProcessRows<'a> {
+    /// The rows of `buffers`, whose holder counts are `holders`.
+    fn new(buffers: &'a [BufferView], holders: &'a [usize], units: Units) -> Self {
+        // Every buffer with several holders has its lines kept, a line about 120 bytes.
+        let kept = holders.iter().filter(|&&n| n > 1).count();
+        ProcessRows {
+            buffers,
+            holders,
+            layout: Layout { units, exporter: None, cells: None },
+            text: Vec::with_capacity(kept * 128),
+            rows: Vec::with_capacity(kept),
+            kept: vec![NOT_KEPT; buffers.len()],
+            line: Vec::with_capacity(128),
+        }
     }
 
-    fn push(&mut self, b: &BufferView, holders: usize, units: Units) {
+    /// Writes the row of buffer `index` (in the report) for a holder whose share is `pss`.
+    fn write(&mut self, out: &mut impl io::Write, index: usize, pss: u64) -> io::Result<()> {
+        let (b, holders) = (&self.buffers[index], self.holders[index]);
+        if holders <= 1 {
+            self.line.clear();
+            let row = self.layout.lay_out(&mut self.line, b, holders);
+            return out.write_all(&self.line[row.line(pss)]);
+        }
+        if self.kept[index] == NOT_KEPT {
+            self.kept[index] = self.rows.len() as u32;
+            let row = self.layout.lay_out(&mut self.text, b, holders);
+            self.rows.push(row);
+        }
+        out.write_all(&self.text[self.rows[self.kept[index] as usize].line(pss)])
+    }
+}
+
+/// How [`ProcessRows`] lays a buffer's lines out, with what it keeps from the last buffer laid
+/// out: neighbours in a process's list mostly share an exporter, a size and a holder count.
+struct Layout {
+    units: Units,
+    /// The exporter of the last buffer, and how it is shown: escaped once a run.
+    exporter: Option<(Exporter, String)>,
+    /// The size, Pss and nr_procs cells of the last buffer's line, by its size and holder
+    /// count: laid out once a run.
+    cells: Option<((u64, u64), Vec<u8>)>,
+}
+
+impl Layout {
+    /// Appends the lines of `b`, whose holder count is `holders`, to `text`.
+    fn lay_out(&mut self, text: &mut Vec<u8>, b: &BufferView, holders: usize) -> ProcessRow {
+        let units = self.units;
         let holders = holders.max(1) as u64;
         let base = b.size / holders;
         let name = shown_name(&b.name);
@@ -373,20 +421,10 @@ impl ProcessRows {
             text.push(b'\n');
             start..text.len()
         };
-        let even = line(&mut self.text, &even_cells);
-        let uneven = (b.size % holders != 0).then(|| line(&mut self.text, &cells(base + 1)));
-        self.rows.push(ProcessRow { line: even, uneven, base });
+        let even = line(text, &even_cells);
+        let uneven = (b.size % holders != 0).then(|| line(text, &cells(base + 1)));
         self.cells = Some((key, even_cells));
-    }
-
-    /// Writes the row of buffer `index` (in the report) for a holder whose share is `pss`.
-    fn write(&self, out: &mut impl io::Write, index: usize, pss: u64) -> io::Result<()> {
-        let row = &self.rows[index];
-        let line = match &row.uneven {
-            Some(uneven) if pss != row.base => uneven,
-            _ => &row.line,
-        };
-        out.write_all(&self.text[line.clone()])
+        ProcessRow { line: even, uneven, base }
     }
 }
 
@@ -1076,7 +1114,7 @@ mod tests {
                 })
                 .collect();
             let counts: Vec<usize> = buffers.iter().map(|b| b.4).collect();
-            let rows = ProcessRows::new(&views, &counts, units);
+            let mut rows = ProcessRows::new(&views, &counts, units);
             let u = units.suffix();
             for (index, (b, &holders)) in views.iter().zip(&counts).enumerate() {
                 let base = b.size / holders as u64;
@@ -1087,9 +1125,12 @@ mod tests {
                         shown_name(&b.name), units.fmt(b.size), units.fmt(pss), holders, b.inode,
                         shown_text(b.exporter.as_deref())
                     );
-                    let mut got = Vec::new();
-                    rows.write(&mut got, index, pss).expect("into a Vec");
-                    prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+                    // Twice: as first laid out, and as kept (or laid out again).
+                    for _ in 0..2 {
+                        let mut got = Vec::new();
+                        rows.write(&mut got, index, pss).expect("into a Vec");
+                        prop_assert_eq!(String::from_utf8(got).expect("utf-8"), want.clone());
+                    }
                 }
             }
         }

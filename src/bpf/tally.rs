@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::records::{self, Record, RecordError};
-use crate::account::{Buffer, PidCounts, Process};
+use crate::account::{Buffer, Process};
 use crate::idmap::{IdMap, IdSet};
 use crate::kernel_buffers::{KernelBuffer, KernelBuffers};
 use crate::procfs::status::comm_as_printed;
@@ -58,14 +58,16 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
 /// mappings) is never held whole: feed it what each read returned, the unused tail first.
 ///
 /// A pass is hundreds of thousands of references, so each costs one hash lookup (its buffer)
-/// and an append: a task's records come together, so whether its table or address space counts
-/// and whether its process was described are decided once per run of records, and each buffer
-/// collects its holders as runs of one pid, made into maps once, by [`Counter::finish`].
+/// and a count: a task's records come together, so whether its table or address space counts
+/// and whether its process was described are decided once per run of records, and tasks come
+/// by ascending pid, so a holder is counted at the end of its buffer's counts.
 #[derive(Debug, Default)]
 pub struct Counter<'a> {
     processes: BTreeMap<i32, Process>,
-    /// Buffers in the order first met, and where each is by inode.
-    found: Vec<Found>,
+    /// Buffers in the order first met, keyed as [`Tally::buffers`] keys them (so that
+    /// [`Counter::finish`] sorts them in place and builds the map from this vector, not a
+    /// copy: the memory a scan touches costs it time), and where each is by inode.
+    found: Vec<(u64, Buffer)>,
     slots: IdMap<u64, usize>,
     /// (tgid, fd table or address space) -> the one thread it is counted through.
     tables: IdMap<(i32, u64), i32>,
@@ -82,43 +84,6 @@ pub struct Counter<'a> {
     voided: bool,
     /// For passes that describe no buffers: the kernel's list, read just before, by inode.
     listed: Option<IdMap<u64, &'a KernelBuffer>>,
-}
-
-/// A buffer being counted, with its holders by fd and by mapping.
-#[derive(Debug)]
-struct Found {
-    buffer: Buffer,
-    fds: Runs,
-    maps: Runs,
-}
-
-/// A count per run of references by one pid (a pid met again later starts a second run). Most
-/// buffers have one holder of each kind: the first run is kept inline, allocating nothing.
-#[derive(Debug, Default)]
-struct Runs {
-    first: Option<(i32, u32)>,
-    more: Vec<(i32, u32)>,
-}
-
-impl Runs {
-    /// One more reference by `pid`.
-    fn count(&mut self, pid: i32) {
-        match self.more.last_mut().or(self.first.as_mut()) {
-            Some((last, n)) if *last == pid => *n = n.saturating_add(1),
-            Some(_) => self.more.push((pid, 1)),
-            None => self.first = Some((pid, 1)),
-        }
-    }
-
-    /// One count per pid.
-    fn by_pid(self) -> PidCounts {
-        let Runs { first, mut more } = self;
-        if more.is_empty() {
-            return first.map_or_else(PidCounts::new, |(pid, n)| PidCounts::one(pid, n));
-        }
-        more.extend(first);
-        PidCounts::summed(more)
-    }
 }
 
 /// The rest of an fd table that one run of `dmabuf_tables` could not write: fds `next_fd` and
@@ -303,12 +268,12 @@ impl<'a> Counter<'a> {
                 None => return Err(TallyError::Undescribed(inode)),
             },
         };
-        let found = &mut self.found[at];
+        let buffer = &mut self.found[at].1;
         match refs {
-            Refs::Fd { .. } => found.fds.count(owner.tgid),
+            Refs::Fd { .. } => buffer.fd_refs.add(owner.tgid, 1),
             Refs::Map { extent } => {
-                record_mapping(&mut found.buffer, extent);
-                found.maps.count(owner.tgid);
+                record_mapping(buffer, extent);
+                buffer.map_refs.add(owner.tgid, 1);
             }
         }
         Ok(())
@@ -317,7 +282,7 @@ impl<'a> Counter<'a> {
     /// Counts a buffer first met now; returns where it is.
     fn insert(&mut self, buffer: Buffer) -> usize {
         self.slots.insert(buffer.inode, self.found.len());
-        self.found.push(Found { buffer, fds: Runs::default(), maps: Runs::default() });
+        self.found.push((buffer.inode, buffer));
         self.found.len() - 1
     }
 
@@ -329,16 +294,10 @@ impl<'a> Counter<'a> {
         if self.voided {
             processes.retain(|pid, _| self.holding.contains(pid));
         }
-        let buffers = self
-            .found
-            .into_iter()
-            .map(|Found { mut buffer, fds, maps }| {
-                buffer.fd_refs = fds.by_pid();
-                buffer.map_refs = maps.by_pid();
-                (buffer.inode, buffer)
-            })
-            .collect();
-        Ok(Tally { buffers, processes })
+        let mut found = self.found;
+        // Sorted, the map's own sort finds one run and moves nothing.
+        found.sort_unstable_by_key(|&(inode, _)| inode);
+        Ok(Tally { buffers: found.into_iter().collect(), processes })
     }
 }
 
@@ -364,7 +323,7 @@ enum Refs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::Name;
+    use crate::account::{Name, PidCounts};
 
     fn rec(words: &[u64], kind: u32, head: [u32; 3]) -> Vec<u8> {
         let mut r = [kind, head[0], head[1], head[2]].map(u32::to_ne_bytes).concat();
