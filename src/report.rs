@@ -244,7 +244,7 @@ fn processes_table(out: &mut impl io::Write, report: &Report, units: Units) -> i
     // A process's own lines, `{:>16}:{:<5}` above its rows and `{:>22} {:>13}{u} {:>13}{u}
     // {:>16}` with the separator below them, laid out by hand into one reused line.
     let mut line = Vec::new();
-    for (p, held) in report.processes.iter().zip(&held.by_process) {
+    for (p, held) in report.processes.iter().zip(held.by_process()) {
         line.clear();
         push_right(&mut line, &escape(p.comm.as_bytes()), 16);
         line.push(b':');
@@ -663,6 +663,7 @@ fn grid_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
 
 /// One buffer in one holder's rows: where the buffer is in the report and the holder's Pss
 /// share. Sixteen bytes, as there is one per (process, buffer) row.
+#[derive(Clone, Copy)]
 struct Held {
     index: usize,
     pss: u64,
@@ -672,31 +673,68 @@ struct Held {
 /// report order, each with its Pss share: one pass over buffers x holders instead of one per
 /// process or per row, which matters with hundreds of processes each mapping hundreds of
 /// buffers. Processes are found by binary search (they are sorted by pid), not hashed: cheaper
-/// per row, and a filtered report's buffers also list holders it does not show.
+/// per row, and a filtered report's buffers also list holders it does not show. The rows are
+/// counted per process first and then laid out in one vector, not pushed onto a vector per
+/// process grown as it goes.
 fn held_by_process(report: &Report) -> Holdings {
-    let mut by_process: Vec<Vec<Held>> = report.processes.iter().map(|_| Vec::new()).collect();
+    let processes = report.processes.len();
+    // Each (buffer, holder) row's process, [`NOT_SHOWN`] for one the report leaves out, and
+    // each process's row count (at its position + 1, summed into where its rows start below).
+    let mut shown_as = Vec::new();
+    let mut starts = vec![0; processes + 1];
     let mut holders = Vec::with_capacity(report.buffers.len());
-    let mut pids = Vec::new();
-    for (index, buffer) in report.buffers.iter().enumerate() {
-        pids.clear();
-        pids.extend(buffer.each_holder());
-        for (rank, &pid) in pids.iter().enumerate() {
-            if let Ok(at) = report.processes.binary_search_by_key(&pid, |p| p.pid) {
-                by_process[at].push(Held { index, pss: pss_share(buffer.size, pids.len(), rank) });
+    for buffer in &report.buffers {
+        let before = shown_as.len();
+        shown_as.extend(buffer.each_holder().map(|pid| {
+            match report.processes.binary_search_by_key(&pid, |p| p.pid) {
+                Ok(at) => {
+                    starts[at + 1] += 1;
+                    at as u32
+                }
+                Err(_) => NOT_SHOWN,
+            }
+        }));
+        holders.push(shown_as.len() - before);
+    }
+    for at in 0..processes {
+        starts[at + 1] += starts[at];
+    }
+    let mut next = starts.clone();
+    let mut held = vec![Held { index: 0, pss: 0 }; starts[processes]];
+    let mut rows = shown_as.as_slice();
+    for (index, (buffer, &count)) in report.buffers.iter().zip(&holders).enumerate() {
+        let (these, rest) = rows.split_at(count);
+        rows = rest;
+        for (rank, &at) in these.iter().enumerate() {
+            if at != NOT_SHOWN {
+                let slot = &mut next[at as usize];
+                held[*slot] = Held { index, pss: pss_share(buffer.size, count, rank) };
+                *slot += 1;
             }
         }
-        holders.push(pids.len());
     }
-    Holdings { by_process, holders }
+    Holdings { held, starts, holders }
 }
+
+/// A holder row of a process the report does not show.
+const NOT_SHOWN: u32 = u32::MAX;
 
 /// What [`held_by_process`] finds.
 struct Holdings {
-    /// Each process's buffers, by the process's position in the report.
-    by_process: Vec<Vec<Held>>,
+    /// Every shown process's rows, one process after another in report order.
+    held: Vec<Held>,
+    /// Where each process's rows start in `held`, by its position, and where the last ends.
+    starts: Vec<usize>,
     /// Each buffer's holder count (`nr_procs`), by its position: the walk over every buffer's
     /// holders counts them anyway, where a count of its own would merge the holder maps again.
     holders: Vec<usize>,
+}
+
+impl Holdings {
+    /// Each process's rows, in report order.
+    fn by_process(&self) -> impl Iterator<Item = &[Held]> {
+        self.starts.windows(2).map(|w| &self.held[w[0]..w[1]])
+    }
 }
 
 /// The per-process CSV, written straight into the output: with hundreds of thousands of rows,
@@ -734,8 +772,9 @@ fn processes_csv(out: &mut impl io::Write, report: &Report) -> io::Result<()> {
             cells
         })
         .collect();
-    let Holdings { by_process, holders } = held_by_process(report);
-    for (p, held) in report.processes.iter().zip(&by_process) {
+    let holdings = held_by_process(report);
+    let holders = &holdings.holders;
+    for (p, held) in report.processes.iter().zip(holdings.by_process()) {
         let process_cells =
             format!("{},{},{},", p.pid, csv_cell(&escape(p.comm.as_bytes())), p.uid);
         for h in held {
@@ -1068,6 +1107,14 @@ mod tests {
         };
         // 4097 = 3 x 1365 + 2: the two lowest pids get the remainder bytes.
         assert_eq!(rows, [want(1366), want(1366), want(1365)]);
+        // A report of one holder shows its share among all three.
+        for (pid, pss) in [(1, 1366), (3, 1365)] {
+            let r = Report::build(&model, &Filter { uid: None, pid: Some(pid) });
+            let shown = super::table(&r, View::Processes, Units::Bytes);
+            let rows: Vec<&str> =
+                shown.lines().filter(|l| l.trim_start().starts_with("GL ")).collect();
+            assert_eq!(rows, [want(pss)], "pid {pid}");
+        }
     }
 
     #[test]
