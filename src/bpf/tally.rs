@@ -60,7 +60,7 @@ pub fn tally(bytes: &[u8]) -> Result<Tally, TallyError> {
 /// A pass is hundreds of thousands of references, so each costs one hash lookup (its buffer)
 /// and a count: a task's records come together, so whether its table or address space counts
 /// and whether its process was described are decided once per run of records, and tasks come
-/// by ascending pid, so a holder is counted at the end of its buffer's counts.
+/// by ascending pid, so a holder is mostly counted at the end of its buffer's counts.
 #[derive(Debug, Default)]
 pub struct Counter<'a> {
     processes: BTreeMap<i32, Process>,
