@@ -17,6 +17,24 @@ fn main() {
     }
     #[cfg(feature = "bpf")]
     compile_bpf();
+    lay_out_dmabufctl();
+}
+
+/// Links `dmabufctl` with `src/bin/dmabufctl-layout.ld` (made by scripts/hot-text): the code a
+/// dump runs, in one section at the start of the text. The kernel maps a program's code 64 KiB
+/// around each page it touches (fault-around), and a dump's code, spread over the whole text,
+/// made most of the binary resident: the layout takes 700 KB off a dump's peak RSS
+/// (BENCHMARKS.md, session 8). The script only adds a section before `.text` (`INSERT`), and a
+/// name it lists that a build lacks places nothing, so any build links with it; glibc targets
+/// only, as it names glibc's objects.
+fn lay_out_dmabufctl() {
+    let layout = "src/bin/dmabufctl-layout.ld";
+    println!("cargo:rerun-if-changed={layout}");
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        println!("cargo:rustc-link-arg-bin=dmabufctl=-Wl,-T,{dir}/{layout}");
+    }
 }
 
 /// clang (or `$CLANG`) -target bpf: the object is relocated against the running kernel's BTF at

@@ -13,6 +13,8 @@
 
 #[path = "scan/commands.rs"]
 mod commands;
+#[path = "scan/pages.rs"]
+mod pages;
 #[path = "scan/port.rs"]
 mod port;
 #[path = "scan/workload.rs"]
@@ -32,6 +34,7 @@ fn main() {
             println!("refs {fds} {maps} {buffers}");
         }
         Some("run") => commands::launch(&args[1..]),
+        Some("pages") => pages::capture(&args[1..]),
         _ => driver(&parse_config(&args)),
     }
 }
