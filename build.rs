@@ -23,7 +23,7 @@ fn main() {
 /// Links `dmabufctl` with `src/bin/dmabufctl-layout.ld` (made by scripts/hot-text): the code a
 /// dump runs, in one section at the start of the text. The kernel maps a program's code 64 KiB
 /// around each page it touches (fault-around), and a dump's code, spread over the whole text,
-/// made most of the binary resident: the layout takes 700 KB off a dump's peak RSS
+/// made most of the binary resident: the layout takes 860 KB off a dump's peak RSS
 /// (BENCHMARKS.md, session 8). The script only adds a section before `.text` (`INSERT`), and a
 /// name it lists that a build lacks places nothing, so any build links with it; glibc targets
 /// only, as it names glibc's objects.

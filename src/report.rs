@@ -296,8 +296,10 @@ struct ProcessRows<'a> {
     layout: Layout,
     /// The kept lines, one after another; only `str` is ever written in.
     text: Vec<u8>,
-    /// Where the kept lines are, and which are kept by buffer position ([`NOT_KEPT`] if not).
+    /// Where the kept lines are in `text`.
     rows: Vec<ProcessRow>,
+    /// By buffer position, where its lines are in `rows` ([`NOT_KEPT`] if not kept): four
+    /// bytes a buffer, where a row apiece would be over forty.
     kept: Vec<u32>,
     /// The line of a buffer with one holder, reused.
     line: Vec<u8>,

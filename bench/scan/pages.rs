@@ -73,7 +73,8 @@ fn record(dir: &str, pid: i32, command: &[String]) {
     let [start, end] = [start, end].map(|a| u64::from_str_radix(a, 16).expect("hex address"));
     let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).expect("pagemap");
     let mut out = format!("{}\n", command.join(" "));
-    for page in start / 4096..end / 4096 {
+    let page_size = dmabufd::sys::page_size() as u64;
+    for page in start / page_size..end / page_size {
         let mut entry = [0u8; 8];
         pagemap.seek(SeekFrom::Start(page * 8)).expect("seek");
         pagemap.read_exact(&mut entry).expect("pagemap entry");
