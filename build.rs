@@ -26,14 +26,18 @@ fn main() {
 /// made most of the binary resident: the layout takes 860 KB off a dump's peak RSS
 /// (BENCHMARKS.md, session 8). The script only adds a section before `.text` (`INSERT`), and a
 /// name it lists that a build lacks places nothing, so any build links with it; glibc targets
-/// only, as it names glibc's objects.
+/// only, as it names glibc's objects. `DMABUFCTL_LAYOUT` names another script instead:
+/// scripts/hot-text links with one that puts every function on pages of its own, to see which
+/// ran.
 fn lay_out_dmabufctl() {
-    let layout = "src/bin/dmabufctl-layout.ld";
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let layout = std::env::var("DMABUFCTL_LAYOUT")
+        .unwrap_or_else(|_| format!("{dir}/src/bin/dmabufctl-layout.ld"));
+    println!("cargo:rerun-if-env-changed=DMABUFCTL_LAYOUT");
     println!("cargo:rerun-if-changed={layout}");
     let target = |key: &str| std::env::var(key).unwrap_or_default();
     if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" {
-        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-        println!("cargo:rustc-link-arg-bin=dmabufctl=-Wl,-T,{dir}/{layout}");
+        println!("cargo:rustc-link-arg-bin=dmabufctl=-Wl,-T,{layout}");
     }
 }
 
