@@ -364,8 +364,9 @@ impl<'a> ProcessRows<'a> {
 /// out: neighbours in a process's list mostly share an exporter, a size and a holder count.
 struct Layout {
     units: Units,
-    /// The exporter of the last buffer, and how it is shown: escaped once a run.
-    exporter: Option<(Exporter, String)>,
+    /// The exporter of the last buffer (`None`: not known), and the end of its lines: the
+    /// exporter escaped and right-aligned, laid out once a run.
+    exporter: Option<(Option<Exporter>, Vec<u8>)>,
     /// The size, Pss and nr_procs cells of the last buffer's line, by its size and holder
     /// count: laid out once a run.
     cells: Option<((u64, u64), Vec<u8>)>,
@@ -400,16 +401,18 @@ impl Layout {
             _ => cells(base),
         };
         let same = match (&b.exporter, &self.exporter) {
-            (Some(e), Some((last, _))) => Arc::ptr_eq(e, last),
+            (Some(e), Some((Some(last), _))) => Arc::ptr_eq(e, last),
+            (None, Some((None, _))) => true,
             _ => false,
         };
         if !same {
-            self.exporter = b.exporter.as_ref().map(|e| (e.clone(), shown_text(Some(e)).into()));
+            // `  {:>22}\n`
+            let mut end = b"  ".to_vec();
+            push_right(&mut end, &shown_text(b.exporter.as_deref()), 22);
+            end.push(b'\n');
+            self.exporter = Some((b.exporter.clone(), end));
         }
-        let exporter = match &self.exporter {
-            Some((_, shown)) => shown.as_str(),
-            None => "<unknown>",
-        };
+        let end = self.exporter.as_ref().map_or(&[][..], |(_, end)| end);
         // `{:>22} {:>13}{u} {:>13}{u} {:>16} {:>16}  {:>22}`, laid out by hand: the formatter
         // writes each padding space through a call of its own.
         let line = |text: &mut Vec<u8>, cells: &[u8]| {
@@ -418,9 +421,7 @@ impl Layout {
             text.extend_from_slice(cells);
             text.push(b' ');
             push_cell(text, &inode, 16);
-            text.extend_from_slice(b"  ");
-            push_right(text, exporter, 22);
-            text.push(b'\n');
+            text.extend_from_slice(end);
             start..text.len()
         };
         let even = line(text, &even_cells);
@@ -685,11 +686,24 @@ fn held_by_process(report: &Report) -> Holdings {
     let mut shown_as = Vec::new();
     let mut starts = vec![0; processes + 1];
     let mut holders = Vec::with_capacity(report.buffers.len());
+    // Where the last holder was found. Holders ascend by pid as the processes do, so the next
+    // one is mostly that process again (its own buffers, in a row) or the one after it (a
+    // buffer's holders, in turn): two compares before a search.
+    let mut last = 0;
     for buffer in &report.buffers {
         let before = shown_as.len();
         shown_as.extend(buffer.each_holder().map(|pid| {
-            match report.processes.binary_search_by_key(&pid, |p| p.pid) {
+            let is = |at: usize| report.processes.get(at).is_some_and(|p| p.pid == pid);
+            let found = if is(last) {
+                Ok(last)
+            } else if is(last + 1) {
+                Ok(last + 1)
+            } else {
+                report.processes.binary_search_by_key(&pid, |p| p.pid)
+            };
+            match found {
                 Ok(at) => {
+                    last = at;
                     starts[at + 1] += 1;
                     at as u32
                 }
@@ -1130,6 +1144,39 @@ mod tests {
     }
 
     proptest! {
+        /// Each shown process's rows are the buffers it holds, in report order, with its share
+        /// (as [`BufferView::pss_of`] reckons it), however holders skip processes or fall outside
+        /// a filtered report; each buffer's holder count is all its holders.
+        #[test]
+        fn held_by_process_finds_each_holders_rows(
+            holders in proptest::collection::vec(
+                (proptest::collection::btree_set(1i32..9, 0..9), 1u64..5000),
+                1..12,
+            ),
+            pid in proptest::option::of(1i32..9),
+        ) {
+            let mut model = Model::default();
+            for (inode, (pids, size)) in (1..).zip(&holders) {
+                let fd_refs = pids.iter().map(|&pid| (pid, 1)).collect();
+                model.buffers.insert(inode, Buffer { inode, size: *size, fd_refs, ..Buffer::default() });
+            }
+            for pid in 1..9 {
+                model.processes.insert(pid, Process { pid, uid: 0, comm: String::new() });
+            }
+            let report = Report::build(&model, &Filter { uid: None, pid });
+            let held = held_by_process(&report);
+            for (p, rows) in report.processes.iter().zip(held.by_process()) {
+                let got: Vec<(usize, u64)> = rows.iter().map(|h| (h.index, h.pss)).collect();
+                let want: Vec<(usize, u64)> = (report.buffers.iter().enumerate())
+                    .filter(|(_, b)| b.holders().contains(&p.pid))
+                    .map(|(index, b)| (index, b.pss_of(p.pid)))
+                    .collect();
+                prop_assert_eq!(got, want, "pid {}", p.pid);
+            }
+            let counts: Vec<usize> = report.buffers.iter().map(BufferView::holder_count).collect();
+            prop_assert_eq!(&held.holders, &counts);
+        }
+
         /// The hand-laid rows are the formatter's layout, for names and exporters of any length
         /// and width (wider than their columns, too) and sizes of any magnitude, also where a
         /// row reuses what the one before laid out (the same exporter, size and holder count).
