@@ -8,7 +8,7 @@
 //! maps all of them, so the mapping pass is `(clients + 1) * bufs` records (270,900 for the
 //! defaults, 11 MB). With `--phone` the clients map none; with `--dense` each client holds and
 //! maps 16 buffers of its own and holds 6 shared by all (and by the driver), so buffers are many
-//! and holders few. They are fed to [`Counter`] 128 KiB at a time, as `bpf::scan` reads them. In
+//! and holders few. They are fed to [`Counter`] 32 KiB at a time, as `bpf::scan` reads them. In
 //! the VM the counting was a third of that pass (the kernel's walk the rest), so it is measured
 //! here alone, where it repeats.
 //!
@@ -32,7 +32,7 @@ use dmabufd::report::{self, Units, View};
 const COMPOSITOR: u32 = 1000;
 const SIZE: u64 = 64 * 1024;
 /// What `bpf::scan` reads at a time.
-const READ: usize = 128 * 1024;
+const READ: usize = 32 * 1024;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {

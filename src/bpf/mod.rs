@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 #[cfg(feature = "bpf")]
 mod load;
+mod read;
 pub mod records;
 pub mod tally;
 
@@ -92,11 +93,6 @@ pub const TABLES: Program = Program { name: "dmabuf_tables", iter: "task", pin: 
 /// [`VMAS`] without buffer descriptions, for where [`LIST`] gives them.
 pub const VMA_REFS: Program =
     Program { name: "dmabuf_vma_refs", iter: "task_vma", pin: "vma_refs" };
-/// Bytes per read of a pass. A read returns at most one fill of the kernel's seq buffer (8
-/// pages, `bpf_seq_read`), so this is room for that plus a record cut by the last read; pages
-/// the kernel never writes to are never resident.
-const READ_SIZE: usize = 128 * 1024;
-
 /// Records that are not what the object writes: the pass's data is invalid, as a parse failure
 /// of any kernel list is.
 fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
@@ -210,14 +206,6 @@ impl Iterators {
         Err(Error::Unsupported("BPF scan (nothing pinned, and this build lacks the `bpf` feature)"))
     }
 
-    /// Runs `program` once over the whole system, its records counted into `counter` as they
-    /// are read.
-    fn run(&mut self, program: &Program, counter: &mut tally::Counter) -> Result<()> {
-        let pass = self.open(program)?;
-        read_records(pass, |bytes| counter.add(bytes))
-            .map_err(|e| Error::io(format!("reading BPF iterator {}", program.iter), e))
-    }
-
     /// A pass of `program`: reading the file runs it.
     fn open(&mut self, program: &Program) -> Result<std::fs::File> {
         match self {
@@ -250,32 +238,6 @@ impl Iterators {
     }
 }
 
-/// Reads a pass `READ_SIZE` bytes at a time and hands `take` what is held: it returns how many
-/// bytes of whole records it took, and the rest, a record the read cut, moves to the front for
-/// the next read. Memory stays flat however long the pass.
-fn read_records<E: std::error::Error + Send + Sync + 'static>(
-    mut pass: impl Read,
-    mut take: impl FnMut(&[u8]) -> std::result::Result<usize, E>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; READ_SIZE];
-    let (mut held, mut offset) = (0, 0);
-    loop {
-        let n = pass.read(&mut buf[held..])?;
-        if n == 0 {
-            break;
-        }
-        held += n;
-        let used = take(&buf[..held]).map_err(invalid)?;
-        buf.copy_within(used..held, 0);
-        held -= used;
-        offset += used;
-    }
-    match held {
-        0 => Ok(()),
-        _ => Err(invalid(records::RecordError::Truncated { offset })),
-    }
-}
-
 /// The pinned `iter/dmabuf` list at `path`, parsed as it is read.
 pub(crate) fn read_list(path: &Path) -> Result<crate::kernel_buffers::KernelBuffers> {
     let context = || format!("reading {}", path.display());
@@ -283,9 +245,9 @@ pub(crate) fn read_list(path: &Path) -> Result<crate::kernel_buffers::KernelBuff
     read_list_from(file).map_err(|e| Error::io(context(), e))
 }
 
-fn read_list_from(file: impl Read) -> std::io::Result<crate::kernel_buffers::KernelBuffers> {
+fn read_list_from(file: impl Read + Send) -> std::io::Result<crate::kernel_buffers::KernelBuffers> {
     let mut list = crate::kernel_buffers::KernelBuffers::default();
-    read_records(file, |bytes| list.add_records(bytes))?;
+    read::read_alongside(vec![file], |_, bytes| list.add_records(bytes)).map_err(|(_, e)| e)?;
     Ok(list)
 }
 
@@ -340,10 +302,11 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
             Some(list) => (&REFS, tally::Counter::described_by(list)),
             None => (&TASKS, tally::Counter::default()),
         };
-        for program in programs {
-            iterators.run(program, &mut counter)?;
-            log::debug!("BPF {} pass done at {:?}", program.name, start.elapsed());
-        }
+        let passes = programs.iter().map(|p| iterators.open(p)).collect::<Result<Vec<_>>>()?;
+        read::read_alongside(passes, |_, bytes| counter.add(bytes)).map_err(|(at, e)| {
+            Error::io(format!("reading BPF iterator {}", programs[at].iter), e)
+        })?;
+        log::debug!("BPF passes read at {:?}", start.elapsed());
         let counting = |e: tally::TallyError| Error::io("counting BPF records", invalid(e));
         let cuts = counter.take_cuts().map_err(counting)?;
         for cut in &cuts {
@@ -380,6 +343,7 @@ pub fn kernel_buffers() -> Result<crate::kernel_buffers::KernelBuffers> {
 
 #[cfg(test)]
 mod tests {
+    use super::read::tests::Trickle;
     use super::*;
 
     fn buffer(inode: u64) -> Vec<u8> {
@@ -391,18 +355,6 @@ mod tests {
         r
     }
 
-    /// Hands out `step` bytes a read, as a pass cut anywhere by the kernel's seq buffer.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.1.min(buf.len()).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
     #[test]
     fn a_list_read_in_pieces_is_the_list_parsed_whole() {
         let bytes: Vec<u8> = (1..=50).flat_map(buffer).collect();
@@ -412,7 +364,7 @@ mod tests {
             whole.buffers[49].name.as_ref().map(crate::text::Name::as_bytes),
             Some(&b"n\nm\t"[..])
         );
-        for step in [1, 7, 120, 4096, READ_SIZE] {
+        for step in [1, 7, 120, 4096, 128 * 1024] {
             assert_eq!(read_list_from(Trickle(&bytes, step)).expect("records"), whole, "{step}");
         }
     }
