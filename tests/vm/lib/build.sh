@@ -30,6 +30,10 @@ prepare_rsbinder_tools() {
 }
 
 MANIFEST_NAME=dmabufd-vm-artifacts.tsv
+# Static, and not position-independent: glibc's static-pie start-up (self-relocation, ifunc
+# resolution) costs a hello-world 37 of its 59 ms under TCG (BENCHMARKS.md), which every
+# one-shot command of a benchmark would pay. scripts/hot-text builds with these too.
+STATIC_RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
 # Fills BINS and TESTS ("name<TAB>path").
 collect_project_artifacts() {
