@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::account::{pss_share, saturating_sum, BufferView, Exporter, Name, Report};
 use crate::handoff::{Handoff, Handoffs};
 use crate::ledger::Entry;
-use crate::text::escape;
+use crate::text::{self, escape};
 
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,7 +378,6 @@ impl Layout {
         let units = self.units;
         let holders = holders.max(1) as u64;
         let base = b.size / holders;
-        let name = shown_name(&b.name);
         let inode = Cell::from(b.inode);
         // ` {:>13}{u} {:>13}{u} {:>16}`: size, a Pss share and nr_procs, the same for every
         // buffer of one size and holder count.
@@ -417,7 +416,7 @@ impl Layout {
         // writes each padding space through a call of its own.
         let line = |text: &mut Vec<u8>, cells: &[u8]| {
             let start = text.len();
-            push_right(text, &name, 22);
+            push_name(text, &b.name, 22);
             text.extend_from_slice(cells);
             text.push(b' ');
             push_cell(text, &inode, 16);
@@ -437,6 +436,18 @@ fn push_right(line: &mut Vec<u8>, text: &str, width: usize) {
     let chars = if text.is_ascii() { text.len() } else { text.chars().count() };
     push_spaces(line, width.saturating_sub(chars));
     line.extend_from_slice(text.as_bytes());
+}
+
+/// [`push_right`] for a name as tables show it ([`shown_name`]): a plain one, nearly every
+/// name, is copied as it is, its width its length.
+fn push_name(line: &mut Vec<u8>, name: &Option<Name>, width: usize) {
+    match name {
+        Some(n) if !n.is_empty() && text::is_plain(n.as_bytes()) => {
+            push_spaces(line, width.saturating_sub(n.as_bytes().len()));
+            line.extend_from_slice(n.as_bytes());
+        }
+        _ => push_right(line, &shown_name(name), width),
+    }
 }
 
 /// [`push_right`] for a number, whose digits are its width.

@@ -28,9 +28,7 @@ use serde::ser::{SerializeMap, Serializer};
 /// The escaped, printable form of `bytes` (see the [module docs](self)); borrowed when nothing
 /// needed escaping, which is the case for every name the service sets.
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
-    // Printable ASCII but the backslash stands for itself: most names, and cheap to tell.
-    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'\\';
-    if bytes.iter().all(plain) {
+    if is_plain(bytes) {
         if let Ok(s) = std::str::from_utf8(bytes) {
             return Cow::Borrowed(s);
         }
@@ -58,6 +56,13 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
         hex_bytes(&mut out, chunk.invalid());
     }
     Cow::Owned(out)
+}
+
+/// True when `bytes` are their own escaped form, as wide as they are long: printable ASCII,
+/// the backslash aside. Most names are, and cheap to tell: a table laying out thousands of them
+/// copies these as they are.
+pub fn is_plain(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| (b' '..=b'~').contains(b) && *b != b'\\')
 }
 
 fn needs_escape(c: char) -> bool {
