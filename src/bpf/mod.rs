@@ -247,7 +247,7 @@ pub(crate) fn read_list(path: &Path) -> Result<crate::kernel_buffers::KernelBuff
 
 fn read_list_from(file: impl Read + Send) -> std::io::Result<crate::kernel_buffers::KernelBuffers> {
     let mut list = crate::kernel_buffers::KernelBuffers::default();
-    read::read_alongside(vec![file], |_, bytes| list.add_records(bytes)).map_err(|(_, e)| e)?;
+    read::read_alongside(vec![file], |bytes| list.add_records(bytes)).map_err(|(_, e)| e)?;
     Ok(list)
 }
 
@@ -303,7 +303,7 @@ fn scan_with(opts: &ScanOptions, mut iterators: Iterators) -> Result<Model> {
             None => (&TASKS, tally::Counter::default()),
         };
         let passes = programs.iter().map(|p| iterators.open(p)).collect::<Result<Vec<_>>>()?;
-        read::read_alongside(passes, |_, bytes| counter.add(bytes)).map_err(|(at, e)| {
+        read::read_alongside(passes, |bytes| counter.add(bytes)).map_err(|(at, e)| {
             Error::io(format!("reading BPF iterator {}", programs[at].iter), e)
         })?;
         log::debug!("BPF passes read at {:?}", start.elapsed());

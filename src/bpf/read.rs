@@ -36,14 +36,13 @@ enum Chunk {
 }
 
 /// Reads `passes` one after another and hands `take` each pass's records as they arrive (the
-/// pass's position, the bytes held): it returns how many bytes of whole records it took, and
-/// the rest, a record a read cut, comes again with the next read's bytes after it. Passes are
+/// bytes held): it returns how many bytes of whole records it took, and the rest, a record a read cut, comes again with the next read's bytes after it. Passes are
 /// read here while each takes one read; from the first that takes more, a thread reads the rest
 /// while this one counts. Fails with the position of the pass that failed: a read error, an
 /// error of `take`, or a pass ending inside a record.
 pub(super) fn read_alongside<R, E>(
     passes: Vec<R>,
-    take: impl FnMut(usize, &[u8]) -> Result<usize, E>,
+    take: impl FnMut(&[u8]) -> Result<usize, E>,
 ) -> Result<(), (usize, std::io::Error)>
 where
     R: Read + Send,
@@ -74,7 +73,7 @@ fn alongside<R, E>(
     rest: impl Iterator<Item = R> + Send,
     read: Chunk,
     empty: Vec<u8>,
-    counting: Counting<impl FnMut(usize, &[u8]) -> Result<usize, E>>,
+    counting: Counting<impl FnMut(&[u8]) -> Result<usize, E>>,
 ) -> Result<(), (usize, std::io::Error)>
 where
     R: Read + Send,
@@ -148,7 +147,7 @@ struct Counting<T> {
 
 impl<T, E> Counting<T>
 where
-    T: FnMut(usize, &[u8]) -> Result<usize, E>,
+    T: FnMut(&[u8]) -> Result<usize, E>,
     E: std::error::Error + Send + Sync + 'static,
 {
     /// Hands `take` a read's bytes, after what the read before cut.
@@ -156,12 +155,12 @@ where
         let pass = self.pass;
         let taken = |used: Result<usize, E>| used.map_err(|e| (pass, super::invalid(e)));
         let used = if self.cut.is_empty() {
-            let used = taken((self.take)(pass, bytes))?;
+            let used = taken((self.take)(bytes))?;
             self.cut.extend_from_slice(&bytes[used..]);
             used
         } else {
             self.cut.extend_from_slice(bytes);
-            let used = taken((self.take)(pass, &self.cut))?;
+            let used = taken((self.take)(&self.cut))?;
             self.cut.drain(..used);
             used
         };
@@ -217,13 +216,12 @@ pub(super) mod tests {
         }
     }
 
-    /// Takes whole 3-byte records, each its pass's position and a byte, and keeps them.
-    fn triples(
-        seen: &mut Vec<(usize, u8)>,
-    ) -> impl FnMut(usize, &[u8]) -> Result<usize, RecordError> + '_ {
-        |pass, bytes| {
+    /// Takes whole 3-byte records and keeps the first byte of each (the tests' passes tell
+    /// theirs apart by it).
+    fn triples(seen: &mut Vec<u8>) -> impl FnMut(&[u8]) -> Result<usize, RecordError> + '_ {
+        |bytes| {
             let whole = bytes.len() / 3 * 3;
-            seen.extend(bytes[..whole].chunks(3).map(|r| (pass, r[0])));
+            seen.extend(bytes[..whole].chunks(3).map(|r| r[0]));
             Ok(whole)
         }
     }
@@ -231,8 +229,7 @@ pub(super) mod tests {
     #[test]
     fn every_pass_is_taken_whole_however_its_reads_cut_it() {
         let [a, b]: [Vec<u8>; 2] = [1u8..=40, 41..=70].map(|r| r.flat_map(|n| [n, 0, 0]).collect());
-        let want: Vec<(usize, u8)> =
-            (1..=40).map(|n| (0, n)).chain((41..=70).map(|n| (1, n))).collect();
+        let want: Vec<u8> = (1..=70).collect();
         for step in [1, 2, 5, 64, read_size()] {
             let mut seen = Vec::new();
             read_alongside(vec![Trickle(&a, step), Trickle(&b, step)], triples(&mut seen))
@@ -251,7 +248,7 @@ pub(super) mod tests {
         assert_eq!(pass, 1);
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert_eq!(e.to_string(), "BPF record cut short at byte 6");
-        assert_eq!(seen, [(0, 7), (0, 7), (1, 9), (1, 9)]);
+        assert_eq!(seen, [7, 7, 9, 9]);
     }
 
     /// Counts its reads in `reads`, and fails read number `fails` (from 1).
@@ -280,7 +277,7 @@ pub(super) mod tests {
             let (pass, e) =
                 read_alongside(passes, triples(&mut seen)).expect_err("the first pass fails");
             assert_eq!((pass, e.to_string()), (0, "the walk failed".to_string()));
-            assert_eq!(seen, vec![(0, 5); fails - 1]);
+            assert_eq!(seen, vec![5; fails - 1]);
             // The second pass is never run.
             assert_eq!(reads.map(|r| r.into_inner()), [fails, 0]);
         }
@@ -292,7 +289,7 @@ pub(super) mod tests {
         let long = vec![0u8; 100 * read_size()];
         let mut calls = 0;
         // The third read's bytes come from the reader thread.
-        let (pass, e) = read_alongside(vec![Trickle(&long, 3), Trickle(&long, 3)], |_, _| {
+        let (pass, e) = read_alongside(vec![Trickle(&long, 3), Trickle(&long, 3)], |_| {
             calls += 1;
             match calls {
                 3 => Err(RecordError::Truncated { offset: 0 }),
